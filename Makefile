@@ -1,0 +1,25 @@
+# Thin wrapper: the logic lives in scripts/. `make help` lists the targets.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+ARGS    ?=
+
+.PHONY: help build run test lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+build: ## build bin/dnsfence
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/dnsfence ./cmd/dnsfence
+
+run: build ## run dnsfence on the built-in config (127.0.0.1:1053, [::1]:1053); extra flags in ARGS="..."
+	./bin/dnsfence $(ARGS)
+
+test: lint ## lint, then every test with -race and -shuffle (what CI runs)
+	scripts/test.sh
+
+lint: ## gofmt check, go vet, staticcheck
+	scripts/lint.sh
+
+clean: ## remove build output
+	rm -rf bin

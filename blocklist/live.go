@@ -1,0 +1,114 @@
+package blocklist
+
+import (
+	"errors"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Live serves the current Set and reloads it from its sources. Match is one
+// atomic load and never waits for a reload.
+type Live struct {
+	sources  []Source
+	onReload func(Result)
+	set      atomic.Pointer[Set]
+
+	mu   sync.Mutex // serializes Reload; guards good
+	good []parsed   // per source, the last parse that succeeded
+}
+
+// Result describes one Reload.
+type Result struct {
+	Lists    []ListInfo       // per list after the reload (entries now served; a failed list keeps its last good info)
+	Failed   map[string]error // list name -> why it kept its old entries; nil if none failed
+	Entries  int              // total distinct entries now served
+	Duration time.Duration
+}
+
+// Err joins the errors of Failed in source order; nil if none failed.
+func (r Result) Err() error {
+	if len(r.Failed) == 0 {
+		return nil
+	}
+	errs := make([]error, 0, len(r.Failed))
+	for _, li := range r.Lists {
+		if err, ok := r.Failed[li.Name]; ok {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) < len(r.Failed) {
+		// A Result not built by Reload: keep the rest, in a stable order.
+		var rest []string
+		for name := range r.Failed {
+			if !slices.ContainsFunc(r.Lists, func(li ListInfo) bool { return li.Name == name }) {
+				rest = append(rest, name)
+			}
+		}
+		sort.Strings(rest)
+		for _, name := range rest {
+			errs = append(errs, r.Failed[name])
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// NewLive loads every source; unlike Reload it fails if any source does, so
+// that the server does not start with a list missing. onReload, if non-nil,
+// is called by each Reload (not for this initial load, whose state Set
+// reports); it must not call Reload.
+func NewLive(sources []Source, onReload func(Result)) (*Live, error) {
+	sources = slices.Clone(sources)
+	ps, err := loadAll(sources)
+	if err != nil {
+		return nil, err
+	}
+	l := &Live{sources: sources, onReload: onReload, good: ps}
+	l.set.Store(newSet(sources, ps))
+	return l, nil
+}
+
+// Match matches name against the current Set; see Set.Match.
+func (l *Live) Match(name string) (list, rule string, ok bool) {
+	return l.set.Load().Match(name)
+}
+
+// Set returns the Set currently served.
+func (l *Live) Set() *Set {
+	return l.set.Load()
+}
+
+// Reload re-reads every source and swaps in a new Set. A source that fails
+// keeps its last good entries, so one broken download does not unblock a
+// whole list; the others are updated. Reloads are serialized. onReload is
+// called with the result before Reload returns.
+//
+// Only a missing, unreadable or all-invalid file counts as a failure: list
+// files should be replaced atomically (write aside, then rename), or a reload
+// may read a truncated file as a valid, shorter list.
+func (l *Live) Reload() Result {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	start := time.Now()
+	var failed map[string]error
+	for i, src := range l.sources {
+		p, err := src.read()
+		if err != nil {
+			if failed == nil {
+				failed = make(map[string]error)
+			}
+			failed[src.Name] = err
+			continue
+		}
+		l.good[i] = p
+	}
+	s := newSet(l.sources, l.good)
+	l.set.Store(s)
+	res := Result{Lists: s.Lists(), Failed: failed, Entries: s.Len(), Duration: time.Since(start)}
+	if l.onReload != nil {
+		l.onReload(res)
+	}
+	return res
+}

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/dnsfence/dnsfence/configs"
+	"github.com/dnsfence/dnsfence/resolver"
+)
+
+// Config is the YAML configuration. Every field is documented in configs/dnsfence.yaml and README.md.
+type Config struct {
+	Listen          []string       `yaml:"listen"`
+	Upstreams       []string       `yaml:"upstreams"`
+	ResolvConf      string         `yaml:"resolv_conf"`
+	UpstreamTimeout time.Duration  `yaml:"upstream_timeout"`
+	QueryTimeout    time.Duration  `yaml:"query_timeout"`
+	TCPIdleTimeout  time.Duration  `yaml:"tcp_idle_timeout"`
+	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
+	Blocking        BlockingConfig `yaml:"blocking"`
+	Blocklists      []ListConfig   `yaml:"blocklists"`
+	HTTP            HTTPConfig     `yaml:"http"`
+	Log             LogConfig      `yaml:"log"`
+
+	// lines maps a field path ("blocking.mode", "upstreams[1]") to its line in the file, so
+	// validation errors can point at it.
+	lines map[string]int
+	// source names the file in messages ("embedded default" when there is none).
+	source string
+}
+
+// BlockingConfig is how blocked names are answered.
+type BlockingConfig struct {
+	Mode string        `yaml:"mode"`
+	IPv4 string        `yaml:"ipv4"`
+	IPv6 string        `yaml:"ipv6"`
+	TTL  time.Duration `yaml:"ttl"`
+}
+
+// ListConfig is one blocklist: a file (path) or a list built into the binary (builtin).
+type ListConfig struct {
+	Name    string `yaml:"name"`
+	Path    string `yaml:"path"`
+	Builtin string `yaml:"builtin"`
+}
+
+// HTTPConfig is the metrics and health listener.
+type HTTPConfig struct {
+	Listen string `yaml:"listen"`
+}
+
+// LogConfig is logging.
+type LogConfig struct {
+	Format  string `yaml:"format"`
+	Level   string `yaml:"level"`
+	Queries bool   `yaml:"queries"`
+}
+
+// defaults are applied before decoding, so a key absent from the file keeps its default.
+func defaults() Config {
+	return Config{
+		Listen:          []string{"127.0.0.1:1053", "[::1]:1053"},
+		ResolvConf:      "/etc/resolv.conf",
+		UpstreamTimeout: 2 * time.Second,
+		QueryTimeout:    5 * time.Second,
+		TCPIdleTimeout:  10 * time.Second,
+		ShutdownTimeout: 5 * time.Second,
+		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second},
+		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
+		Log:             LogConfig{Format: "console", Level: "info"},
+	}
+}
+
+// parseConfig decodes YAML strictly: unknown keys and values of the wrong type are errors with the
+// line they are on. It does not validate values; call Validate.
+func parseConfig(data []byte, source string) (*Config, error) {
+	cfg := defaults()
+	cfg.source = source
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", source, cleanYAMLError(err))
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("%s: %w", source, cleanYAMLError(err))
+	}
+	cfg.lines = map[string]int{}
+	indexLines(&root, "", cfg.lines)
+	// `mode: null` means the null sinkhole, but YAML reads it as null and leaves the default.
+	if n := scalarAt(&root, "blocking", "mode"); n != nil && n.Tag == "!!null" {
+		cfg.Blocking.Mode = n.Value
+	}
+	return &cfg, nil
+}
+
+// cleanYAMLError drops the library's "yaml: unmarshal errors:" preamble and Go type names so the
+// message talks about the file, not our structs.
+func cleanYAMLError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, e := range te.Errors {
+			e = strings.Replace(e, " in type main.Config", "", 1)
+			for _, t := range []string{"main.BlockingConfig", "main.ListConfig", "main.HTTPConfig", "main.LogConfig"} {
+				e = strings.Replace(e, " in type "+t, "", 1)
+			}
+			e = strings.Replace(e, "field ", "unknown key ", 1)
+			e = strings.Replace(e, " not found", "", 1)
+			msgs[i] = e
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
+}
+
+// indexLines records the line of every mapping value and sequence item under its dotted path.
+func indexLines(n *yaml.Node, path string, lines map[string]int) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexLines(c, path, lines)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			p := n.Content[i].Value
+			if path != "" {
+				p = path + "." + p
+			}
+			lines[p] = n.Content[i].Line
+			indexLines(n.Content[i+1], p, lines)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			lines[p] = c.Line
+			indexLines(c, p, lines)
+		}
+	}
+}
+
+// scalarAt returns the scalar node at the mapping path keys, or nil.
+func scalarAt(n *yaml.Node, keys ...string) *yaml.Node {
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		n = n.Content[0]
+	}
+	for _, k := range keys {
+		if n.Kind != yaml.MappingNode {
+			return nil
+		}
+		var next *yaml.Node
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Value == k {
+				next = n.Content[i+1]
+			}
+		}
+		if next == nil {
+			return nil
+		}
+		n = next
+	}
+	if n.Kind != yaml.ScalarNode {
+		return nil
+	}
+	return n
+}
+
+// problem formats a validation error for the field at path, with its line when the file set it.
+func (c *Config) problem(path, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if line, ok := c.lines[path]; ok {
+		return fmt.Errorf("%s: line %d: %s: %s", c.source, line, path, msg)
+	}
+	return fmt.Errorf("%s: %s: %s", c.source, path, msg)
+}
+
+// Validate checks every value and returns all problems joined, each naming its line.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Listen) == 0 {
+		errs = append(errs, c.problem("listen", "at least one address is needed"))
+	}
+	for i, l := range c.Listen {
+		if _, err := netip.ParseAddrPort(l); err != nil {
+			errs = append(errs, c.problem(fmt.Sprintf("listen[%d]", i), "%q is not IP:port (%v)", l, err))
+		}
+	}
+	for i, u := range c.Upstreams {
+		if _, err := resolver.ParseUpstream(u); err != nil {
+			errs = append(errs, c.problem(fmt.Sprintf("upstreams[%d]", i), "%v", err))
+		}
+	}
+	if len(c.Upstreams) == 0 && c.ResolvConf == "" {
+		errs = append(errs, c.problem("upstreams", "no upstreams and no resolv_conf to read them from"))
+	}
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+	}{
+		{"upstream_timeout", c.UpstreamTimeout}, {"query_timeout", c.QueryTimeout},
+		{"tcp_idle_timeout", c.TCPIdleTimeout}, {"shutdown_timeout", c.ShutdownTimeout},
+		{"blocking.ttl", c.Blocking.TTL},
+	} {
+		if d.v <= 0 {
+			errs = append(errs, c.problem(d.path, "must be positive, got %v", d.v))
+		}
+	}
+	if c.Blocking.TTL%time.Second != 0 || c.Blocking.TTL > 24*time.Hour {
+		errs = append(errs, c.problem("blocking.ttl", "must be whole seconds up to 24h, got %v", c.Blocking.TTL))
+	}
+	mode, err := resolver.ParseSinkholeMode(c.Blocking.Mode)
+	if err != nil {
+		errs = append(errs, c.problem("blocking.mode", "%v", err))
+	}
+	v4, v6, ipErrs := c.customIPs()
+	errs = append(errs, ipErrs...)
+	if err == nil && mode == resolver.SinkholeCustom && !v4.IsValid() && !v6.IsValid() {
+		errs = append(errs, c.problem("blocking.mode", "custom mode needs blocking.ipv4 and/or blocking.ipv6"))
+	}
+	names := map[string]bool{}
+	for i, l := range c.Blocklists {
+		p := fmt.Sprintf("blocklists[%d]", i)
+		switch {
+		case l.Name == "":
+			errs = append(errs, c.problem(p, "name is required"))
+		case names[l.Name]:
+			errs = append(errs, c.problem(p+".name", "duplicate list name %q", l.Name))
+		}
+		names[l.Name] = true
+		if (l.Path == "") == (l.Builtin == "") {
+			errs = append(errs, c.problem(p, "exactly one of path or builtin is required"))
+		}
+		if l.Builtin != "" {
+			if _, err := fs.Stat(configs.Lists(), configs.BuiltinPath(l.Builtin)); err != nil {
+				errs = append(errs, c.problem(p+".builtin", "unknown built-in list %q (built in: %s)",
+					l.Builtin, strings.Join(configs.Builtins(), ", ")))
+			}
+		}
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			errs = append(errs, c.problem("http.listen", "%q is not host:port (%v)", c.HTTP.Listen, err))
+		}
+	}
+	if c.Log.Format != "console" && c.Log.Format != "json" {
+		errs = append(errs, c.problem("log.format", "%q: want console or json", c.Log.Format))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, c.problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
+	}
+	return errors.Join(errs...)
+}
+
+// customIPs parses blocking.ipv4 and blocking.ipv6 (either may be empty).
+func (c *Config) customIPs() (v4, v6 netip.Addr, errs []error) {
+	if c.Blocking.IPv4 != "" {
+		ip, err := netip.ParseAddr(c.Blocking.IPv4)
+		if err != nil || !ip.Is4() {
+			errs = append(errs, c.problem("blocking.ipv4", "%q is not an IPv4 address", c.Blocking.IPv4))
+		}
+		v4 = ip
+	}
+	if c.Blocking.IPv6 != "" {
+		ip, err := netip.ParseAddr(c.Blocking.IPv6)
+		if err != nil || !ip.Is6() || ip.Is4In6() {
+			errs = append(errs, c.problem("blocking.ipv6", "%q is not an IPv6 address", c.Blocking.IPv6))
+		}
+		v6 = ip
+	}
+	return v4, v6, errs
+}
+
+// sinkhole builds the sinkhole from a validated config.
+func (c *Config) sinkhole() *resolver.Sinkhole {
+	mode, _ := resolver.ParseSinkholeMode(c.Blocking.Mode)
+	v4, v6, _ := c.customIPs()
+	return &resolver.Sinkhole{Mode: mode, IPv4: v4, IPv6: v6, TTL: c.Blocking.TTL}
+}
+
+// defaultUpstreams reads the nameservers from resolvConf, minus those that are dnsfence itself (one
+// of the listen addresses, or any local address when listening on a wildcard on port 53), which
+// would make every query loop back to us.
+func defaultUpstreams(resolvConf string, listen []string) ([]string, error) {
+	cc, err := dns.ClientConfigFromFile(resolvConf)
+	if err != nil {
+		return nil, fmt.Errorf("no upstreams configured and %s unreadable: %w", resolvConf, err)
+	}
+	port, err := strconv.ParseUint(cc.Port, 10, 16)
+	if err != nil {
+		port = 53
+	}
+	var out, skipped []string
+	for _, s := range cc.Servers {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			continue
+		}
+		ap := netip.AddrPortFrom(ip.Unmap(), uint16(port))
+		if isSelf(ap, listen) {
+			skipped = append(skipped, ap.String())
+			continue
+		}
+		out = append(out, ap.String())
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no upstreams configured and none usable in %s (servers %v; skipped as our own listen address: %v): set upstreams or -upstream",
+			resolvConf, cc.Servers, skipped)
+	}
+	return out, nil
+}
+
+func isSelf(server netip.AddrPort, listen []string) bool {
+	for _, l := range listen {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil || ap.Port() != server.Port() {
+			continue
+		}
+		if ap.Addr().Unmap() == server.Addr() {
+			return true
+		}
+		if ap.Addr().IsUnspecified() && isLocal(server.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLocal reports whether ip is loopback or assigned to one of this machine's interfaces.
+func isLocal(ip netip.Addr) bool {
+	if ip.IsLoopback() || ip.IsUnspecified() {
+		return true
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return false
+	}
+	for _, a := range addrs {
+		if p, err := netip.ParsePrefix(a.String()); err == nil && p.Addr().Unmap() == ip {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,217 @@
+package main
+
+import (
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+)
+
+const testList = `# test list
+blocked.example
+ads.example.net
+`
+
+func TestEndToEndForwardAndBlock(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	list := writeFile(t, t.TempDir(), "test.txt", testList)
+	d := start(t, "-upstream", up.Addr, "-blocklist", list)
+	addr := d.dnsAddrs[0]
+
+	t.Run("forwarded answer equals the upstream's", func(t *testing.T) {
+		q := resolvertest.Query("www.allowed.example", dns.TypeA, false)
+		got := resolvertest.Exchange(t, "udp", addr, q)
+		want := resolvertest.Exchange(t, "udp", up.Addr, q)
+		if got.Rcode != dns.RcodeSuccess || len(got.Answer) != 1 || got.Answer[0].String() != want.Answer[0].String() {
+			t.Fatalf("got %v\nwant %v", got.Answer, want.Answer)
+		}
+	})
+	for _, name := range []string{"blocked.example", "deep.sub.BLOCKED.example", "ads.example.net"} {
+		t.Run("blocked "+name, func(t *testing.T) {
+			for _, network := range []string{"udp", "tcp"} {
+				r := resolvertest.Exchange(t, network, addr, resolvertest.Query(name, dns.TypeA, true))
+				if r.Rcode != dns.RcodeNameError {
+					t.Fatalf("%s: rcode %s, want NXDOMAIN", network, dns.RcodeToString[r.Rcode])
+				}
+				soa, ok := r.Ns[0].(*dns.SOA)
+				if len(r.Ns) != 1 || !ok || soa.Minttl != 60 || soa.Hdr.Ttl != 60 {
+					t.Fatalf("%s: authority %v, want a SOA with TTL and MINIMUM 60", network, r.Ns)
+				}
+				var ede *dns.EDNS0_EDE
+				for _, o := range r.IsEdns0().Option {
+					ede, _ = o.(*dns.EDNS0_EDE)
+				}
+				if ede == nil || ede.InfoCode != dns.ExtendedErrorCodeBlocked || !strings.Contains(ede.ExtraText, "test") {
+					t.Fatalf("%s: EDE %v, want Blocked naming list test", network, ede)
+				}
+			}
+		})
+	}
+	for _, name := range []string{"notblocked.example", "blocked.example.org", "example.net"} {
+		t.Run("look-alike "+name, func(t *testing.T) {
+			r := resolvertest.Exchange(t, "udp", addr, resolvertest.Query(name, dns.TypeA, false))
+			if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+				t.Fatalf("%s was not forwarded: %v", name, r)
+			}
+		})
+	}
+	t.Run("built-in list is on by default", func(t *testing.T) {
+		r := resolvertest.Exchange(t, "udp", addr, resolvertest.Query("mobilegw.alipay.com", dns.TypeA, false))
+		if r.Rcode != dns.RcodeNameError {
+			t.Fatalf("alipay.com not blocked by the built-in list: %v", r)
+		}
+	})
+}
+
+func TestEndToEndSinkholeModes(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	list := writeFile(t, t.TempDir(), "l.txt", "blocked.example\n")
+	for _, tc := range []struct {
+		mode, extra string
+		check       func(*dns.Msg) bool
+	}{
+		{"null", "", func(m *dns.Msg) bool {
+			return m.Rcode == dns.RcodeSuccess && len(m.Answer) == 1 && m.Answer[0].(*dns.A).A.Equal(net.IPv4zero) && m.Answer[0].Header().Ttl == 7
+		}},
+		{"refused", "", func(m *dns.Msg) bool { return m.Rcode == dns.RcodeRefused }},
+		{"custom", "  ipv4: 192.0.2.99\n", func(m *dns.Msg) bool {
+			return m.Rcode == dns.RcodeSuccess && len(m.Answer) == 1 && m.Answer[0].(*dns.A).A.String() == "192.0.2.99"
+		}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			cfg := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:0]\nupstreams: ["+up.Addr+"]\nblocklists: [{name: l, path: "+list+"}]\n"+
+				"blocking:\n  mode: "+tc.mode+"\n  ttl: 7s\n"+tc.extra)
+			d := start(t, "-config", cfg)
+			r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query("x.blocked.example", dns.TypeA, false))
+			if !tc.check(r) {
+				t.Fatalf("mode %s: %v", tc.mode, r)
+			}
+		})
+	}
+}
+
+func TestEndToEndFailoverAndServfail(t *testing.T) {
+	dead := resolvertest.Start(t, resolvertest.Silent())
+	good := resolvertest.Start(t, resolvertest.A("192.0.2.54"))
+	cfg := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:0]\nupstream_timeout: 200ms\nquery_timeout: 1s\nblocklists: []\n")
+
+	d := start(t, "-config", cfg, "-upstream", dead.Addr, "-upstream", good.Addr)
+	r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query("a.example", dns.TypeA, false))
+	if r.Rcode != dns.RcodeSuccess || r.Answer[0].(*dns.A).A.String() != "192.0.2.54" {
+		t.Fatalf("no failover: %v", r)
+	}
+	if dead.Queries() == 0 {
+		t.Error("the first upstream was never tried")
+	}
+
+	d2 := start(t, "-config", cfg, "-upstream", dead.Addr)
+	began := time.Now()
+	r = resolvertest.Exchange(t, "udp", d2.dnsAddrs[0], resolvertest.Query("b.example", dns.TypeA, false))
+	if r.Rcode != dns.RcodeServerFailure {
+		t.Fatalf("all upstreams dead: rcode %s, want SERVFAIL", dns.RcodeToString[r.Rcode])
+	}
+	if el := time.Since(began); el > 1500*time.Millisecond {
+		t.Errorf("SERVFAIL took %v, past the 1s query deadline", el)
+	}
+}
+
+func TestEndToEndMetrics(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	list := writeFile(t, t.TempDir(), "test.txt", testList)
+	d := start(t, "-upstream", up.Addr, "-blocklist", list)
+	addr := d.dnsAddrs[0]
+	upLabel := "upstream=udp://" + up.Addr
+
+	before := scrape(t, d.httpAddr)
+	if v := value(before, "dnsfence_blocklist_entries", "list=test"); v != 2 {
+		t.Errorf("dnsfence_blocklist_entries{list=test} = %v, want 2", v)
+	}
+	if v := value(before, "dnsfence_blocked_queries_total", "list=test"); v != 0 {
+		t.Errorf("blocked counter for a fresh list = %v, want 0", v)
+	}
+	for range 3 {
+		resolvertest.Exchange(t, "udp", addr, resolvertest.Query("x.blocked.example", dns.TypeA, false))
+	}
+	for range 2 {
+		resolvertest.Exchange(t, "tcp", addr, resolvertest.Query("fine.example", dns.TypeAAAA, false))
+	}
+	resolvertest.Exchange(t, "udp", addr, resolvertest.Query("fine.example", dns.TypeAXFR, false))
+
+	after := scrape(t, d.httpAddr)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"dnsfence_queries_total", []string{"outcome=blocked", "qtype=A", "rcode=NXDOMAIN"}, 3},
+		{"dnsfence_queries_total", []string{"outcome=forwarded", "qtype=AAAA", "rcode=NOERROR"}, 2},
+		{"dnsfence_queries_total", []string{"outcome=refused", "qtype=AXFR", "rcode=REFUSED"}, 1},
+		{"dnsfence_blocked_queries_total", []string{"list=test"}, 3},
+		{"dnsfence_query_duration_seconds", []string{"outcome=blocked"}, 3},
+		{"dnsfence_upstream_request_duration_seconds", []string{upLabel}, 2},
+	} {
+		if got := value(after, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	for _, name := range []string{"go_goroutines", "process_resident_memory_bytes", "dnsfence_build_info"} {
+		if _, ok := after[name]; !ok {
+			t.Errorf("%s missing", name)
+		}
+	}
+}
+
+func TestEndToEndReload(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	dir := t.TempDir()
+	list := writeFile(t, dir, "test.txt", "old.example\n")
+	other := writeFile(t, dir, "other.txt", "other.example\n")
+	d := start(t, "-upstream", up.Addr, "-blocklist", list, "-blocklist", other)
+	addr := d.dnsAddrs[0]
+	rcode := func(name string) int {
+		return resolvertest.Exchange(t, "udp", addr, resolvertest.Query(name, dns.TypeA, false)).Rcode
+	}
+	if rcode("old.example") != dns.RcodeNameError || rcode("new.example") != dns.RcodeSuccess {
+		t.Fatal("initial list not served")
+	}
+
+	writeFile(t, dir, "test.txt", "new.example\n")
+	d.triggerReload(t)
+	if rcode("old.example") != dns.RcodeSuccess || rcode("new.example") != dns.RcodeNameError {
+		t.Fatal("reloaded list not served")
+	}
+
+	// A list that turns into garbage keeps its last good entries; the other list still updates.
+	writeFile(t, dir, "test.txt", "||not a domain list^\n<html>\n")
+	writeFile(t, dir, "other.txt", "other2.example\n")
+	d.triggerReload(t)
+	if rcode("new.example") != dns.RcodeNameError {
+		t.Error("failed reload dropped the last good list")
+	}
+	if rcode("other2.example") != dns.RcodeNameError || rcode("other.example") != dns.RcodeSuccess {
+		t.Error("the healthy list was not updated alongside the failing one")
+	}
+	mfs := scrape(t, d.httpAddr)
+	if v := value(mfs, "dnsfence_blocklist_reloads_total", "list=test", "result=failure"); v != 1 {
+		t.Errorf("reload failures for list test = %v, want 1", v)
+	}
+	if v := value(mfs, "dnsfence_blocklist_entries", "list=test"); v != 1 {
+		t.Errorf("entries for list test after failed reload = %v, want 1 (kept)", v)
+	}
+	if !strings.Contains(d.log.String(), "blocklist reload failed") || !strings.Contains(d.log.String(), "test.txt") {
+		t.Errorf("failed reload not logged with the file:\n%s", d.log)
+	}
+
+	// A deleted file likewise.
+	if err := removeFile(list); err != nil {
+		t.Fatal(err)
+	}
+	d.triggerReload(t)
+	if rcode("new.example") != dns.RcodeNameError {
+		t.Error("deleting a list file dropped its entries")
+	}
+}

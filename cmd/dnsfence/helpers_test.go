@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type running struct {
+	*instance
+	log    *syncBuffer
+	reload chan struct{}
+}
+
+// start runs dnsfence in-process with args (plus listen/http on random loopback ports unless given)
+// and stops it when the test ends, failing the test if it did not exit cleanly.
+func start(t *testing.T, args ...string) *running {
+	t.Helper()
+	joined := strings.Join(args, " ")
+	if !strings.Contains(joined, "-listen") && !strings.Contains(joined, "-config") {
+		args = append(args, "-listen", "127.0.0.1:0")
+	}
+	if !strings.Contains(joined, "-http") {
+		args = append(args, "-http", "127.0.0.1:0")
+	}
+	r := &running{log: &syncBuffer{}, reload: make(chan struct{})}
+	ready := make(chan *instance, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runWith(ctx, args, io.Discard, r.log, hooks{
+			ready:  func(i *instance) { ready <- i },
+			reload: r.reload,
+		})
+	}()
+	select {
+	case r.instance = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("dnsfence exited at start: %v\n%s", err, r.log)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatalf("dnsfence did not start\n%s", r.log)
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("dnsfence exited with %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("dnsfence did not stop")
+		}
+	})
+	return r
+}
+
+// triggerReload asks the instance to reload its lists and waits for the result.
+func (r *running) triggerReload(t *testing.T) {
+	t.Helper()
+	r.reload <- struct{}{}
+	select {
+	case <-r.reloaded:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reload result")
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// scrape fetches /metrics and parses it.
+func scrape(t *testing.T, httpAddr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// value returns the counter/gauge value (or histogram sample count) of the series of family name
+// whose labels include all of labels ("k=v" pairs); -1 if there is none.
+func value(mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	mf, ok := mfs[name]
+	if !ok {
+		return -1
+	}
+	var sum float64
+	found := false
+next:
+	for _, m := range mf.Metric {
+		have := map[string]string{}
+		for _, lp := range m.Label {
+			have[lp.GetName()] = lp.GetValue()
+		}
+		for _, l := range labels {
+			k, v, _ := strings.Cut(l, "=")
+			if have[k] != v {
+				continue next
+			}
+		}
+		found = true
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	if !found {
+		return -1
+	}
+	return sum
+}
+
+
+func removeFile(p string) error { return os.Remove(p) }

@@ -1,0 +1,322 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.uber.org/zap"
+
+	"github.com/dnsfence/dnsfence/blocklist"
+	"github.com/dnsfence/dnsfence/configs"
+	"github.com/dnsfence/dnsfence/metrics"
+	"github.com/dnsfence/dnsfence/resolver"
+)
+
+// hooks let tests observe a running instance and trigger reloads without signals.
+type hooks struct {
+	ready  func(*instance)
+	reload <-chan struct{}
+}
+
+// instance is a running dnsfence, as the tests see it.
+type instance struct {
+	dnsAddrs []string
+	httpAddr string
+	lists    *blocklist.Live
+	reloaded chan blocklist.Result // every reload result, for tests (buffered, dropped when full)
+}
+
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "version":
+			fmt.Fprintln(stdout, "dnsfence", version)
+			return nil
+		case "check":
+			return runCheck(args[1:], stdout, stderr)
+		}
+	}
+	opts, rest, err := parseFlags("dnsfence", args, stderr)
+	if err != nil {
+		return err
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "dnsfence: unexpected argument %q (see dnsfence -h)\n", rest[0])
+		return errUsage
+	}
+	cfg, err := loadConfig(opts)
+	if err != nil {
+		return err
+	}
+	if opts.configCheck {
+		set, _, err := loadSet(cfg)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%s: OK (%d listen addresses, %d blocklists with %d entries)\n",
+			cfg.source, len(cfg.Listen), len(cfg.Blocklists), set.Len())
+		return nil
+	}
+	log, queryLog, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+	return serve(ctx, cfg, log, queryLog, h)
+}
+
+// loadConfig reads the config (the built-in one without -config), applies the flags and validates.
+func loadConfig(o *options) (*Config, error) {
+	data, source := configs.DefaultConfig(), "built-in config"
+	if o.config != "" {
+		b, err := os.ReadFile(o.config)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		data, source = b, o.config
+	}
+	cfg, err := parseConfig(data, source)
+	if err != nil {
+		return nil, err
+	}
+	if len(o.listen) > 0 {
+		cfg.Listen = o.listen
+	}
+	if len(o.upstreams) > 0 {
+		cfg.Upstreams = o.upstreams
+	}
+	for _, p := range o.blocklists {
+		cfg.Blocklists = append(cfg.Blocklists, ListConfig{Name: listName(p, cfg.Blocklists), Path: p})
+	}
+	if o.httpSet {
+		cfg.HTTP.Listen = o.http
+	}
+	if o.logFormat != "" {
+		cfg.Log.Format = o.logFormat
+	}
+	if o.logLevel != "" {
+		cfg.Log.Level = o.logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, nil
+}
+
+// listName names a -blocklist file after its base name, made unique among the configured lists.
+func listName(path string, existing []ListConfig) string {
+	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	name := base
+	for i := 2; ; i++ {
+		taken := false
+		for _, l := range existing {
+			taken = taken || l.Name == name
+		}
+		if !taken {
+			return name
+		}
+		name = fmt.Sprintf("%s-%d", base, i)
+	}
+}
+
+// loadSet loads the configured lists once, for commands that do not serve.
+func loadSet(cfg *Config) (*blocklist.Set, []blocklist.ListInfo, error) {
+	set, infos, err := blocklist.Load(listSources(cfg))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: blocklists: %w", cfg.source, err)
+	}
+	return set, infos, nil
+}
+
+func listSources(cfg *Config) []blocklist.Source {
+	var out []blocklist.Source
+	for _, l := range cfg.Blocklists {
+		if l.Builtin != "" {
+			out = append(out, blocklist.Source{Name: l.Name, Path: configs.BuiltinPath(l.Builtin), FS: configs.Lists()})
+			continue
+		}
+		out = append(out, blocklist.Source{Name: l.Name, Path: l.Path})
+	}
+	return out
+}
+
+// serve runs the DNS and HTTP listeners until ctx is done.
+func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks) error {
+	upstreamURLs := cfg.Upstreams
+	if len(upstreamURLs) == 0 {
+		var err error
+		if upstreamURLs, err = defaultUpstreams(cfg.ResolvConf, cfg.Listen); err != nil {
+			return err
+		}
+	}
+	upstreams := make([]resolver.Upstream, 0, len(upstreamURLs))
+	for _, u := range upstreamURLs {
+		up, err := resolver.ParseUpstream(u)
+		if err != nil {
+			return err
+		}
+		upstreams = append(upstreams, up)
+	}
+
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return err
+	}
+	m, err := metrics.New(reg, version)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	for _, u := range upstreams {
+		m.InitUpstream(u.Address())
+	}
+
+	inst := &instance{reloaded: make(chan blocklist.Result, 16)}
+	onReload := func(r blocklist.Result) {
+		now := time.Now()
+		for _, l := range r.Lists {
+			m.ListLoaded(l.Name, l.Entries, r.Failed[l.Name], now)
+		}
+		if err := r.Err(); err != nil {
+			log.Error("blocklist reload failed; the failing lists keep their last good entries",
+				zap.Error(err), zap.Int("entries", r.Entries))
+		} else {
+			log.Info("blocklists reloaded", zap.Int("entries", r.Entries), zap.Duration("took", r.Duration))
+		}
+		select {
+		case inst.reloaded <- r:
+		default:
+		}
+	}
+	lists, err := blocklist.NewLive(listSources(cfg), onReload)
+	if err != nil {
+		return fmt.Errorf("blocklists: %w", err)
+	}
+	inst.lists = lists
+	for _, l := range lists.Set().Lists() {
+		m.ListLoaded(l.Name, l.Entries, nil, time.Now())
+		if l.Invalid > 0 {
+			log.Warn("blocklist has invalid lines (skipped)", zap.String("list", l.Name), zap.Int("invalid", l.Invalid))
+		}
+	}
+
+	var ql resolver.Middleware
+	if cfg.Log.Queries {
+		ql = resolver.QueryLog(queryLog)
+	}
+	// The chain, outermost first. Why this order:
+	//   metrics:  first, so it sees every outcome (invalid, blocked, errors) and the full duration;
+	//   querylog: next, for the same reason, and optional;
+	//   validate: answers malformed and unsupported queries before any stage relies on the question;
+	//   block:    decides before anything is forwarded (or, later, cached), so a list reload
+	//             takes effect at once;
+	//   forward:  terminal, the only stage that talks to upstreams.
+	chain := resolver.Chain(
+		&resolver.Forward{Upstreams: upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: m.ObserveUpstream},
+		m.Middleware(),
+		ql,
+		resolver.Validate(),
+		resolver.Block(lists, cfg.sinkhole()),
+	)
+	handler := &resolver.Handler{Resolver: chain, Timeout: cfg.QueryTimeout, Logger: log, OnPanic: m.Panic}
+
+	var servers []*resolver.Server
+	shutdownDNS := func(ctx context.Context) error {
+		var errs []error
+		for _, s := range servers {
+			errs = append(errs, s.Shutdown(ctx))
+		}
+		return errors.Join(errs...)
+	}
+	for _, addr := range cfg.Listen {
+		s, err := resolver.Listen(addr, handler, resolver.ServerOptions{
+			TCPIdleTimeout: cfg.TCPIdleTimeout,
+			OnInvalid:      m.InvalidPacket,
+		})
+		if err != nil {
+			_ = shutdownDNS(context.Background())
+			return fmt.Errorf("listen %s: %w", addr, err)
+		}
+		servers = append(servers, s)
+		inst.dnsAddrs = append(inst.dnsAddrs, s.Addr())
+	}
+
+	var httpSrv *http.Server
+	httpErr := make(chan error, 1)
+	if cfg.HTTP.Listen != "" {
+		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+		if err != nil {
+			_ = shutdownDNS(context.Background())
+			return fmt.Errorf("http listen: %w", err)
+		}
+		inst.httpAddr = ln.Addr().String()
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics.Handler(reg))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+			fmt.Fprintln(w, "ok")
+		})
+		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { httpErr <- httpSrv.Serve(ln) }()
+	}
+
+	listFields := []zap.Field{}
+	for _, l := range lists.Set().Lists() {
+		listFields = append(listFields, zap.Int(l.Name, l.Entries))
+	}
+	log.Info("dnsfence started",
+		zap.String("version", version),
+		zap.Strings("listen", inst.dnsAddrs),
+		zap.Strings("upstreams", upstreamURLs),
+		zap.String("http", inst.httpAddr),
+		zap.String("blocking", cfg.Blocking.Mode),
+		zap.Dict("blocklists", listFields...),
+		zap.Int("blocked_names", lists.Set().Len()),
+	)
+	if h.ready != nil {
+		h.ready(inst)
+	}
+
+	// One goroutine (this one) does every reload: SIGHUP and test triggers feed it, so reloads never race.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-hup:
+			log.Info("SIGHUP: reloading blocklists")
+			lists.Reload()
+		case <-h.reload:
+			lists.Reload()
+		case err := <-httpErr:
+			runErr = fmt.Errorf("http server: %w", err)
+			break loop
+		}
+	}
+
+	log.Info("shutting down", zap.Duration("drain_timeout", cfg.ShutdownTimeout))
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	errs := []error{runErr, shutdownDNS(sctx)}
+	if httpSrv != nil {
+		errs = append(errs, httpSrv.Shutdown(sctx))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,181 @@
+// Package metrics exports dnsfence's Prometheus metrics. Everything is registered on the registerer
+// passed to New (never the global one) and every label has a bounded set of values: no query names,
+// no client addresses.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"runtime"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/dnsfence/dnsfence/resolver"
+)
+
+const namespace = "dnsfence"
+
+// Metrics holds dnsfence's collectors.
+type Metrics struct {
+	queries          *prometheus.CounterVec
+	queryDuration    *prometheus.HistogramVec
+	blocked          *prometheus.CounterVec
+	upstreamDuration *prometheus.HistogramVec
+	upstreamErrors   *prometheus.CounterVec
+	invalid          prometheus.Counter
+	panics           prometheus.Counter
+	listEntries      *prometheus.GaugeVec
+	listReloads      *prometheus.CounterVec
+	listLastSuccess  *prometheus.GaugeVec
+
+	// durations by outcome, looked up once so the hot path does no label hashing for them.
+	durationByOutcome []prometheus.Observer
+}
+
+// New creates the metrics and registers them on reg. version is exported in dnsfence_build_info.
+func New(reg prometheus.Registerer, version string) (*Metrics, error) {
+	m := &Metrics{
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "queries_total",
+			Help: "Queries answered, by query type, response code and outcome.",
+		}, []string{"qtype", "rcode", "outcome"}),
+		queryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Name: "query_duration_seconds",
+			Help:    "Time from receiving a query to having its reply, by outcome.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"outcome"}),
+		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "blocked_queries_total",
+			Help: "Queries sinkholed, by the blocklist that matched.",
+		}, []string{"list"}),
+		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: namespace, Subsystem: "upstream", Name: "request_duration_seconds",
+			Help:    "Duration of exchanges with an upstream resolver, failed ones included.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"upstream"}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "upstream", Name: "errors_total",
+			Help: "Failed exchanges with an upstream resolver, by reason (timeout, network, mismatch, servfail, refused, formerr, canceled, other).",
+		}, []string{"upstream", "reason"}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "invalid_packets_total",
+			Help: "Packets that could not be parsed as DNS messages.",
+		}),
+		panics: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "panics_total",
+			Help: "Panics recovered while answering a query (each answered SERVFAIL).",
+		}),
+		listEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "blocklist", Name: "entries",
+			Help: "Entries served from each blocklist.",
+		}, []string{"list"}),
+		listReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "blocklist", Name: "reloads_total",
+			Help: "Blocklist loads, by list and result (success, failure; a failure keeps the last good entries).",
+		}, []string{"list", "result"}),
+		listLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "blocklist", Name: "last_success_timestamp_seconds",
+			Help: "Unix time of the last successful load of each blocklist.",
+		}, []string{"list"}),
+	}
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: namespace, Name: "build_info",
+		Help: "Always 1; labels say which build is running.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+
+	for _, o := range resolver.Outcomes() {
+		m.durationByOutcome = append(m.durationByOutcome, m.queryDuration.WithLabelValues(o.String()))
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{
+		m.queries, m.queryDuration, m.blocked, m.upstreamDuration, m.upstreamErrors,
+		m.invalid, m.panics, m.listEntries, m.listReloads, m.listLastSuccess, buildInfo,
+	} {
+		errs = append(errs, reg.Register(c))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Middleware is the outermost stage of the chain: it sees every reply and how long it took.
+func (m *Metrics) Middleware() resolver.Middleware {
+	return func(next resolver.Resolver) resolver.Resolver {
+		return resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
+			resp, err := next.Resolve(ctx, req)
+			outcome, rcode := resolver.OutcomeError, dns.RcodeServerFailure
+			if err == nil && resp != nil && resp.Msg != nil {
+				outcome, rcode = resp.Outcome, resp.Msg.Rcode
+			}
+			m.queries.WithLabelValues(qtypeLabel(req.Question().Qtype), rcodeLabel(rcode), outcome.String()).Inc()
+			if int(outcome) < len(m.durationByOutcome) {
+				m.durationByOutcome[outcome].Observe(time.Since(req.Received).Seconds())
+			}
+			if outcome == resolver.OutcomeBlocked {
+				m.blocked.WithLabelValues(resp.List).Inc()
+			}
+			return resp, err
+		})
+	}
+}
+
+// ObserveUpstream records one exchange with an upstream; it fits resolver.Forward.Observe.
+func (m *Metrics) ObserveUpstream(upstream string, d time.Duration, err error) {
+	m.upstreamDuration.WithLabelValues(upstream).Observe(d.Seconds())
+	if err != nil {
+		m.upstreamErrors.WithLabelValues(upstream, resolver.ErrorReason(err)).Inc()
+	}
+}
+
+// InitUpstream creates an upstream's duration series so dashboards see it before its first query.
+func (m *Metrics) InitUpstream(upstream string) {
+	m.upstreamDuration.WithLabelValues(upstream)
+}
+
+// ListLoaded records the result of loading one blocklist at time at.
+func (m *Metrics) ListLoaded(list string, entries int, err error, at time.Time) {
+	m.listEntries.WithLabelValues(list).Set(float64(entries))
+	if err != nil {
+		m.listReloads.WithLabelValues(list, "failure").Inc()
+		return
+	}
+	m.listReloads.WithLabelValues(list, "success").Inc()
+	m.listLastSuccess.WithLabelValues(list).Set(float64(at.Unix()))
+	m.blocked.WithLabelValues(list) // so a list that never matched still shows 0
+}
+
+// InvalidPacket counts a packet that could not be parsed; it fits dns.Server.MsgInvalidFunc.
+func (m *Metrics) InvalidPacket([]byte, error) { m.invalid.Inc() }
+
+// Panic counts a recovered panic; it fits resolver.Handler.OnPanic.
+func (m *Metrics) Panic() { m.panics.Inc() }
+
+// Handler serves the metrics gathered from g.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}
+
+// qtypeLabel maps a query type to a bounded label: common types by name, the rest "other".
+func qtypeLabel(t uint16) string {
+	switch t {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeMX, dns.TypeTXT, dns.TypeNS, dns.TypeSOA,
+		dns.TypePTR, dns.TypeSRV, dns.TypeHTTPS, dns.TypeSVCB, dns.TypeDS, dns.TypeDNSKEY, dns.TypeCAA,
+		dns.TypeNAPTR, dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR:
+		return dns.TypeToString[t]
+	}
+	return "other"
+}
+
+// rcodeLabel maps an rcode to its name; the table is fixed, so the label set is bounded.
+func rcodeLabel(rc int) string {
+	if s, ok := dns.RcodeToString[rc]; ok {
+		return s
+	}
+	return "other"
+}

@@ -1,0 +1,151 @@
+package resolver_test
+
+import (
+	"context"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+)
+
+// suffixMatcher blocks "blocked.example" and its subdomains, as list "test-list".
+type suffixMatcher struct{}
+
+func (suffixMatcher) Match(name string) (string, string, bool) {
+	n := strings.TrimSuffix(strings.ToLower(name), ".")
+	if n == "blocked.example" || strings.HasSuffix(n, ".blocked.example") {
+		return "test-list", "blocked.example", true
+	}
+	return "", "", false
+}
+
+func TestBlockModes(t *testing.T) {
+	next := resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		m := new(dns.Msg)
+		m.SetReply(req.Msg)
+		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded}, nil
+	})
+	const ttl = 42
+	type want struct {
+		rcode  int
+		answer string // the answer's address, "" for none
+		soa    bool
+	}
+	for _, tc := range []struct {
+		name  string
+		sink  resolver.Sinkhole
+		qtype uint16
+		want  want
+	}{
+		{"nxdomain A", resolver.Sinkhole{Mode: resolver.SinkholeNXDOMAIN}, dns.TypeA, want{dns.RcodeNameError, "", true}},
+		{"nxdomain MX", resolver.Sinkhole{Mode: resolver.SinkholeNXDOMAIN}, dns.TypeMX, want{dns.RcodeNameError, "", true}},
+		{"null A", resolver.Sinkhole{Mode: resolver.SinkholeNull}, dns.TypeA, want{dns.RcodeSuccess, "0.0.0.0", false}},
+		{"null AAAA", resolver.Sinkhole{Mode: resolver.SinkholeNull}, dns.TypeAAAA, want{dns.RcodeSuccess, "::", false}},
+		{"null TXT is NODATA", resolver.Sinkhole{Mode: resolver.SinkholeNull}, dns.TypeTXT, want{dns.RcodeSuccess, "", true}},
+		{"refused", resolver.Sinkhole{Mode: resolver.SinkholeRefused}, dns.TypeA, want{dns.RcodeRefused, "", false}},
+		{"custom A", resolver.Sinkhole{Mode: resolver.SinkholeCustom, IPv4: netip.MustParseAddr("192.0.2.80"), IPv6: netip.MustParseAddr("2001:db8::80")}, dns.TypeA, want{dns.RcodeSuccess, "192.0.2.80", false}},
+		{"custom AAAA", resolver.Sinkhole{Mode: resolver.SinkholeCustom, IPv4: netip.MustParseAddr("192.0.2.80"), IPv6: netip.MustParseAddr("2001:db8::80")}, dns.TypeAAAA, want{dns.RcodeSuccess, "2001:db8::80", false}},
+		{"custom AAAA without ipv6 is NODATA", resolver.Sinkhole{Mode: resolver.SinkholeCustom, IPv4: netip.MustParseAddr("192.0.2.80")}, dns.TypeAAAA, want{dns.RcodeSuccess, "", true}},
+	} {
+		for _, edns := range []bool{false, true} {
+			t.Run(tc.name+map[bool]string{false: "", true: " edns"}[edns], func(t *testing.T) {
+				sink := tc.sink
+				sink.TTL = ttl * time.Second
+				r := resolver.Chain(next, resolver.Block(suffixMatcher{}, &sink))
+				resp, err := r.Resolve(context.Background(), &resolver.Request{
+					Msg: resolvertest.Query("WWW.Blocked.Example.", tc.qtype, edns),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				m := resp.Msg
+				if resp.Outcome != resolver.OutcomeBlocked || resp.List != "test-list" || resp.Rule != "blocked.example" {
+					t.Fatalf("response %+v", resp)
+				}
+				if m.Rcode != tc.want.rcode {
+					t.Fatalf("rcode %s, want %s", dns.RcodeToString[m.Rcode], dns.RcodeToString[tc.want.rcode])
+				}
+				switch {
+				case tc.want.answer == "" && len(m.Answer) != 0:
+					t.Fatalf("answer %v, want none", m.Answer)
+				case tc.want.answer != "":
+					if len(m.Answer) != 1 || m.Answer[0].Header().Ttl != ttl || m.Answer[0].Header().Name != "WWW.Blocked.Example." {
+						t.Fatalf("answer %v", m.Answer)
+					}
+					var got string
+					switch rr := m.Answer[0].(type) {
+					case *dns.A:
+						got = rr.A.String()
+					case *dns.AAAA:
+						got = rr.AAAA.String()
+					}
+					if got != tc.want.answer {
+						t.Fatalf("answer %s, want %s", got, tc.want.answer)
+					}
+				}
+				if tc.want.soa {
+					soa, ok := soaOf(m)
+					if !ok || soa.Hdr.Ttl != ttl || soa.Minttl != ttl || soa.Hdr.Name != "blocked.example." {
+						t.Fatalf("authority %v, want SOA for blocked.example. with TTL and MINIMUM %d", m.Ns, ttl)
+					}
+				} else if len(m.Ns) != 0 {
+					t.Fatalf("authority %v, want none", m.Ns)
+				}
+				ede := findEDE(m)
+				if !edns {
+					if m.IsEdns0() != nil {
+						t.Fatal("OPT in reply to a client without EDNS")
+					}
+					return
+				}
+				if ede == nil || ede.InfoCode != dns.ExtendedErrorCodeBlocked || !strings.Contains(ede.ExtraText, "test-list") {
+					t.Fatalf("EDE %v, want Blocked naming test-list", ede)
+				}
+			})
+		}
+	}
+}
+
+func soaOf(m *dns.Msg) (*dns.SOA, bool) {
+	if len(m.Ns) != 1 {
+		return nil, false
+	}
+	soa, ok := m.Ns[0].(*dns.SOA)
+	return soa, ok
+}
+
+func TestBlockPassesOtherNames(t *testing.T) {
+	called := 0
+	next := resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		called++
+		m := new(dns.Msg)
+		m.SetReply(req.Msg)
+		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded}, nil
+	})
+	r := resolver.Chain(next, resolver.Block(suffixMatcher{}, &resolver.Sinkhole{}))
+	for _, name := range []string{"notblocked.example.", "blocked.example.org.", "example."} {
+		resp, err := r.Resolve(context.Background(), &resolver.Request{Msg: resolvertest.Query(name, dns.TypeA, false)})
+		if err != nil || resp.Outcome != resolver.OutcomeForwarded {
+			t.Errorf("%s: %+v %v", name, resp, err)
+		}
+	}
+	if called != 3 {
+		t.Errorf("next called %d times, want 3", called)
+	}
+}
+
+func TestParseSinkholeMode(t *testing.T) {
+	for _, s := range []string{"nxdomain", "NULL", "refused", "custom"} {
+		if m, err := resolver.ParseSinkholeMode(s); err != nil || !strings.EqualFold(m.String(), s) {
+			t.Errorf("%s: %v %v", s, m, err)
+		}
+	}
+	if _, err := resolver.ParseSinkholeMode("zeroip"); err == nil {
+		t.Error("unknown mode accepted")
+	}
+}

@@ -1,0 +1,299 @@
+package resolver_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+)
+
+func mustUpstream(t *testing.T, url string) resolver.Upstream {
+	t.Helper()
+	u, err := resolver.ParseUpstream(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func forward(t *testing.T, f *resolver.Forward, q *dns.Msg) (*resolver.Response, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return f.Resolve(ctx, &resolver.Request{Msg: q, Received: time.Now()})
+}
+
+func TestForwardReturnsUpstreamAnswer(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.7"))
+	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, up.Addr)}}
+	resp, err := forward(t, f, resolvertest.Query("www.example.org", dns.TypeA, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Outcome != resolver.OutcomeForwarded || resp.Upstream != "udp://"+up.Addr {
+		t.Errorf("outcome %v upstream %q", resp.Outcome, resp.Upstream)
+	}
+	if len(resp.Msg.Answer) != 1 || resp.Msg.Answer[0].(*dns.A).A.String() != "192.0.2.7" {
+		t.Fatalf("answer = %v", resp.Msg.Answer)
+	}
+}
+
+// TestForwardQuery checks what the upstream receives: a fresh ID each time, the question, RD/CD,
+// and EDNS only when the client sent it, clamped to 1232 with DO kept.
+func TestForwardQuery(t *testing.T) {
+	var mu sync.Mutex
+	var seen []*dns.Msg
+	up := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		mu.Lock()
+		seen = append(seen, r.Copy())
+		mu.Unlock()
+		resolvertest.A("192.0.2.1").ServeDNS(w, r)
+	}))
+	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, up.Addr)}}
+
+	withEDNS := resolvertest.Query("a.example.", dns.TypeA, false)
+	withEDNS.SetEdns0(4096, true)
+	withEDNS.CheckingDisabled = true
+	withEDNS.Id = 4242
+	plain := resolvertest.Query("b.example.", dns.TypeAAAA, false)
+	plain.Id = 4242
+	for _, q := range []*dns.Msg{withEDNS, plain, withEDNS} {
+		if _, err := forward(t, f, q); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(seen) != 3 {
+		t.Fatalf("upstream saw %d queries", len(seen))
+	}
+	if seen[0].Id == 4242 && seen[1].Id == 4242 && seen[2].Id == 4242 || seen[0].Id == seen[2].Id {
+		t.Errorf("upstream IDs %d %d %d: want fresh random IDs, not the client's", seen[0].Id, seen[1].Id, seen[2].Id)
+	}
+	opt := seen[0].IsEdns0()
+	if opt == nil || opt.UDPSize() != 1232 || !opt.Do() || !seen[0].CheckingDisabled || !seen[0].RecursionDesired {
+		t.Errorf("EDNS query reached upstream as %v", seen[0])
+	}
+	if seen[1].IsEdns0() != nil || seen[1].Question[0].Qtype != dns.TypeAAAA || seen[1].Question[0].Name != "b.example." {
+		t.Errorf("plain query reached upstream as %v", seen[1])
+	}
+	if withEDNS.Id != 4242 || withEDNS.IsEdns0().UDPSize() != 4096 {
+		t.Error("Forward modified the client's message")
+	}
+}
+
+// TestForwardTruncatedRetriesTCP: an answer truncated over UDP is fetched again over TCP.
+func TestForwardTruncatedRetriesTCP(t *testing.T) {
+	up := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		if w.RemoteAddr().Network() == "udp" {
+			m.Truncated = true
+		} else {
+			m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 60}, Txt: []string{"via tcp"}}}
+		}
+		_ = w.WriteMsg(m)
+	}))
+	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+up.Addr)}}
+	resp, err := forward(t, f, resolvertest.Query("big.example", dns.TypeTXT, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Msg.Truncated || len(resp.Msg.Answer) != 1 || resp.Msg.Answer[0].(*dns.TXT).Txt[0] != "via tcp" {
+		t.Fatalf("got %v", resp.Msg)
+	}
+	if up.Queries() != 2 {
+		t.Errorf("upstream saw %d queries, want 2 (udp then tcp)", up.Queries())
+	}
+}
+
+func TestForwardTCPOnly(t *testing.T) {
+	var nets sync.Map
+	up := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		nets.Store(w.RemoteAddr().Network(), true)
+		resolvertest.A("192.0.2.2").ServeDNS(w, r)
+	}))
+	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "tcp://"+up.Addr)}}
+	if _, err := forward(t, f, resolvertest.Query("x.example", dns.TypeA, false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, udp := nets.Load("udp"); udp {
+		t.Error("tcp:// upstream was queried over UDP")
+	}
+	if _, tcp := nets.Load("tcp"); !tcp {
+		t.Error("tcp:// upstream was not queried over TCP")
+	}
+}
+
+// TestForwardFailover: the next upstream is tried on timeout, SERVFAIL, REFUSED and a refused
+// connection, and each failure is reported to Observe with its reason.
+func TestForwardFailover(t *testing.T) {
+	good := resolvertest.Start(t, resolvertest.A("192.0.2.9"))
+	dead := resolvertest.Start(t, resolvertest.Silent())
+	servfail := resolvertest.Start(t, resolvertest.Rcode(dns.RcodeServerFailure))
+	refused := resolvertest.Start(t, resolvertest.Rcode(dns.RcodeRefused))
+	closed := closedTCPAddr(t)
+
+	for _, tc := range []struct {
+		name, first, reason string
+	}{
+		{"timeout", dead.Addr, "timeout"},
+		{"servfail", servfail.Addr, "servfail"},
+		{"refused", refused.Addr, "refused"},
+		{"connection refused", "tcp://" + closed, "network"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var reasons []string
+			f := &resolver.Forward{
+				Upstreams:      []resolver.Upstream{mustUpstream(t, tc.first), mustUpstream(t, good.Addr)},
+				AttemptTimeout: 300 * time.Millisecond,
+				Observe: func(_ string, _ time.Duration, err error) {
+					reasons = append(reasons, resolver.ErrorReason(err))
+				},
+			}
+			resp, err := forward(t, f, resolvertest.Query("fo.example", dns.TypeA, false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Upstream != "udp://"+good.Addr {
+				t.Errorf("answered by %q", resp.Upstream)
+			}
+			if len(reasons) != 2 || reasons[0] != tc.reason || reasons[1] != "" {
+				t.Errorf("observed reasons %q, want [%q \"\"]", reasons, tc.reason)
+			}
+		})
+	}
+}
+
+func TestForwardAllFail(t *testing.T) {
+	dead := resolvertest.Start(t, resolvertest.Silent())
+	servfail := resolvertest.Start(t, resolvertest.Rcode(dns.RcodeServerFailure))
+	f := &resolver.Forward{
+		Upstreams:      []resolver.Upstream{mustUpstream(t, dead.Addr), mustUpstream(t, servfail.Addr)},
+		AttemptTimeout: 200 * time.Millisecond,
+	}
+	_, err := forward(t, f, resolvertest.Query("x.example", dns.TypeA, false))
+	if !errors.Is(err, resolver.ErrUpstreamsFailed) || !errors.Is(err, resolver.ErrUpstreamRcode) {
+		t.Fatalf("err = %v, want ErrUpstreamsFailed wrapping the SERVFAIL", err)
+	}
+}
+
+// TestForwardOverallDeadline: the request context bounds the whole failover, not each attempt.
+func TestForwardOverallDeadline(t *testing.T) {
+	var ups []resolver.Upstream
+	for range 5 {
+		ups = append(ups, mustUpstream(t, resolvertest.Start(t, resolvertest.Silent()).Addr))
+	}
+	f := &resolver.Forward{Upstreams: ups, AttemptTimeout: time.Second}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.Resolve(ctx, &resolver.Request{Msg: resolvertest.Query("x.example", dns.TypeA, false)})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, resolver.ErrUpstreamsFailed) {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(3 * time.Second): // 5 attempts of 1s each would take 5s
+		t.Fatal("failover ignored the request deadline")
+	}
+}
+
+// TestForwardIgnoresMismatchedReplies: a reply for another question (or with another ID) is not
+// used; the real reply that follows is.
+func TestForwardIgnoresMismatchedReplies(t *testing.T) {
+	up := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		forged := new(dns.Msg)
+		forged.SetReply(r)
+		forged.Question[0].Name = "evil.example."
+		forged.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "evil.example.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(6, 6, 6, 6)}}
+		_ = w.WriteMsg(forged)
+		wrongID := forged.Copy()
+		wrongID.Id = r.Id + 1
+		wrongID.Question[0].Name = r.Question[0].Name
+		_ = w.WriteMsg(wrongID)
+		resolvertest.A("192.0.2.3").ServeDNS(w, r)
+	}))
+	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, up.Addr)}}
+	resp, err := forward(t, f, resolvertest.Query("good.example", dns.TypeA, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.Msg.Answer[0].(*dns.A).A.String(); got != "192.0.2.3" {
+		t.Fatalf("answer %s: a mismatched reply was used", got)
+	}
+}
+
+func TestForwardOnlyMismatchedRepliesFails(t *testing.T) {
+	up := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Question[0].Qtype = dns.TypeMX
+		_ = w.WriteMsg(m)
+	}))
+	good := resolvertest.Start(t, resolvertest.A("192.0.2.4"))
+	var reasons []string
+	f := &resolver.Forward{
+		Upstreams:      []resolver.Upstream{mustUpstream(t, "tcp://"+up.Addr), mustUpstream(t, good.Addr)},
+		AttemptTimeout: 300 * time.Millisecond,
+		Observe:        func(_ string, _ time.Duration, err error) { reasons = append(reasons, resolver.ErrorReason(err)) },
+	}
+	resp, err := forward(t, f, resolvertest.Query("q.example", dns.TypeA, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.Upstream != "udp://"+good.Addr || len(reasons) != 2 || reasons[0] != "mismatch" {
+		t.Fatalf("upstream %q reasons %q", resp.Upstream, reasons)
+	}
+}
+
+func closedTCPAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+func TestParseUpstream(t *testing.T) {
+	for _, tc := range []struct{ in, want, err string }{
+		{in: "192.0.2.1", want: "udp://192.0.2.1:53"},
+		{in: "192.0.2.1:5353", want: "udp://192.0.2.1:5353"},
+		{in: "udp://192.0.2.1", want: "udp://192.0.2.1:53"},
+		{in: "tcp://192.0.2.1:54", want: "tcp://192.0.2.1:54"},
+		{in: "2001:db8::1", want: "udp://[2001:db8::1]:53"},
+		{in: "[2001:db8::1]:5300", want: "udp://[2001:db8::1]:5300"},
+		{in: "tcp://[::1]", want: "tcp://[::1]:53"},
+		{in: "tls://192.0.2.1", err: "unsupported scheme"},
+		{in: "dns.example.com", err: "not an IP address"},
+		{in: "192.0.2.1:0", err: "bad port"},
+		{in: "192.0.2.1:99999", err: "bad port"},
+	} {
+		u, err := resolver.ParseUpstream(tc.in)
+		switch {
+		case tc.err != "":
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ParseUpstream(%q) err = %v, want %q", tc.in, err, tc.err)
+			}
+		case err != nil:
+			t.Errorf("ParseUpstream(%q): %v", tc.in, err)
+		case u.Address() != tc.want:
+			t.Errorf("ParseUpstream(%q) = %q, want %q", tc.in, u.Address(), tc.want)
+		}
+	}
+}
+

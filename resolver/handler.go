@@ -1,0 +1,204 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"runtime/debug"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// EDNSBufferSize is the UDP payload size dnsfence advertises and the most it asks upstreams for
+// (DNS Flag Day 2020: avoids IP fragmentation).
+const EDNSBufferSize = 1232
+
+// Handler adapts a Resolver to miekg's dns.Handler. It is the one place that writes a reply: it
+// gives each query a context with a deadline, turns errors and panics into SERVFAIL, makes the
+// reply match the request (ID, question, EDNS) and truncates it to what the client can take.
+type Handler struct {
+	Resolver Resolver
+	// Timeout bounds one query end to end; zero means 5s.
+	Timeout time.Duration
+	Logger  *zap.Logger
+	// OnPanic, if set, is called after a panic in the chain was recovered (for a counter).
+	OnPanic func()
+}
+
+var _ dns.Handler = (*Handler)(nil)
+
+// ServeDNS implements dns.Handler.
+func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	req := &Request{Msg: r, Client: addrOf(w.RemoteAddr()), Received: time.Now()}
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		req.Transport = TCP
+	}
+	timeout := h.Timeout
+	if timeout <= 0 {
+		timeout = 5 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	resp, err := h.resolve(ctx, req)
+	cancel()
+
+	var reply *dns.Msg
+	if err != nil || resp == nil || resp.Msg == nil {
+		if err == nil {
+			err = errors.New("resolver returned no reply")
+		}
+		h.logger().Warn("query failed", zap.String("name", req.Question().Name),
+			zap.String("type", dns.Type(req.Question().Qtype).String()),
+			zap.Stringer("client", req.Client), zap.Error(err))
+		reply = ServFail(r, err)
+	} else {
+		reply = resp.Msg
+	}
+	finalize(reply, r, req.Transport)
+	if err := w.WriteMsg(reply); err != nil {
+		h.logger().Debug("write reply", zap.Stringer("client", req.Client), zap.Error(err))
+	}
+}
+
+func (h *Handler) resolve(ctx context.Context, req *Request) (resp *Response, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			h.logger().Error("panic while resolving", zap.Any("panic", v),
+				zap.String("name", req.Question().Name), zap.ByteString("stack", debug.Stack()))
+			if h.OnPanic != nil {
+				h.OnPanic()
+			}
+			resp, err = nil, fmt.Errorf("panic: %v", v)
+		}
+	}()
+	return h.Resolver.Resolve(ctx, req)
+}
+
+func (h *Handler) logger() *zap.Logger {
+	if h.Logger == nil {
+		return zap.NewNop()
+	}
+	return h.Logger
+}
+
+func addrOf(a net.Addr) netip.Addr {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	case *net.TCPAddr:
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// finalize makes reply answer req: same ID, opcode, RD and question (with the client's spelling, which
+// 0x20-randomizing clients check); EDNS only if the client used it; truncated to the client's UDP size.
+func finalize(reply, req *dns.Msg, t Transport) {
+	reply.Id = req.Id
+	reply.Response = true
+	reply.Opcode = req.Opcode
+	reply.RecursionDesired = req.RecursionDesired
+	reply.RecursionAvailable = true
+	reply.CheckingDisabled = req.CheckingDisabled
+	reply.Question = req.Question
+	reply.Compress = true
+
+	clientOPT := req.IsEdns0()
+	opt := reply.IsEdns0()
+	switch {
+	case clientOPT == nil && opt != nil:
+		removeOPT(reply)
+	case clientOPT != nil:
+		if opt == nil {
+			opt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+			reply.Extra = append(reply.Extra, opt)
+		}
+		opt.SetUDPSize(EDNSBufferSize)
+		opt.SetDo(clientOPT.Do())
+		opt.SetVersion(0)
+		// Only EDE survives: cookies, NSID and padding belong to the hop to the upstream.
+		kept := opt.Option[:0]
+		for _, o := range opt.Option {
+			if o.Option() == dns.EDNS0EDE {
+				kept = append(kept, o)
+			}
+		}
+		opt.Option = kept
+	}
+
+	if t == UDP {
+		size := dns.MinMsgSize
+		if clientOPT != nil && int(clientOPT.UDPSize()) > size {
+			size = int(clientOPT.UDPSize())
+		}
+		reply.Truncate(size)
+	}
+}
+
+func removeOPT(m *dns.Msg) {
+	kept := m.Extra[:0]
+	for _, rr := range m.Extra {
+		if rr.Header().Rrtype != dns.TypeOPT {
+			kept = append(kept, rr)
+		}
+	}
+	m.Extra = kept
+}
+
+// ServFail builds a SERVFAIL reply to req. When the client speaks EDNS and the cause is that no
+// upstream answered, it carries Extended DNS Error 22 (No Reachable Authority).
+func ServFail(req *dns.Msg, cause error) *dns.Msg {
+	m := new(dns.Msg)
+	m.SetRcode(req, dns.RcodeServerFailure)
+	if req.IsEdns0() != nil && errors.Is(cause, ErrUpstreamsFailed) {
+		m.SetEdns0(EDNSBufferSize, false)
+		opt := m.IsEdns0()
+		opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: dns.ExtendedErrorCodeNoReachableAuthority})
+	}
+	return m
+}
+
+// AcceptMsg is the servers' MsgAcceptFunc. miekg's default answers some malformed queries itself,
+// before the chain (and its metrics) sees them; this one only drops what must never get a reply
+// (responses, which would let two servers loop) and leaves the rest to Validate.
+func AcceptMsg(dh dns.Header) dns.MsgAcceptAction {
+	if dh.Bits&(1<<15) != 0 { // QR
+		return dns.MsgIgnore
+	}
+	return dns.MsgAccept
+}
+
+// Validate answers queries dnsfence does not serve: FORMERR unless there is exactly one question,
+// NOTIMP for opcodes other than QUERY, REFUSED for zone transfers (we are not authoritative for
+// anything). It sits right after the metrics stage so those replies are counted too.
+func Validate() Middleware {
+	return func(next Resolver) Resolver {
+		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
+			m := req.Msg
+			rcode := -1
+			switch {
+			case m.Opcode != dns.OpcodeQuery:
+				rcode = dns.RcodeNotImplemented
+			case len(m.Question) != 1:
+				rcode = dns.RcodeFormatError
+			case m.Question[0].Qtype == dns.TypeAXFR || m.Question[0].Qtype == dns.TypeIXFR:
+				rcode = dns.RcodeRefused
+			}
+			if rcode < 0 {
+				return next.Resolve(ctx, req)
+			}
+			reply := new(dns.Msg)
+			reply.SetRcode(m, rcode)
+			outcome := OutcomeInvalid
+			if rcode == dns.RcodeRefused {
+				outcome = OutcomeRefused
+			}
+			return &Response{Msg: reply, Outcome: outcome}, nil
+		})
+	}
+}

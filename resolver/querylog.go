@@ -1,0 +1,42 @@
+package resolver
+
+import (
+	"context"
+	"time"
+
+	"github.com/miekg/dns"
+	"go.uber.org/zap"
+)
+
+// QueryLog logs one line per query at info level. It is off unless configured: a busy resolver
+// would otherwise write its clients' browsing history to the log.
+func QueryLog(l *zap.Logger) Middleware {
+	return func(next Resolver) Resolver {
+		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
+			resp, err := next.Resolve(ctx, req)
+			q := req.Question()
+			fields := []zap.Field{
+				zap.Stringer("client", req.Client),
+				zap.Stringer("transport", req.Transport),
+				zap.String("name", q.Name),
+				zap.String("type", dns.Type(q.Qtype).String()),
+				zap.Duration("duration", time.Since(req.Received)),
+			}
+			switch {
+			case err != nil:
+				fields = append(fields, zap.Stringer("outcome", OutcomeError), zap.Error(err))
+			case resp != nil && resp.Msg != nil:
+				fields = append(fields, zap.Stringer("outcome", resp.Outcome),
+					zap.String("rcode", dns.RcodeToString[resp.Msg.Rcode]))
+				if resp.Upstream != "" {
+					fields = append(fields, zap.String("upstream", resp.Upstream))
+				}
+				if resp.Outcome == OutcomeBlocked {
+					fields = append(fields, zap.String("list", resp.List), zap.String("rule", resp.Rule))
+				}
+			}
+			l.Info("query", fields...)
+			return resp, err
+		})
+	}
+}

@@ -1,0 +1,119 @@
+// Package resolver holds the query path of dnsfence: the request model, a chain of small stages that
+// each return the reply, the dns.Handler adapter that writes it, the sinkhole and the forwarder.
+//
+// A stage never writes to the wire: it returns a *Response (or an error, which the Handler turns into
+// SERVFAIL). That keeps stages pure enough to test by calling Resolve and lets the outermost stages
+// (metrics, query log) see every outcome.
+package resolver
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Transport is how a query reached dnsfence.
+type Transport uint8
+
+// Transports.
+const (
+	UDP Transport = iota
+	TCP
+)
+
+func (t Transport) String() string {
+	if t == TCP {
+		return "tcp"
+	}
+	return "udp"
+}
+
+// Request is one client query. Stages must not modify Msg; copy it first.
+type Request struct {
+	Msg       *dns.Msg
+	Client    netip.Addr
+	Transport Transport
+	Received  time.Time
+}
+
+// Question returns the request's only question, or a zero Question for malformed requests
+// (which the Validate stage answers before anything else looks).
+func (r *Request) Question() dns.Question {
+	if len(r.Msg.Question) != 1 {
+		return dns.Question{}
+	}
+	return r.Msg.Question[0]
+}
+
+// Outcome says how a query was answered. It is a bounded metric label.
+type Outcome uint8
+
+// Outcomes.
+const (
+	OutcomeForwarded Outcome = iota
+	OutcomeCached
+	OutcomeBlocked
+	OutcomeRefused
+	OutcomeRateLimited
+	OutcomeInvalid
+	OutcomeError
+	numOutcomes
+)
+
+var outcomeNames = [numOutcomes]string{"forwarded", "cached", "blocked", "refused", "ratelimited", "invalid", "error"}
+
+func (o Outcome) String() string {
+	if o < numOutcomes {
+		return outcomeNames[o]
+	}
+	return "unknown"
+}
+
+// Outcomes lists every outcome, for callers that pre-create metric series.
+func Outcomes() []Outcome {
+	out := make([]Outcome, numOutcomes)
+	for i := range out {
+		out[i] = Outcome(i)
+	}
+	return out
+}
+
+// Response is a stage's answer. Msg must not be nil.
+type Response struct {
+	Msg     *dns.Msg
+	Outcome Outcome
+	// Upstream is the address that answered a forwarded query.
+	Upstream string
+	// List and Rule name the blocklist and entry that matched a blocked query.
+	List, Rule string
+}
+
+// Resolver answers a request. Implementations must be safe for concurrent use.
+type Resolver interface {
+	Resolve(ctx context.Context, req *Request) (*Response, error)
+}
+
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(ctx context.Context, req *Request) (*Response, error)
+
+// Resolve calls f.
+func (f ResolverFunc) Resolve(ctx context.Context, req *Request) (*Response, error) {
+	return f(ctx, req)
+}
+
+// Middleware wraps the next stage of the chain.
+type Middleware func(next Resolver) Resolver
+
+// Chain returns final wrapped by mws; the first middleware is the outermost (sees the query first).
+// Nil middlewares are skipped so optional stages can be passed unconditionally.
+func Chain(final Resolver, mws ...Middleware) Resolver {
+	r := final
+	for i := len(mws) - 1; i >= 0; i-- {
+		if mws[i] != nil {
+			r = mws[i](r)
+		}
+	}
+	return r
+}
