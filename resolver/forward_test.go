@@ -296,4 +296,3 @@ func TestParseUpstream(t *testing.T) {
 		}
 	}
 }
-

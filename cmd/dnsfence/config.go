@@ -90,7 +90,8 @@ func parseConfig(data []byte, source string) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: %w", source, cleanYAMLError(err))
+		lines := strings.Split(cleanYAMLError(err).Error(), "\n")
+		return nil, fmt.Errorf("invalid configuration:\n%s: %s", source, strings.Join(lines, "\n"+source+": "))
 	}
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
@@ -118,9 +119,11 @@ func cleanYAMLError(err error) error {
 			}
 			e = strings.Replace(e, "field ", "unknown key ", 1)
 			e = strings.Replace(e, " not found", "", 1)
+			e = strings.Replace(e, " into time.Duration", " as a duration (want e.g. 2s, 500ms, 1m)", 1)
+			e = strings.Replace(e, "cannot unmarshal !!str", "cannot read", 1)
 			msgs[i] = e
 		}
-		return errors.New(strings.Join(msgs, "; "))
+		return errors.New(strings.Join(msgs, "\n"))
 	}
 	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 }

@@ -158,5 +158,4 @@ next:
 	return sum
 }
 
-
 func removeFile(p string) error { return os.Remove(p) }

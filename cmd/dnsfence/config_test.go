@@ -1,0 +1,154 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dnsfence/dnsfence/configs"
+)
+
+// TestShippedConfigs loads every example config: docs that do not parse fail the build.
+func TestShippedConfigs(t *testing.T) {
+	files, err := filepath.Glob("../../configs/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no example configs found: %v", err)
+	}
+	for _, f := range files {
+		cfg, err := loadConfig(&options{config: f})
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if _, _, err := loadSet(cfg); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	// The embedded default is the shipped file itself.
+	shipped, err := os.ReadFile("../../configs/dnsfence.yaml")
+	if err != nil || !bytes.Equal(shipped, configs.DefaultConfig()) {
+		t.Error("embedded default differs from configs/dnsfence.yaml")
+	}
+}
+
+func TestBuiltinDefault(t *testing.T) {
+	cfg, err := loadConfig(&options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"127.0.0.1:1053", "[::1]:1053"}
+	if strings.Join(cfg.Listen, " ") != strings.Join(want, " ") || cfg.HTTP.Listen != "127.0.0.1:9253" {
+		t.Errorf("default listen %v http %q", cfg.Listen, cfg.HTTP.Listen)
+	}
+	set, _, err := loadSet(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One name per app of EO 13971 must be blocked out of the box.
+	for _, name := range []string{"im.qq.com", "qpay.qq.com", "pay.weixin.qq.com", "alipay.com",
+		"camscanner.com", "ushareit.com", "vmate.com", "wps.com"} {
+		if _, _, ok := set.Match("api." + name); !ok {
+			t.Errorf("built-in config does not block %s", name)
+		}
+	}
+	for _, name := range []string{"qq.com", "weixin.qq.com", "taobao.com"} {
+		if _, _, ok := set.Match(name); ok {
+			t.Errorf("built-in config blocks shared domain %s", name)
+		}
+	}
+}
+
+func TestConfigErrorsNameTheLine(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"unknown key", "listen: [127.0.0.1:53]\nupstream: [1.1.1.1]\n", []string{"line 2", "unknown key upstream"}},
+		{"nested unknown key", "blocking:\n  mode: nxdomain\n  tll: 5s\n", []string{"line 3", "tll"}},
+		{"bad duration", "upstream_timeout: soon\n", []string{"line 1", "soon"}},
+		{"bad mode", "log:\n  level: info\nblocking:\n  mode: zeroip\n", []string{"line 4", "blocking.mode", "zeroip", "nxdomain, null, refused, custom"}},
+		{"bad listen", "listen:\n  - 127.0.0.1:53\n  - localhost\n", []string{"line 3", "listen[1]", "localhost"}},
+		{"bad upstream", "upstreams:\n  - tls://9.9.9.9\n", []string{"line 2", "upstreams[0]", "unsupported scheme"}},
+		{"custom without ips", "blocking:\n  mode: custom\n", []string{"line 2", "needs blocking.ipv4"}},
+		{"bad ipv4", "blocking:\n  mode: custom\n  ipv4: 2001:db8::1\n", []string{"line 3", "not an IPv4"}},
+		{"list without source", "blocklists:\n  - name: x\n", []string{"line 2", "exactly one of path or builtin"}},
+		{"duplicate list", "blocklists:\n  - {name: x, builtin: banned-apps}\n  - {name: x, builtin: banned-apps}\n", []string{"line 3", "duplicate list name"}},
+		{"unknown builtin", "blocklists:\n  - name: x\n    builtin: nope\n", []string{"line 3", "unknown built-in list", "banned-apps"}},
+		{"negative ttl", "blocking:\n  ttl: -1s\n", []string{"line 2", "blocking.ttl"}},
+		{"bad log format", "log:\n  format: xml\n", []string{"line 2", "log.format"}},
+		{"not yaml", "listen: [unclosed\n", []string{"line"}},
+		{"two problems at once", "log:\n  format: xml\n  level: loud\n", []string{"line 2", "line 3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeFile(t, t.TempDir(), "c.yaml", tc.yaml)
+			_, err := loadConfig(&options{config: p})
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not contain %q", err, w)
+				}
+			}
+			if !strings.Contains(err.Error(), p) {
+				t.Errorf("error %q does not name the file", err)
+			}
+		})
+	}
+}
+
+func TestConfigNullModeMeansNullSinkhole(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "c.yaml", "blocking:\n  mode: null\n")
+	cfg, err := loadConfig(&options{config: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Blocking.Mode != "null" {
+		t.Fatalf("mode %q", cfg.Blocking.Mode)
+	}
+}
+
+func TestFlagsOverrideConfig(t *testing.T) {
+	p := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:5300]\nupstreams: [192.0.2.1]\nblocklists: [{name: ads, builtin: banned-apps}]\nhttp: {listen: 127.0.0.1:9999}\n")
+	o, _, err := parseFlags("t", []string{"-config", p, "-listen", "127.0.0.2:53", "-upstream", "tcp://192.0.2.2",
+		"-blocklist", "/x/ads.txt", "-blocklist", "/y/more.list", "-http", ""}, os.Stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := loadConfig(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, l := range cfg.Blocklists {
+		names = append(names, l.Name)
+	}
+	if strings.Join(cfg.Listen, ",") != "127.0.0.2:53" || strings.Join(cfg.Upstreams, ",") != "tcp://192.0.2.2" ||
+		strings.Join(names, ",") != "ads,ads-2,more" || cfg.HTTP.Listen != "" {
+		t.Fatalf("listen %v upstreams %v lists %v http %q", cfg.Listen, cfg.Upstreams, names, cfg.HTTP.Listen)
+	}
+}
+
+func TestDefaultUpstreamsFromResolvConf(t *testing.T) {
+	dir := t.TempDir()
+	rc := writeFile(t, dir, "resolv.conf", "# generated\nnameserver 127.0.0.1\nnameserver 192.0.2.10\nnameserver ::1\nsearch lan\n")
+
+	got, err := defaultUpstreams(rc, []string{"127.0.0.1:1053"})
+	if err != nil || strings.Join(got, " ") != "127.0.0.1:53 192.0.2.10:53 [::1]:53" {
+		t.Errorf("listening on 1053: %v %v", got, err)
+	}
+	// Listening on port 53 of an address in resolv.conf would forward to ourselves.
+	got, err = defaultUpstreams(rc, []string{"127.0.0.1:53", "[::]:53"})
+	if err != nil || strings.Join(got, " ") != "192.0.2.10:53" {
+		t.Errorf("listening on 53: %v %v", got, err)
+	}
+	only := writeFile(t, dir, "only", "nameserver 127.0.0.1\n")
+	if _, err := defaultUpstreams(only, []string{"0.0.0.0:53"}); err == nil || !strings.Contains(err.Error(), "none usable") {
+		t.Errorf("only ourselves left: err = %v", err)
+	}
+	if _, err := defaultUpstreams(filepath.Join(dir, "missing"), nil); err == nil {
+		t.Error("missing resolv.conf accepted")
+	}
+}

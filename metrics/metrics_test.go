@@ -1,0 +1,134 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/dnsfence/dnsfence/resolver"
+)
+
+func newTest(t *testing.T) (*Metrics, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	m, err := New(reg, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, reg
+}
+
+func TestLint(t *testing.T) {
+	m, reg := newTest(t)
+	// Touch every vector so each family has a series to lint.
+	m.ObserveUpstream("udp://192.0.2.1:53", time.Millisecond, context.DeadlineExceeded)
+	m.ListLoaded("ads", 3, nil, time.Now())
+	m.ListLoaded("ads", 3, errors.New("gone"), time.Now())
+	m.InvalidPacket(nil, nil)
+	m.Panic()
+	r := m.Middleware()(resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		return &resolver.Response{Msg: new(dns.Msg).SetReply(req.Msg), Outcome: resolver.OutcomeBlocked, List: "ads"}, nil
+	}))
+	q := new(dns.Msg).SetQuestion("x.", dns.TypeA)
+	if _, err := r.Resolve(context.Background(), &resolver.Request{Msg: q, Received: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+}
+
+func TestMiddlewareCounts(t *testing.T) {
+	m, _ := newTest(t)
+	fail := errors.New("boom")
+	var next resolver.ResolverFunc = func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		switch req.Question().Name {
+		case "blocked.":
+			return &resolver.Response{Msg: new(dns.Msg).SetRcode(req.Msg, dns.RcodeNameError), Outcome: resolver.OutcomeBlocked, List: "ads"}, nil
+		case "error.":
+			return nil, fail
+		}
+		return &resolver.Response{Msg: new(dns.Msg).SetReply(req.Msg), Outcome: resolver.OutcomeForwarded}, nil
+	}
+	r := m.Middleware()(next)
+	for _, name := range []string{"blocked.", "blocked.", "ok.", "error."} {
+		q := new(dns.Msg).SetQuestion(name, dns.TypeAAAA)
+		_, err := r.Resolve(context.Background(), &resolver.Request{Msg: q, Received: time.Now()})
+		if (name == "error.") != errors.Is(err, fail) {
+			t.Fatalf("%s: err %v not passed through", name, err)
+		}
+	}
+	for _, tc := range []struct {
+		labels []string
+		want   float64
+	}{
+		{[]string{"AAAA", "NXDOMAIN", "blocked"}, 2},
+		{[]string{"AAAA", "NOERROR", "forwarded"}, 1},
+		{[]string{"AAAA", "SERVFAIL", "error"}, 1},
+	} {
+		if got := testutil.ToFloat64(m.queries.WithLabelValues(tc.labels...)); got != tc.want {
+			t.Errorf("queries%v = %v, want %v", tc.labels, got, tc.want)
+		}
+	}
+	if got := testutil.ToFloat64(m.blocked.WithLabelValues("ads")); got != 2 {
+		t.Errorf("blocked{ads} = %v", got)
+	}
+}
+
+func TestObserveUpstreamReasons(t *testing.T) {
+	m, _ := newTest(t)
+	const up = "udp://192.0.2.1:53"
+	m.ObserveUpstream(up, time.Millisecond, nil)
+	m.ObserveUpstream(up, time.Millisecond, fmt.Errorf("x: %w", &resolver.RcodeError{Rcode: dns.RcodeServerFailure}))
+	m.ObserveUpstream(up, time.Millisecond, fmt.Errorf("x: %w", context.DeadlineExceeded))
+	if got := testutil.ToFloat64(m.upstreamErrors.WithLabelValues(up, "servfail")); got != 1 {
+		t.Errorf("servfail errors = %v", got)
+	}
+	if got := testutil.ToFloat64(m.upstreamErrors.WithLabelValues(up, "timeout")); got != 1 {
+		t.Errorf("timeout errors = %v", got)
+	}
+	if n := testutil.CollectAndCount(m.upstreamErrors); n != 2 {
+		t.Errorf("%d error series, want 2 (a success is not an error)", n)
+	}
+}
+
+func TestLabelsAreBounded(t *testing.T) {
+	seen := map[string]bool{}
+	for qt := range uint16(65535) {
+		seen[qtypeLabel(qt)] = true
+	}
+	if len(seen) > 20 || !seen["other"] || !seen["A"] || !seen["HTTPS"] {
+		t.Errorf("qtype labels %d: %v", len(seen), seen)
+	}
+	seen = map[string]bool{}
+	for rc := range 5000 {
+		seen[rcodeLabel(rc)] = true
+	}
+	if len(seen) > 30 || !seen["other"] || !seen["NXDOMAIN"] {
+		t.Errorf("rcode labels %d", len(seen))
+	}
+	if !strings.HasPrefix(namespace, "dnsfence") {
+		t.Error("namespace")
+	}
+}
+
+func TestNewRejectsDoubleRegistration(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := New(reg, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(reg, "b"); err == nil {
+		t.Error("second New on the same registry succeeded")
+	}
+}
