@@ -67,7 +67,8 @@ type LogConfig struct {
 	Queries bool   `yaml:"queries"`
 }
 
-// defaults are applied before decoding, so a key absent from the file keeps its default.
+// defaults are applied before decoding, so a key absent from the file keeps its default. They equal
+// configs/dnsfence.yaml (a test checks it); `blocklists: []` turns the built-in list off.
 func defaults() Config {
 	return Config{
 		Listen:          []string{"127.0.0.1:1053", "[::1]:1053"},
@@ -77,6 +78,7 @@ func defaults() Config {
 		TCPIdleTimeout:  10 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
 		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second},
+		Blocklists:      []ListConfig{{Name: "banned-apps", Builtin: "banned-apps"}},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
 		Log:             LogConfig{Format: "console", Level: "info"},
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -30,6 +31,31 @@ func TestShippedConfigs(t *testing.T) {
 	shipped, err := os.ReadFile("../../configs/dnsfence.yaml")
 	if err != nil || !bytes.Equal(shipped, configs.DefaultConfig()) {
 		t.Error("embedded default differs from configs/dnsfence.yaml")
+	}
+}
+
+// TestDefaultsMatchShippedFile: a key left out of a config means what configs/dnsfence.yaml says.
+func TestDefaultsMatchShippedFile(t *testing.T) {
+	fromFile, err := parseConfig(configs.DefaultConfig(), "shipped")
+	if err != nil {
+		t.Fatal(err)
+	}
+	empty, err := parseConfig([]byte("# nothing set\n"), "empty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*Config{fromFile, empty} {
+		c.lines, c.source = nil, ""
+		if len(c.Upstreams) == 0 {
+			c.Upstreams = nil // [] and absent mean the same
+		}
+	}
+	if !reflect.DeepEqual(fromFile, empty) {
+		t.Errorf("shipped file:\n%+v\ndefaults:\n%+v", fromFile, empty)
+	}
+	off, err := parseConfig([]byte("blocklists: []\n"), "off")
+	if err != nil || len(off.Blocklists) != 0 {
+		t.Errorf("blocklists: [] kept %v (%v)", off.Blocklists, err)
 	}
 }
 

@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -213,5 +216,66 @@ func TestEndToEndReload(t *testing.T) {
 	d.triggerReload(t)
 	if rcode("new.example") != dns.RcodeNameError {
 		t.Error("deleting a list file dropped its entries")
+	}
+}
+
+func TestEndToEndHealthzAndQueryLog(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	quiet := start(t, "-upstream", up.Addr)
+	resolvertest.Exchange(t, "udp", quiet.dnsAddrs[0], resolvertest.Query("private.example", dns.TypeA, false))
+	if strings.Contains(quiet.log.String(), "private.example") {
+		t.Errorf("query logged although log.queries is off:\n%s", quiet.log)
+	}
+	resp, err := http.Get("http://" + quiet.httpAddr + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %s", resp.Status)
+	}
+
+	cfg := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:0]\nlog: {format: json, queries: true}\n")
+	loud := start(t, "-config", cfg, "-upstream", up.Addr)
+	resolvertest.Exchange(t, "udp", loud.dnsAddrs[0], resolvertest.Query("logged.example", dns.TypeA, false))
+	resolvertest.Exchange(t, "udp", loud.dnsAddrs[0], resolvertest.Query("x.alipay.com", dns.TypeA, false))
+	logs := loud.log.String()
+	for _, want := range []string{`"name":"logged.example."`, `"outcome":"forwarded"`, `"outcome":"blocked"`, `"list":"banned-apps"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("query log lacks %s:\n%s", want, logs)
+		}
+	}
+}
+
+// TestEndToEndDrain: a query in flight when shutdown starts is still answered.
+func TestEndToEndDrain(t *testing.T) {
+	slow := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		time.Sleep(400 * time.Millisecond)
+		resolvertest.A("192.0.2.55").ServeDNS(w, r)
+	}))
+	r := &running{log: &syncBuffer{}, reload: make(chan struct{})}
+	ready := make(chan *instance, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- runWith(ctx, []string{"-listen", "127.0.0.1:0", "-http", "", "-upstream", slow.Addr}, io.Discard, r.log,
+			hooks{ready: func(i *instance) { ready <- i }})
+	}()
+	inst := <-ready
+	answer := make(chan *dns.Msg, 1)
+	go func() {
+		c := &dns.Client{Timeout: 3 * time.Second}
+		m, _, _ := c.Exchange(resolvertest.Query("slow.example", dns.TypeA, false), inst.dnsAddrs[0])
+		answer <- m
+	}()
+	for slow.Queries() == 0 { // the query is now in flight
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if m := <-answer; m == nil || m.Rcode != dns.RcodeSuccess || len(m.Answer) != 1 {
+		t.Fatalf("in-flight query not answered during shutdown: %v", m)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v", err)
 	}
 }

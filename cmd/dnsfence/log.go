@@ -24,6 +24,7 @@ func newLogger(c LogConfig, w io.Writer) (log, queries *zap.Logger, err error) {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	} else {
 		encCfg.EncodeLevel = zapcore.CapitalLevelEncoder
+		encCfg.EncodeDuration = zapcore.StringDurationEncoder
 		enc = zapcore.NewConsoleEncoder(encCfg)
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), level)
