@@ -31,6 +31,7 @@ type Metrics struct {
 	listEntries      *prometheus.GaugeVec
 	listReloads      *prometheus.CounterVec
 	listLastSuccess  *prometheus.GaugeVec
+	listInvalid      *prometheus.GaugeVec
 
 	// durations by outcome, looked up once so the hot path does no label hashing for them.
 	durationByOutcome []prometheus.Observer
@@ -81,6 +82,10 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "blocklist", Name: "last_success_timestamp_seconds",
 			Help: "Unix time of the last successful load of each blocklist.",
 		}, []string{"list"}),
+		listInvalid: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "blocklist", Name: "invalid_lines",
+			Help: "Lines of each blocklist skipped as invalid at its last successful load.",
+		}, []string{"list"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -94,7 +99,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.queries, m.queryDuration, m.blocked, m.upstreamDuration, m.upstreamErrors,
-		m.invalid, m.panics, m.listEntries, m.listReloads, m.listLastSuccess, buildInfo,
+		m.invalid, m.panics, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, buildInfo,
 	} {
 		errs = append(errs, reg.Register(c))
 	}
@@ -138,14 +143,16 @@ func (m *Metrics) InitUpstream(upstream string) {
 	m.upstreamDuration.WithLabelValues(upstream)
 }
 
-// ListLoaded records the result of loading one blocklist at time at.
-func (m *Metrics) ListLoaded(list string, entries int, err error, at time.Time) {
+// ListLoaded records the result of loading one blocklist at time at: the entries now served, the
+// lines skipped as invalid, and err if the load failed (the list then keeps its last good entries).
+func (m *Metrics) ListLoaded(list string, entries, invalid int, err error, at time.Time) {
 	m.listEntries.WithLabelValues(list).Set(float64(entries))
 	if err != nil {
 		m.listReloads.WithLabelValues(list, "failure").Inc()
 		return
 	}
 	m.listReloads.WithLabelValues(list, "success").Inc()
+	m.listInvalid.WithLabelValues(list).Set(float64(invalid))
 	m.listLastSuccess.WithLabelValues(list).Set(float64(at.Unix()))
 	m.blocked.WithLabelValues(list) // so a list that never matched still shows 0
 }

@@ -29,8 +29,8 @@ func TestLint(t *testing.T) {
 	m, reg := newTest(t)
 	// Touch every vector so each family has a series to lint.
 	m.ObserveUpstream("udp://192.0.2.1:53", time.Millisecond, context.DeadlineExceeded)
-	m.ListLoaded("ads", 3, nil, time.Now())
-	m.ListLoaded("ads", 3, errors.New("gone"), time.Now())
+	m.ListLoaded("ads", 3, 1, nil, time.Now())
+	m.ListLoaded("ads", 3, 1, errors.New("gone"), time.Now())
 	m.InvalidPacket(nil, nil)
 	m.Panic()
 	r := m.Middleware()(resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {

@@ -17,6 +17,7 @@ import (
 const testList = `# test list
 blocked.example
 ads.example.net
+||adblock-syntax.example^
 `
 
 func TestEndToEndForwardAndBlock(t *testing.T) {
@@ -132,6 +133,9 @@ func TestEndToEndMetrics(t *testing.T) {
 	before := scrape(t, d.httpAddr)
 	if v := value(before, "dnsfence_blocklist_entries", "list=test"); v != 2 {
 		t.Errorf("dnsfence_blocklist_entries{list=test} = %v, want 2", v)
+	}
+	if v := value(before, "dnsfence_blocklist_invalid_lines", "list=test"); v != 1 {
+		t.Errorf("dnsfence_blocklist_invalid_lines{list=test} = %v, want 1", v)
 	}
 	if v := value(before, "dnsfence_blocked_queries_total", "list=test"); v != 0 {
 		t.Errorf("blocked counter for a fresh list = %v, want 0", v)

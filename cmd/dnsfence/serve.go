@@ -61,9 +61,14 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 		return err
 	}
 	if opts.configCheck {
-		set, _, err := loadSet(cfg)
+		set, infos, err := loadSet(cfg)
 		if err != nil {
 			return err
+		}
+		for _, l := range infos {
+			if l.Invalid > 0 {
+				fmt.Fprintf(stdout, "blocklist %s: %d invalid lines skipped, e.g.\n  %s\n", l.Name, l.Invalid, strings.Join(l.Examples, "\n  "))
+			}
 		}
 		fmt.Fprintf(stdout, "%s: OK (%d listen addresses, %d blocklists with %d entries)\n",
 			cfg.source, len(cfg.Listen), len(cfg.Blocklists), set.Len())
@@ -152,6 +157,14 @@ func listSources(cfg *Config) []blocklist.Source {
 	return out
 }
 
+// logInvalid warns about a list's skipped lines, with the first few as file:line examples.
+func logInvalid(log *zap.Logger, l blocklist.ListInfo) {
+	if l.Invalid > 0 {
+		log.Warn("blocklist has invalid lines (skipped)", zap.String("list", l.Name),
+			zap.Int("invalid", l.Invalid), zap.Strings("examples", l.Examples))
+	}
+}
+
 // serve runs the DNS and HTTP listeners until ctx is done.
 func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks) error {
 	upstreamURLs := cfg.Upstreams
@@ -189,7 +202,8 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	onReload := func(r blocklist.Result) {
 		now := time.Now()
 		for _, l := range r.Lists {
-			m.ListLoaded(l.Name, l.Entries, r.Failed[l.Name], now)
+			m.ListLoaded(l.Name, l.Entries, l.Invalid, r.Failed[l.Name], now)
+			logInvalid(log, l)
 		}
 		if err := r.Err(); err != nil {
 			log.Error("blocklist reload failed; the failing lists keep their last good entries",
@@ -208,10 +222,8 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	}
 	inst.lists = lists
 	for _, l := range lists.Set().Lists() {
-		m.ListLoaded(l.Name, l.Entries, nil, time.Now())
-		if l.Invalid > 0 {
-			log.Warn("blocklist has invalid lines (skipped)", zap.String("list", l.Name), zap.Int("invalid", l.Invalid))
-		}
+		m.ListLoaded(l.Name, l.Entries, l.Invalid, nil, time.Now())
+		logInvalid(log, l)
 	}
 
 	var ql resolver.Middleware
