@@ -1,9 +1,12 @@
 // Package configs ships the files a new user needs: the default configuration and the built-in
-// blocklists, embedded so the binary runs with no files on disk.
+// blocklists (the curated per-app lists), embedded so the binary runs with no files on disk.
 package configs
 
 import (
+	"bufio"
+	"bytes"
 	"embed"
+	"fmt"
 	"io/fs"
 	"path"
 	"sort"
@@ -13,7 +16,7 @@ import (
 //go:embed dnsfence.yaml
 var defaultConfig []byte
 
-//go:embed blocklists/*.txt
+//go:embed blocklists
 var lists embed.FS
 
 // DefaultConfig returns the configuration used when no -config is given (a copy: callers may keep it).
@@ -21,21 +24,92 @@ func DefaultConfig() []byte {
 	return append([]byte(nil), defaultConfig...)
 }
 
-// Lists is the file system of the built-in blocklists; BuiltinPath names a list's file in it.
+// Lists is the file system of the built-in blocklists.
 func Lists() fs.FS { return lists }
 
-// BuiltinPath is the path of the built-in list called name inside Lists().
+// BuiltinPath is the path inside Lists() of the general built-in list called name.
 func BuiltinPath(name string) string { return path.Join("blocklists", name+".txt") }
 
-// Builtins returns the names of the built-in lists, sorted.
+// Builtins returns the names of the general built-in lists (not the per-app ones), sorted.
 func Builtins() []string {
 	entries, _ := fs.ReadDir(lists, "blocklists")
 	var names []string
 	for _, e := range entries {
-		if n, ok := strings.CutSuffix(e.Name(), ".txt"); ok {
+		if n, ok := strings.CutSuffix(e.Name(), ".txt"); ok && !e.IsDir() {
 			names = append(names, n)
 		}
 	}
 	sort.Strings(names)
 	return names
+}
+
+// AppIDs are the apps named in US Executive Order 13971, in the order the order lists them
+// after grouping Tencent's three. Their ids are also the only values of the metrics' app label.
+var appIDs = [...]string{"qq", "qq-wallet", "wechat-pay", "alipay", "camscanner", "shareit", "vmate", "wps-office"}
+
+// AppIDs returns the ids of the curated app lists.
+func AppIDs() []string { return append([]string(nil), appIDs[:]...) }
+
+// IsApp reports whether id is a curated app's id.
+func IsApp(id string) bool {
+	for _, a := range appIDs {
+		if a == id {
+			return true
+		}
+	}
+	return false
+}
+
+// App describes one curated list, from its header.
+type App struct {
+	ID, Name, Vendor, Policy string
+	Sources                  []string
+	// Path is the list's file inside Lists().
+	Path string
+}
+
+// AppPath is the path inside Lists() of the app list id.
+func AppPath(id string) string { return path.Join("blocklists", "apps", id+".txt") }
+
+// Apps reads the headers of the curated lists ("# id:", "# app:", "# vendor:", "# policy:",
+// "# sources:" lines, sources separated by ";").
+func Apps() ([]App, error) {
+	out := make([]App, 0, len(appIDs))
+	for _, id := range appIDs {
+		data, err := fs.ReadFile(lists, AppPath(id))
+		if err != nil {
+			return nil, err
+		}
+		a := App{Path: AppPath(id)}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			line, ok := strings.CutPrefix(sc.Text(), "# ")
+			if !ok {
+				continue
+			}
+			key, val, ok := strings.Cut(line, ": ")
+			if !ok {
+				continue
+			}
+			switch key {
+			case "id":
+				a.ID = val
+			case "app":
+				a.Name = val
+			case "vendor":
+				a.Vendor = val
+			case "policy":
+				a.Policy = val
+			case "sources":
+				for _, s := range strings.Split(val, ";") {
+					a.Sources = append(a.Sources, strings.TrimSpace(s))
+				}
+			}
+		}
+		if a.ID != id || a.Name == "" || a.Vendor == "" || len(a.Sources) == 0 {
+			return nil, fmt.Errorf("%s: header needs id %q, app, vendor and sources", a.Path, id)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }

@@ -51,8 +51,8 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 		}, []string{"outcome"}),
 		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "blocked_queries_total",
-			Help: "Queries sinkholed, by the blocklist that matched.",
-		}, []string{"list"}),
+			Help: "Queries sinkholed, by the blocklist that matched and the curated app it is filed under (other for none).",
+		}, []string{"list", "app"}),
 		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "request_duration_seconds",
 			Help:    "Duration of exchanges with an upstream resolver, failed ones included.",
@@ -123,7 +123,11 @@ func (m *Metrics) Middleware() resolver.Middleware {
 				m.durationByOutcome[outcome].Observe(time.Since(req.Received).Seconds())
 			}
 			if outcome == resolver.OutcomeBlocked {
-				m.blocked.WithLabelValues(resp.List).Inc()
+				app := resp.App
+				if app == "" {
+					app = "other"
+				}
+				m.blocked.WithLabelValues(resp.List, app).Inc()
 			}
 			return resp, err
 		})
@@ -154,7 +158,15 @@ func (m *Metrics) ListLoaded(list string, entries, invalid int, err error, at ti
 	m.listReloads.WithLabelValues(list, "success").Inc()
 	m.listInvalid.WithLabelValues(list).Set(float64(invalid))
 	m.listLastSuccess.WithLabelValues(list).Set(float64(at.Unix()))
-	m.blocked.WithLabelValues(list) // so a list that never matched still shows 0
+}
+
+// InitList creates a list's blocked counter (app "" is filed as other) so a list that never
+// matched still shows 0 and dashboards can list it.
+func (m *Metrics) InitList(list, app string) {
+	if app == "" {
+		app = "other"
+	}
+	m.blocked.WithLabelValues(list, app)
 }
 
 // InvalidPacket counts a packet that could not be parsed; it fits dns.Server.MsgInvalidFunc.

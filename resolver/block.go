@@ -3,6 +3,7 @@ package resolver
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"time"
@@ -65,8 +66,9 @@ const (
 	sinkholeRname = "hostmaster.dnsfence.invalid."
 )
 
-// Reply answers req, blocked by rule of list.
-func (s *Sinkhole) Reply(req *dns.Msg, list, rule string) *dns.Msg {
+// Reply answers req with a sinkhole. apex owns the negative-caching SOA (the blocked entry, or the
+// question's name when an answer record was blocked); why is the Extended DNS Error text.
+func (s *Sinkhole) Reply(req *dns.Msg, apex, why string) *dns.Msg {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	ttl := uint32(s.TTL / time.Second)
@@ -79,7 +81,7 @@ func (s *Sinkhole) Reply(req *dns.Msg, list, rule string) *dns.Msg {
 		m.Rcode = dns.RcodeRefused
 	case SinkholeNXDOMAIN:
 		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{s.soa(rule, ttl)}
+		m.Ns = []dns.RR{s.soa(apex, ttl)}
 	default:
 		v4, v6 := s.IPv4, s.IPv6
 		if s.Mode == SinkholeNull {
@@ -92,7 +94,7 @@ func (s *Sinkhole) Reply(req *dns.Msg, list, rule string) *dns.Msg {
 		case q.Qtype == dns.TypeAAAA && v6.IsValid():
 			m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: v6.AsSlice()}}
 		default: // NODATA, cacheable thanks to the SOA (RFC 2308)
-			m.Ns = []dns.RR{s.soa(rule, ttl)}
+			m.Ns = []dns.RR{s.soa(apex, ttl)}
 		}
 	}
 	if opt := req.IsEdns0(); opt != nil {
@@ -100,17 +102,17 @@ func (s *Sinkhole) Reply(req *dns.Msg, list, rule string) *dns.Msg {
 		e := m.IsEdns0()
 		e.Option = append(e.Option, &dns.EDNS0_EDE{
 			InfoCode:  dns.ExtendedErrorCodeBlocked,
-			ExtraText: "blocked by list " + list,
+			ExtraText: why,
 		})
 	}
 	return m
 }
 
-// soa is the negative-caching SOA: its owner is the blocked entry (the apex of what is cut off),
+// soa is the negative-caching SOA: its owner is apex (what is cut off),
 // and TTL and MINIMUM are both the block TTL so resolvers cache the block for exactly that long.
-func (s *Sinkhole) soa(rule string, ttl uint32) *dns.SOA {
+func (s *Sinkhole) soa(apex string, ttl uint32) *dns.SOA {
 	return &dns.SOA{
-		Hdr:     dns.RR_Header{Name: dns.Fqdn(rule), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+		Hdr:     dns.RR_Header{Name: dns.Fqdn(apex), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 		Ns:      sinkholeMname,
 		Mbox:    sinkholeRname,
 		Serial:  1,
@@ -121,15 +123,99 @@ func (s *Sinkhole) soa(rule string, ttl uint32) *dns.SOA {
 	}
 }
 
-// Block sinkholes queries whose name m matches and passes the rest on.
-func Block(m Matcher, s *Sinkhole) Middleware {
+// Blocker is the block stage's configuration.
+type Blocker struct {
+	// Matcher decides which names are blocked. Required.
+	Matcher Matcher
+	// Sinkhole builds the replies. Required.
+	Sinkhole *Sinkhole
+	// InspectAnswers also checks forwarded answers: a CNAME chain that reaches a blocked name
+	// (CNAME cloaking, e.g. tracker.example.com CNAME x.alipay.com) is sinkholed like the name.
+	InspectAnswers bool
+	// BlockedNets sinkholes answers with an A or AAAA record inside one of these prefixes.
+	BlockedNets []netip.Prefix
+	// Apps maps a list name to the app its blocks are filed under (Response.App, EDE text).
+	// Must not be modified once the stage runs.
+	Apps map[string]string
+}
+
+// blocked builds the response for a query blocked by rule of list.
+func (b *Blocker) blocked(req *Request, list, rule, apex string, record dns.RR) *Response {
+	app := b.Apps[list]
+	why := "blocked by list " + list
+	if app != "" {
+		why += " (app " + app + ")"
+	}
+	r := &Response{Msg: b.Sinkhole.Reply(req.Msg, apex, why), Outcome: OutcomeBlocked, List: list, Rule: rule, App: app}
+	if record != nil {
+		r.Record = record.String()
+	}
+	return r
+}
+
+// BlockedNetsList is the list name reported for answers blocked by Blocker.BlockedNets.
+const BlockedNetsList = "blocked-nets"
+
+// Block returns the block stage: queries whose name b.Matcher matches are sinkholed and never
+// forwarded; the answers to the rest are inspected (see Blocker) before they are returned.
+func Block(b Blocker) Middleware {
+	b.Apps = maps.Clone(b.Apps)
 	return func(next Resolver) Resolver {
 		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
-			list, rule, ok := m.Match(req.Question().Name)
-			if !ok {
-				return next.Resolve(ctx, req)
+			q := req.Question()
+			if list, rule, ok := b.Matcher.Match(q.Name); ok {
+				return b.blocked(req, list, rule, rule, nil), nil
 			}
-			return &Response{Msg: s.Reply(req.Msg, list, rule), Outcome: OutcomeBlocked, List: list, Rule: rule}, nil
+			resp, err := next.Resolve(ctx, req)
+			if err != nil || resp == nil || resp.Msg == nil || (!b.InspectAnswers && len(b.BlockedNets) == 0) {
+				return resp, err
+			}
+			if list, rule, rr, ok := b.inspect(resp.Msg); ok {
+				// The SOA is for the question's name: the blocked target is in another zone.
+				return b.blocked(req, list, rule, q.Name, rr), nil
+			}
+			return resp, nil
 		})
 	}
+}
+
+// inspect finds the first answer record that makes the whole answer blocked.
+func (b *Blocker) inspect(m *dns.Msg) (list, rule string, rr dns.RR, ok bool) {
+	for _, rr := range m.Answer {
+		switch rr := rr.(type) {
+		case *dns.CNAME:
+			if !b.InspectAnswers {
+				continue
+			}
+			if list, rule, ok := b.Matcher.Match(rr.Target); ok {
+				return list, rule, rr, true
+			}
+		case *dns.A:
+			if p, ok := b.inNets(rr.A); ok {
+				return BlockedNetsList, p.String(), rr, true
+			}
+		case *dns.AAAA:
+			if p, ok := b.inNets(rr.AAAA); ok {
+				return BlockedNetsList, p.String(), rr, true
+			}
+		}
+	}
+	return "", "", nil, false
+}
+
+func (b *Blocker) inNets(ip []byte) (netip.Prefix, bool) {
+	if len(b.BlockedNets) == 0 {
+		return netip.Prefix{}, false
+	}
+	addr, ok := netip.AddrFromSlice(ip)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	addr = addr.Unmap()
+	for _, p := range b.BlockedNets {
+		if p.Contains(addr) {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
 }

@@ -2,6 +2,7 @@ package resolver_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -56,7 +57,7 @@ func TestBlockModes(t *testing.T) {
 			t.Run(tc.name+map[bool]string{false: "", true: " edns"}[edns], func(t *testing.T) {
 				sink := tc.sink
 				sink.TTL = ttl * time.Second
-				r := resolver.Chain(next, resolver.Block(suffixMatcher{}, &sink))
+				r := resolver.Chain(next, resolver.Block(resolver.Blocker{Matcher: suffixMatcher{}, Sinkhole: &sink}))
 				resp, err := r.Resolve(context.Background(), &resolver.Request{
 					Msg: resolvertest.Query("WWW.Blocked.Example.", tc.qtype, edns),
 				})
@@ -127,7 +128,7 @@ func TestBlockPassesOtherNames(t *testing.T) {
 		m.SetReply(req.Msg)
 		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded}, nil
 	})
-	r := resolver.Chain(next, resolver.Block(suffixMatcher{}, &resolver.Sinkhole{}))
+	r := resolver.Chain(next, resolver.Block(resolver.Blocker{Matcher: suffixMatcher{}, Sinkhole: &resolver.Sinkhole{}, InspectAnswers: true}))
 	for _, name := range []string{"notblocked.example.", "blocked.example.org.", "example."} {
 		resp, err := r.Resolve(context.Background(), &resolver.Request{Msg: resolvertest.Query(name, dns.TypeA, false)})
 		if err != nil || resp.Outcome != resolver.OutcomeForwarded {
@@ -147,5 +148,77 @@ func TestParseSinkholeMode(t *testing.T) {
 	}
 	if _, err := resolver.ParseSinkholeMode("zeroip"); err == nil {
 		t.Error("unknown mode accepted")
+	}
+}
+
+func TestBlockInspectsAnswers(t *testing.T) {
+	rr := func(s string) dns.RR {
+		r, err := dns.NewRR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	answers := map[string][]dns.RR{
+		"cloaked.example.": {
+			rr("cloaked.example. 60 IN CNAME hop.cdn.example."),
+			rr("hop.cdn.example. 60 IN CNAME x.blocked.example."),
+			rr("x.blocked.example. 60 IN A 192.0.2.1"),
+		},
+		"clean.example.":  {rr("clean.example. 60 IN CNAME hop.cdn.example."), rr("hop.cdn.example. 60 IN A 192.0.2.1")},
+		"badip.example.":  {rr("badip.example. 60 IN A 192.0.2.1"), rr("badip.example. 60 IN A 203.0.113.9")},
+		"badip6.example.": {rr("badip6.example. 60 IN AAAA 2001:db8:bad::1")},
+	}
+	next := resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		m := new(dns.Msg)
+		m.SetReply(req.Msg)
+		m.Answer = answers[req.Question().Name]
+		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded}, nil
+	})
+	nets := []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:bad::/48")}
+	for _, tc := range []struct {
+		name    string
+		inspect bool
+		nets    []netip.Prefix
+		blocked bool
+		list    string
+		record  string
+	}{
+		{"cloaked.example.", true, nil, true, "test-list", "x.blocked.example."},
+		{"cloaked.example.", false, nil, false, "", ""},
+		{"clean.example.", true, nets, false, "", ""},
+		{"badip.example.", true, nets, true, resolver.BlockedNetsList, "203.0.113.9"},
+		{"badip.example.", true, nil, false, "", ""},
+		{"badip6.example.", false, nets, true, resolver.BlockedNetsList, "2001:db8:bad::1"},
+	} {
+		t.Run(fmt.Sprintf("%s inspect=%v nets=%d", tc.name, tc.inspect, len(tc.nets)), func(t *testing.T) {
+			r := resolver.Chain(next, resolver.Block(resolver.Blocker{
+				Matcher: suffixMatcher{}, Sinkhole: &resolver.Sinkhole{TTL: time.Minute},
+				InspectAnswers: tc.inspect, BlockedNets: tc.nets,
+			}))
+			resp, err := r.Resolve(context.Background(), &resolver.Request{Msg: resolvertest.Query(tc.name, dns.TypeA, true)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tc.blocked {
+				if resp.Outcome != resolver.OutcomeForwarded || len(resp.Msg.Answer) == 0 {
+					t.Fatalf("not passed through: %+v", resp)
+				}
+				return
+			}
+			if resp.Outcome != resolver.OutcomeBlocked || resp.List != tc.list || !strings.Contains(resp.Record, tc.record) {
+				t.Fatalf("outcome %v list %q record %q", resp.Outcome, resp.List, resp.Record)
+			}
+			m := resp.Msg
+			if m.Rcode != dns.RcodeNameError || len(m.Answer) != 0 {
+				t.Fatalf("blocked answer leaked: %v", m)
+			}
+			if soa, ok := soaOf(m); !ok || soa.Hdr.Name != tc.name {
+				t.Errorf("SOA %v, want owner %s", m.Ns, tc.name)
+			}
+			if ede := findEDE(m); ede == nil || !strings.Contains(ede.ExtraText, tc.list) {
+				t.Errorf("EDE %v", ede)
+			}
+		})
 	}
 }

@@ -33,6 +33,12 @@ func QueryLog(l *zap.Logger) Middleware {
 				}
 				if resp.Outcome == OutcomeBlocked {
 					fields = append(fields, zap.String("list", resp.List), zap.String("rule", resp.Rule))
+					if resp.App != "" {
+						fields = append(fields, zap.String("app", resp.App))
+					}
+					if resp.Record != "" {
+						fields = append(fields, zap.String("record", resp.Record))
+					}
 				}
 			}
 			l.Info("query", fields...)

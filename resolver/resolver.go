@@ -86,8 +86,12 @@ type Response struct {
 	Outcome Outcome
 	// Upstream is the address that answered a forwarded query.
 	Upstream string
-	// List and Rule name the blocklist and entry that matched a blocked query.
-	List, Rule string
+	// List and Rule name the blocklist and entry that matched a blocked query; App is the curated
+	// app the list is filed under, if any (a bounded metric label).
+	List, Rule, App string
+	// Record is the answer record that got a forwarded answer blocked (CNAME cloaking, blocked
+	// address), in presentation format; empty when the question itself was blocked.
+	Record string
 }
 
 // Resolver answers a request. Implementations must be safe for concurrent use.

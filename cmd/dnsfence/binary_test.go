@@ -146,7 +146,7 @@ func TestBinaryWithDig(t *testing.T) {
 	p := startBinary(t, "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0", "-upstream", up.Addr, "-blocklist", list)
 
 	out := dig(t, p.dnsAddr, "www.alipay.com", "A")
-	for _, want := range []string{"status: NXDOMAIN", "EDE: 15 (Blocked)", "blocked by list banned-apps", "alipay.com.\t\t60\tIN\tSOA"} {
+	for _, want := range []string{"status: NXDOMAIN", "EDE: 15 (Blocked)", "blocked by list alipay (app alipay)", "alipay.com.\t\t60\tIN\tSOA"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("blocked dig lacks %q:\n%s", want, out)
 		}
@@ -226,7 +226,7 @@ func TestBinaryCommands(t *testing.T) {
 		{"help", []string{"-h"}, 0, nil, []string{"Usage:", "-listen", "-upstream", "-blocklist", "-http", "-config", "SIGHUP"}},
 		{"version", []string{"version"}, 0, []string{"dnsfence "}, nil},
 		{"check", []string{"check", "api.alipay.com", "example.com"}, 0,
-			[]string{`api.alipay.com: blocked by list "banned-apps", entry "alipay.com"`, "example.com: not blocked"}, nil},
+			[]string{`api.alipay.com: blocked by list "alipay" (app alipay), entry "alipay.com"`, "example.com: not blocked"}, nil},
 		{"config.check ok", []string{"-config.check"}, 0, []string{"built-in config: OK"}, nil},
 		{"config.check bad", []string{"-config", bad, "-config.check"}, 1, nil, []string{"line 3: blocking.mode", "zeroip"}},
 		{"bad flag", []string{"-nope"}, 2, nil, []string{"flag provided but not defined"}},

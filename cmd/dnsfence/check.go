@@ -23,9 +23,14 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	apps := listApps(cfg)
 	for _, n := range names {
 		if list, rule, ok := set.Match(n); ok {
-			fmt.Fprintf(stdout, "%s: blocked by list %q, entry %q\n", n, list, rule)
+			app := ""
+			if a := apps[list]; a != "" {
+				app = fmt.Sprintf(" (app %s)", a)
+			}
+			fmt.Fprintf(stdout, "%s: blocked by list %q%s, entry %q\n", n, list, app, rule)
 		} else {
 			fmt.Fprintf(stdout, "%s: not blocked\n", n)
 		}

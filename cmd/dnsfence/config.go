@@ -29,6 +29,7 @@ type Config struct {
 	TCPIdleTimeout  time.Duration  `yaml:"tcp_idle_timeout"`
 	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
 	Blocking        BlockingConfig `yaml:"blocking"`
+	Apps            AppSelection   `yaml:"apps"`
 	Blocklists      []ListConfig   `yaml:"blocklists"`
 	HTTP            HTTPConfig     `yaml:"http"`
 	Log             LogConfig      `yaml:"log"`
@@ -46,13 +47,46 @@ type BlockingConfig struct {
 	IPv4 string        `yaml:"ipv4"`
 	IPv6 string        `yaml:"ipv6"`
 	TTL  time.Duration `yaml:"ttl"`
+	// InspectAnswers sinkholes forwarded answers whose CNAME chain reaches a blocked name.
+	InspectAnswers bool `yaml:"inspect_answers"`
+	// BlockedNets sinkholes answers with an A/AAAA address in one of these CIDR prefixes.
+	BlockedNets []string `yaml:"blocked_nets"`
 }
 
-// ListConfig is one blocklist: a file (path) or a list built into the binary (builtin).
+// ListConfig is one blocklist: a file (path) or a list built into the binary (builtin). App, if
+// set, files its blocks under one of the curated apps (metrics, EDE text, check).
 type ListConfig struct {
 	Name    string `yaml:"name"`
 	Path    string `yaml:"path"`
 	Builtin string `yaml:"builtin"`
+	App     string `yaml:"app"`
+}
+
+// AppSelection is the curated app lists to enable: `all`, `none`, one id, or a list of ids.
+type AppSelection []string
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (a *AppSelection) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		switch n.Value {
+		case "all":
+			*a = configs.AppIDs()
+		case "none", "":
+			*a = AppSelection{}
+		default:
+			*a = AppSelection{n.Value}
+		}
+		return nil
+	case yaml.SequenceNode:
+		var ids []string
+		if err := n.Decode(&ids); err != nil {
+			return err
+		}
+		*a = ids
+		return nil
+	}
+	return fmt.Errorf("line %d: apps: want all, none or a list of app ids", n.Line)
 }
 
 // HTTPConfig is the metrics and health listener.
@@ -77,8 +111,8 @@ func defaults() Config {
 		QueryTimeout:    5 * time.Second,
 		TCPIdleTimeout:  10 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
-		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second},
-		Blocklists:      []ListConfig{{Name: "banned-apps", Builtin: "banned-apps"}},
+		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second, InspectAnswers: true},
+		Apps:            configs.AppIDs(),
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
 		Log:             LogConfig{Format: "console", Level: "info"},
 	}
@@ -233,14 +267,35 @@ func (c *Config) Validate() error {
 	if err == nil && mode == resolver.SinkholeCustom && !v4.IsValid() && !v6.IsValid() {
 		errs = append(errs, c.problem("blocking.mode", "custom mode needs blocking.ipv4 and/or blocking.ipv6"))
 	}
+	_, netErrs := c.blockedNets()
+	errs = append(errs, netErrs...)
+	valid := strings.Join(configs.AppIDs(), ", ")
 	names := map[string]bool{}
+	for i, id := range c.Apps {
+		p := "apps"
+		if _, ok := c.lines[fmt.Sprintf("apps[%d]", i)]; ok {
+			p = fmt.Sprintf("apps[%d]", i)
+		}
+		switch {
+		case !configs.IsApp(id):
+			errs = append(errs, c.problem(p, "unknown app %q (valid: all, none, %s)", id, valid))
+		case names[id]:
+			errs = append(errs, c.problem(p, "app %q listed twice", id))
+		}
+		names[id] = true
+	}
 	for i, l := range c.Blocklists {
 		p := fmt.Sprintf("blocklists[%d]", i)
 		switch {
 		case l.Name == "":
 			errs = append(errs, c.problem(p, "name is required"))
+		case names[l.Name] && configs.IsApp(l.Name):
+			errs = append(errs, c.problem(p+".name", "list name %q is taken by the enabled app list; name it otherwise (and set app: %s to file it under that app)", l.Name, l.Name))
 		case names[l.Name]:
 			errs = append(errs, c.problem(p+".name", "duplicate list name %q", l.Name))
+		}
+		if l.App != "" && !configs.IsApp(l.App) {
+			errs = append(errs, c.problem(p+".app", "unknown app %q (valid: %s)", l.App, valid))
 		}
 		names[l.Name] = true
 		if (l.Path == "") == (l.Builtin == "") {
@@ -286,6 +341,19 @@ func (c *Config) customIPs() (v4, v6 netip.Addr, errs []error) {
 		v6 = ip
 	}
 	return v4, v6, errs
+}
+
+// blockedNets parses blocking.blocked_nets.
+func (c *Config) blockedNets() (nets []netip.Prefix, errs []error) {
+	for i, s := range c.Blocking.BlockedNets {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			errs = append(errs, c.problem(fmt.Sprintf("blocking.blocked_nets[%d]", i), "%q is not a CIDR prefix (e.g. 203.0.113.0/24)", s))
+			continue
+		}
+		nets = append(nets, p.Masked())
+	}
+	return nets, errs
 }
 
 // sinkhole builds the sinkhole from a validated config.

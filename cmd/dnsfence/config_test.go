@@ -49,13 +49,28 @@ func TestDefaultsMatchShippedFile(t *testing.T) {
 		if len(c.Upstreams) == 0 {
 			c.Upstreams = nil // [] and absent mean the same
 		}
+		if len(c.Blocking.BlockedNets) == 0 {
+			c.Blocking.BlockedNets = nil
+		}
+		if len(c.Blocklists) == 0 {
+			c.Blocklists = nil
+		}
 	}
 	if !reflect.DeepEqual(fromFile, empty) {
 		t.Errorf("shipped file:\n%+v\ndefaults:\n%+v", fromFile, empty)
 	}
-	off, err := parseConfig([]byte("blocklists: []\n"), "off")
-	if err != nil || len(off.Blocklists) != 0 {
-		t.Errorf("blocklists: [] kept %v (%v)", off.Blocklists, err)
+	for in, want := range map[string]string{
+		"apps: none\n":             "",
+		"apps: []\n":               "",
+		"apps: alipay\n":           "alipay",
+		"apps: [vmate, qq]\n":      "vmate qq",
+		"apps: all\n":              strings.Join(configs.AppIDs(), " "),
+		"listen: [127.0.0.1:53]\n": strings.Join(configs.AppIDs(), " "),
+	} {
+		c, err := parseConfig([]byte(in), "t")
+		if err != nil || strings.Join(c.Apps, " ") != want {
+			t.Errorf("%q: apps %v (%v), want %q", in, c.Apps, err, want)
+		}
 	}
 }
 
@@ -68,21 +83,8 @@ func TestBuiltinDefault(t *testing.T) {
 	if strings.Join(cfg.Listen, " ") != strings.Join(want, " ") || cfg.HTTP.Listen != "127.0.0.1:9253" {
 		t.Errorf("default listen %v http %q", cfg.Listen, cfg.HTTP.Listen)
 	}
-	set, _, err := loadSet(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// One name per app of EO 13971 must be blocked out of the box.
-	for _, name := range []string{"im.qq.com", "qpay.qq.com", "pay.weixin.qq.com", "alipay.com",
-		"camscanner.com", "ushareit.com", "vmate.com", "wps.com"} {
-		if _, _, ok := set.Match("api." + name); !ok {
-			t.Errorf("built-in config does not block %s", name)
-		}
-	}
-	for _, name := range []string{"qq.com", "weixin.qq.com", "taobao.com"} {
-		if _, _, ok := set.Match(name); ok {
-			t.Errorf("built-in config blocks shared domain %s", name)
-		}
+	if strings.Join(cfg.Apps, " ") != strings.Join(configs.AppIDs(), " ") {
+		t.Errorf("default apps %v, want all eight", cfg.Apps)
 	}
 }
 
@@ -100,9 +102,14 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"custom without ips", "blocking:\n  mode: custom\n", []string{"line 2", "needs blocking.ipv4"}},
 		{"bad ipv4", "blocking:\n  mode: custom\n  ipv4: 2001:db8::1\n", []string{"line 3", "not an IPv4"}},
 		{"list without source", "blocklists:\n  - name: x\n", []string{"line 2", "exactly one of path or builtin"}},
-		{"duplicate list", "blocklists:\n  - {name: x, builtin: banned-apps}\n  - {name: x, builtin: banned-apps}\n", []string{"line 3", "duplicate list name"}},
-		{"unknown builtin", "blocklists:\n  - name: x\n    builtin: nope\n", []string{"line 3", "unknown built-in list", "banned-apps"}},
+		{"duplicate list", "blocklists:\n  - {name: x, path: /a}\n  - {name: x, path: /b}\n", []string{"line 3", "duplicate list name"}},
+		{"unknown app", "apps:\n  - alipay\n  - wechat\n", []string{"line 3", "apps[1]", `unknown app "wechat"`, "wechat-pay"}},
+		{"unknown single app", "apps: tiktok\n", []string{"line 1", "tiktok", "qq-wallet"}},
+		{"list named like an enabled app", "blocklists:\n  - {name: alipay, path: /a}\n", []string{"line 2", "taken by the enabled app list"}},
+		{"list filed under unknown app", "blocklists:\n  - name: x\n    path: /a\n    app: tiktok\n", []string{"line 4", "blocklists[0].app", "tiktok"}},
+		{"unknown builtin", "blocklists:\n  - name: x\n    builtin: nope\n", []string{"line 3", "unknown built-in list"}},
 		{"negative ttl", "blocking:\n  ttl: -1s\n", []string{"line 2", "blocking.ttl"}},
+		{"bad cidr", "blocking:\n  blocked_nets:\n    - 203.0.113.0/24\n    - 203.0.113.0\n", []string{"line 4", "blocked_nets[1]", "not a CIDR"}},
 		{"bad log format", "log:\n  format: xml\n", []string{"line 2", "log.format"}},
 		{"not yaml", "listen: [unclosed\n", []string{"line"}},
 		{"two problems at once", "log:\n  format: xml\n  level: loud\n", []string{"line 2", "line 3"}},
@@ -137,7 +144,7 @@ func TestConfigNullModeMeansNullSinkhole(t *testing.T) {
 }
 
 func TestFlagsOverrideConfig(t *testing.T) {
-	p := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:5300]\nupstreams: [192.0.2.1]\nblocklists: [{name: ads, builtin: banned-apps}]\nhttp: {listen: 127.0.0.1:9999}\n")
+	p := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:5300]\nupstreams: [192.0.2.1]\nblocklists: [{name: ads, path: /z/ads.txt}]\nhttp: {listen: 127.0.0.1:9999}\n")
 	o, _, err := parseFlags("t", []string{"-config", p, "-listen", "127.0.0.2:53", "-upstream", "tcp://192.0.2.2",
 		"-blocklist", "/x/ads.txt", "-blocklist", "/y/more.list", "-http", ""}, os.Stderr)
 	if err != nil {

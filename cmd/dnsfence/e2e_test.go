@@ -244,7 +244,7 @@ func TestEndToEndHealthzAndQueryLog(t *testing.T) {
 	resolvertest.Exchange(t, "udp", loud.dnsAddrs[0], resolvertest.Query("logged.example", dns.TypeA, false))
 	resolvertest.Exchange(t, "udp", loud.dnsAddrs[0], resolvertest.Query("x.alipay.com", dns.TypeA, false))
 	logs := loud.log.String()
-	for _, want := range []string{`"name":"logged.example."`, `"outcome":"forwarded"`, `"outcome":"blocked"`, `"list":"banned-apps"`} {
+	for _, want := range []string{`"name":"logged.example."`, `"outcome":"forwarded"`, `"outcome":"blocked"`, `"list":"alipay"`, `"app":"alipay"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("query log lacks %s:\n%s", want, logs)
 		}
@@ -281,5 +281,51 @@ func TestEndToEndDrain(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v", err)
+	}
+}
+
+// TestEndToEndAnswerInspection: an upstream that hides a blocked name behind a CNAME, or answers
+// with an address in blocked_nets, gets the whole answer sinkholed.
+func TestEndToEndAnswerInspection(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.Reply(func(q dns.Question) []dns.RR {
+		var rrs []string
+		switch q.Name {
+		case "tracker.example.net.":
+			rrs = []string{"tracker.example.net. 60 IN CNAME mobilegw.alipay.com.", "mobilegw.alipay.com. 60 IN A 192.0.2.8"}
+		case "ok.example.net.":
+			rrs = []string{"ok.example.net. 60 IN CNAME cdn.example.org.", "cdn.example.org. 60 IN A 192.0.2.9"}
+		case "vendor-ip.example.net.":
+			rrs = []string{"vendor-ip.example.net. 60 IN A 203.0.113.77"}
+		}
+		var out []dns.RR
+		for _, s := range rrs {
+			rr, _ := dns.NewRR(s)
+			out = append(out, rr)
+		}
+		return out
+	}))
+	cfg := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:0]\nlog: {format: json, queries: true}\nblocking:\n  blocked_nets: [203.0.113.0/24]\n")
+	d := start(t, "-config", cfg, "-upstream", up.Addr)
+	for name, want := range map[string]int{
+		"tracker.example.net":   dns.RcodeNameError,
+		"ok.example.net":        dns.RcodeSuccess,
+		"vendor-ip.example.net": dns.RcodeNameError,
+	} {
+		r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, true))
+		if r.Rcode != want {
+			t.Errorf("%s: rcode %s, want %s", name, dns.RcodeToString[r.Rcode], dns.RcodeToString[want])
+		}
+		if want == dns.RcodeNameError && len(r.Answer) != 0 {
+			t.Errorf("%s: blocked answer leaked %v", name, r.Answer)
+		}
+	}
+	logs := d.log.String()
+	for _, want := range []string{`"record":"tracker.example.net.\t60\tIN\tCNAME\tmobilegw.alipay.com."`, `"list":"blocked-nets"`, `"rule":"203.0.113.0/24"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %s:\n%s", want, logs)
+		}
+	}
+	if v := value(scrape(t, d.httpAddr), "dnsfence_blocked_queries_total", "list=alipay", "app=alipay"); v != 1 {
+		t.Errorf("cloaked query counted %v times for alipay, want 1", v)
 	}
 }

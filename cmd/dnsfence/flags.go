@@ -39,6 +39,7 @@ const usageHead = `dnsfence: a DNS forwarder that sinkholes the names on its blo
 Usage:
   dnsfence [flags]                 serve DNS (the built-in config unless -config is given)
   dnsfence check [flags] NAME...   say whether each NAME is blocked, and by which list and entry
+  dnsfence apps                    list the curated app lists (EO 13971 apps), entries and sources
   dnsfence version                 print the version
 
 Examples:

@@ -46,6 +46,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 			return nil
 		case "check":
 			return runCheck(args[1:], stdout, stderr)
+		case "apps":
+			return runApps(stdout)
 		}
 	}
 	opts, rest, err := parseFlags("dnsfence", args, stderr)
@@ -70,8 +72,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 				fmt.Fprintf(stdout, "blocklist %s: %d invalid lines skipped, e.g.\n  %s\n", l.Name, l.Invalid, strings.Join(l.Examples, "\n  "))
 			}
 		}
-		fmt.Fprintf(stdout, "%s: OK (%d listen addresses, %d blocklists with %d entries)\n",
-			cfg.source, len(cfg.Listen), len(cfg.Blocklists), set.Len())
+		fmt.Fprintf(stdout, "%s: OK (%d listen addresses, %d lists with %d entries)\n",
+			cfg.source, len(cfg.Listen), len(infos), set.Len())
 		return nil
 	}
 	log, queryLog, err := newLogger(cfg.Log, stderr)
@@ -145,8 +147,12 @@ func loadSet(cfg *Config) (*blocklist.Set, []blocklist.ListInfo, error) {
 	return set, infos, nil
 }
 
+// listSources are the lists to load: the enabled app lists first, then the configured ones.
 func listSources(cfg *Config) []blocklist.Source {
 	var out []blocklist.Source
+	for _, id := range cfg.Apps {
+		out = append(out, blocklist.Source{Name: id, Path: configs.AppPath(id), FS: configs.Lists()})
+	}
 	for _, l := range cfg.Blocklists {
 		if l.Builtin != "" {
 			out = append(out, blocklist.Source{Name: l.Name, Path: configs.BuiltinPath(l.Builtin), FS: configs.Lists()})
@@ -155,6 +161,20 @@ func listSources(cfg *Config) []blocklist.Source {
 		out = append(out, blocklist.Source{Name: l.Name, Path: l.Path})
 	}
 	return out
+}
+
+// listApps maps each list name to the app its blocks count for (lists without one are absent).
+func listApps(cfg *Config) map[string]string {
+	m := map[string]string{}
+	for _, id := range cfg.Apps {
+		m[id] = id
+	}
+	for _, l := range cfg.Blocklists {
+		if l.App != "" {
+			m[l.Name] = l.App
+		}
+	}
+	return m
 }
 
 // logInvalid warns about a list's skipped lines, with the first few as file:line examples.
@@ -221,11 +241,14 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		return fmt.Errorf("blocklists: %w", err)
 	}
 	inst.lists = lists
+	apps := listApps(cfg)
 	for _, l := range lists.Set().Lists() {
+		m.InitList(l.Name, apps[l.Name])
 		m.ListLoaded(l.Name, l.Entries, l.Invalid, nil, time.Now())
 		logInvalid(log, l)
 	}
 
+	blockedNets, _ := cfg.blockedNets()
 	var ql resolver.Middleware
 	if cfg.Log.Queries {
 		ql = resolver.QueryLog(queryLog)
@@ -235,14 +258,18 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	//   querylog: next, for the same reason, and optional;
 	//   validate: answers malformed and unsupported queries before any stage relies on the question;
 	//   block:    decides before anything is forwarded (or, later, cached), so a list reload
-	//             takes effect at once;
+	//             takes effect at once; it also inspects the answers coming back (CNAME cloaking,
+	//             blocked addresses), above any cache, so a blocked answer is never cached as such;
 	//   forward:  terminal, the only stage that talks to upstreams.
 	chain := resolver.Chain(
 		&resolver.Forward{Upstreams: upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: m.ObserveUpstream},
 		m.Middleware(),
 		ql,
 		resolver.Validate(),
-		resolver.Block(lists, cfg.sinkhole()),
+		resolver.Block(resolver.Blocker{
+			Matcher: lists, Sinkhole: cfg.sinkhole(), Apps: apps,
+			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets,
+		}),
 	)
 	handler := &resolver.Handler{Resolver: chain, Timeout: cfg.QueryTimeout, Logger: log, OnPanic: m.Panic}
 

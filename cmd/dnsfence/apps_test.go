@@ -1,0 +1,116 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+)
+
+// appHosts are real hostnames of each app's backend, as seen in the sources the lists cite.
+var appHosts = map[string][]string{
+	"qq":         {"qun.qq.com", "web.qun.qq.com", "h5.vip.qq.com", "msfwifi.3g.qq.com", "multimedia.nt.qq.com.cn", "grouptalk.c2c.qq.com"},
+	"qq-wallet":  {"qpay.qq.com", "api.qpay.qq.com", "i.qianbao.qq.com", "myun.tenpay.com"},
+	"wechat-pay": {"api.mch.weixin.qq.com", "api2.mch.weixin.qq.com", "apihk.mch.weixin.qq.com", "pay.weixin.qq.com", "payapp.weixin.qq.com"},
+	"alipay":     {"openapi.alipay.com", "mobilegw.alipay.com", "mdap.alipaylog.com", "qr.alipay.com", "openapi-sandbox.dl.alipaydev.com"},
+	"camscanner": {"api.intsig.net", "api-cs.intsig.net", "ai-tools.camscanner.com", "www.camscanner.com"},
+	"shareit":    {"vs.wshareit.com", "relay.ushareit.com", "api-v2.shareitgames.com", "zj-s.usicdn.com"},
+	"vmate":      {"vmate.com", "campaign.vmate.com"},
+	"wps-office": {"account.wps.cn", "vipapi.wps.cn", "www.wps.com", "wdl1.pcfg.cache.wpscdn.com", "abroad-ad.kingsoft-office-service.com"},
+}
+
+// notBlocked are look-alikes and the shared services the per-app lists must leave alone.
+var notBlocked = []string{
+	"notalipay.com", "alipay.com.example.net", "myalipay.com", "wps.com.cn.example.org",
+	"qq.com", "www.qq.com", "mail.qq.com", "weixin.qq.com", "wx.qq.com", "wechat.com", "3g.qq.com",
+	"qpic.cn", "mmbiz.qpic.cn", "dldir1.qq.com", "alicdn.com", "g.alicdn.com", "taobao.com",
+	"kingsoft.com", "ucweb.com", "example.com", "google.com", "github.com",
+}
+
+// TestAppsBlockedEndToEnd queries a running dnsfence on the built-in config: every app's real
+// hosts are sinkholed, with the app named in the EDE text and the metrics; the rest is forwarded.
+func TestAppsBlockedEndToEnd(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	d := start(t, "-upstream", up.Addr)
+	addr := d.dnsAddrs[0]
+	total := 0
+	for app, hosts := range appHosts {
+		for _, h := range hosts {
+			r := resolvertest.Exchange(t, "udp", addr, resolvertest.Query(h, dns.TypeA, true))
+			if r.Rcode != dns.RcodeNameError {
+				t.Errorf("%s (%s): rcode %s, want NXDOMAIN", h, app, dns.RcodeToString[r.Rcode])
+				continue
+			}
+			total++
+			if ede := ednsError(r); !strings.Contains(ede, "(app "+app+")") {
+				t.Errorf("%s: EDE %q does not name app %s", h, ede, app)
+			}
+		}
+	}
+	for _, h := range notBlocked {
+		if r := resolvertest.Exchange(t, "udp", addr, resolvertest.Query(h, dns.TypeA, false)); r.Rcode != dns.RcodeSuccess {
+			t.Errorf("%s: rcode %s, want it forwarded", h, dns.RcodeToString[r.Rcode])
+		}
+	}
+	mfs := scrape(t, d.httpAddr)
+	if got := value(mfs, "dnsfence_blocked_queries_total"); got != float64(total) {
+		t.Errorf("blocked counter sum %v, want %d", got, total)
+	}
+	if got := value(mfs, "dnsfence_blocked_queries_total", "list=alipay", "app=alipay"); got != float64(len(appHosts["alipay"])) {
+		t.Errorf("blocked{list=alipay,app=alipay} = %v", got)
+	}
+	for app := range appHosts {
+		if v := value(mfs, "dnsfence_blocklist_invalid_lines", "list="+app); v != 0 {
+			t.Errorf("list %s has %v invalid lines", app, v)
+		}
+	}
+}
+
+func ednsError(m *dns.Msg) string {
+	if opt := m.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if e, ok := o.(*dns.EDNS0_EDE); ok {
+				return e.ExtraText
+			}
+		}
+	}
+	return ""
+}
+
+// TestAppSelection: only the selected apps are blocked, and a user list filed under an app counts
+// for that app.
+func TestAppSelection(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	dir := t.TempDir()
+	extra := writeFile(t, dir, "extra.txt", "alipay-partner.example\n")
+	cfg := writeFile(t, dir, "c.yaml", "listen: [127.0.0.1:0]\napps: [alipay]\nblocklists:\n  - {name: extra, path: "+extra+", app: alipay}\n")
+	d := start(t, "-config", cfg, "-upstream", up.Addr)
+	addr := d.dnsAddrs[0]
+	for name, want := range map[string]int{
+		"openapi.alipay.com":     dns.RcodeNameError,
+		"alipay-partner.example": dns.RcodeNameError,
+		"api.mch.weixin.qq.com":  dns.RcodeSuccess,
+		"api.intsig.net":         dns.RcodeSuccess,
+	} {
+		if r := resolvertest.Exchange(t, "udp", addr, resolvertest.Query(name, dns.TypeA, false)); r.Rcode != want {
+			t.Errorf("%s: rcode %s, want %s", name, dns.RcodeToString[r.Rcode], dns.RcodeToString[want])
+		}
+	}
+	if v := value(scrape(t, d.httpAddr), "dnsfence_blocked_queries_total", "list=extra", "app=alipay"); v != 1 {
+		t.Errorf("blocked{list=extra,app=alipay} = %v, want 1", v)
+	}
+}
+
+func TestAppsCommand(t *testing.T) {
+	var out strings.Builder
+	if err := runApps(&out); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"EO 14034", "qq-wallet", "QQ Wallet", "Ant Group", "wps-office", "v2fly/domain-list-community"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("apps output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
