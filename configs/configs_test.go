@@ -58,3 +58,16 @@ func TestDefaultConfigEmbedded(t *testing.T) {
 		t.Error("the built-in config does not enable all apps")
 	}
 }
+
+func TestBuiltinLists(t *testing.T) {
+	names := configs.Builtins()
+	if len(names) == 0 || names[0] != "doh-bypass" {
+		t.Fatalf("builtins %v, want doh-bypass", names)
+	}
+	for _, n := range names {
+		_, infos, err := blocklist.Load([]blocklist.Source{{Name: n, Path: configs.BuiltinPath(n), FS: configs.Lists()}})
+		if err != nil || infos[0].Invalid != 0 || infos[0].Entries == 0 {
+			t.Errorf("%s: %+v %v", n, infos, err)
+		}
+	}
+}

@@ -129,6 +129,9 @@ type Blocker struct {
 	Matcher Matcher
 	// Sinkhole builds the replies. Required.
 	Sinkhole *Sinkhole
+	// ListSinkholes overrides Sinkhole for the lists it names (e.g. a bypass canary list that
+	// must be NXDOMAIN whatever the global mode). Must not be modified once the stage runs.
+	ListSinkholes map[string]*Sinkhole
 	// InspectAnswers also checks forwarded answers: a CNAME chain that reaches a blocked name
 	// (CNAME cloaking, e.g. tracker.example.com CNAME x.alipay.com) is sinkholed like the name.
 	InspectAnswers bool
@@ -146,7 +149,11 @@ func (b *Blocker) blocked(req *Request, list, rule, apex string, record dns.RR) 
 	if app != "" {
 		why += " (app " + app + ")"
 	}
-	r := &Response{Msg: b.Sinkhole.Reply(req.Msg, apex, why), Outcome: OutcomeBlocked, List: list, Rule: rule, App: app}
+	sink := b.Sinkhole
+	if s, ok := b.ListSinkholes[list]; ok {
+		sink = s
+	}
+	r := &Response{Msg: sink.Reply(req.Msg, apex, why), Outcome: OutcomeBlocked, List: list, Rule: rule, App: app}
 	if record != nil {
 		r.Record = record.String()
 	}
@@ -159,7 +166,7 @@ const BlockedNetsList = "blocked-nets"
 // Block returns the block stage: queries whose name b.Matcher matches are sinkholed and never
 // forwarded; the answers to the rest are inspected (see Blocker) before they are returned.
 func Block(b Blocker) Middleware {
-	b.Apps = maps.Clone(b.Apps)
+	b.Apps, b.ListSinkholes = maps.Clone(b.Apps), maps.Clone(b.ListSinkholes)
 	return func(next Resolver) Resolver {
 		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
 			q := req.Question()

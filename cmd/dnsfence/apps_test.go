@@ -114,3 +114,25 @@ func TestAppsCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestDoHBypassList: the opt-in doh-bypass list answers NXDOMAIN (what Firefox's canary check needs)
+// even when the global mode is null, while other lists keep the global mode.
+func TestDoHBypassList(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	cfg := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:0]\nblocking: {mode: null}\nblocklists:\n  - {name: doh-bypass, builtin: doh-bypass}\n")
+	d := start(t, "-config", cfg, "-upstream", up.Addr)
+	for _, name := range []string{"use-application-dns.net", "dns.google", "mozilla.cloudflare-dns.com", "doh.pub", "mask.icloud.com"} {
+		if r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)); r.Rcode != dns.RcodeNameError {
+			t.Errorf("%s: rcode %s, want NXDOMAIN", name, dns.RcodeToString[r.Rcode])
+		}
+	}
+	r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query("openapi.alipay.com", dns.TypeA, false))
+	if r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "0.0.0.0" {
+		t.Errorf("app list lost the global null mode: %v", r)
+	}
+	for _, name := range []string{"google.com", "www.cloudflare.com", "icloud.com"} {
+		if r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)); r.Rcode != dns.RcodeSuccess || r.Answer[0].(*dns.A).A.String() != "192.0.2.53" {
+			t.Errorf("%s caught by doh-bypass: %v", name, r)
+		}
+	}
+}

@@ -60,6 +60,17 @@ type ListConfig struct {
 	Path    string `yaml:"path"`
 	Builtin string `yaml:"builtin"`
 	App     string `yaml:"app"`
+	// Mode overrides blocking.mode for this list (nxdomain, null, refused; custom uses
+	// blocking.ipv4/ipv6). The built-in doh-bypass list defaults to nxdomain.
+	Mode string `yaml:"mode"`
+}
+
+// mode is the sinkhole mode that applies to list l ("" means blocking.mode).
+func (l ListConfig) mode() string {
+	if l.Mode == "" && l.Builtin == "doh-bypass" {
+		return "nxdomain" // Firefox honours only NXDOMAIN from its canary
+	}
+	return l.Mode
 }
 
 // AppSelection is the curated app lists to enable: `all`, `none`, one id, or a list of ids.
@@ -294,6 +305,11 @@ func (c *Config) Validate() error {
 		case names[l.Name]:
 			errs = append(errs, c.problem(p+".name", "duplicate list name %q", l.Name))
 		}
+		if m := l.mode(); m != "" {
+			if _, err := resolver.ParseSinkholeMode(m); err != nil {
+				errs = append(errs, c.problem(p+".mode", "%v", err))
+			}
+		}
 		if l.App != "" && !configs.IsApp(l.App) {
 			errs = append(errs, c.problem(p+".app", "unknown app %q (valid: %s)", l.App, valid))
 		}
@@ -356,11 +372,25 @@ func (c *Config) blockedNets() (nets []netip.Prefix, errs []error) {
 	return nets, errs
 }
 
-// sinkhole builds the sinkhole from a validated config.
-func (c *Config) sinkhole() *resolver.Sinkhole {
-	mode, _ := resolver.ParseSinkholeMode(c.Blocking.Mode)
+// sinkhole builds the sinkhole for mode ("" is blocking.mode) from a validated config.
+func (c *Config) sinkhole(mode string) *resolver.Sinkhole {
+	if mode == "" {
+		mode = c.Blocking.Mode
+	}
+	m, _ := resolver.ParseSinkholeMode(mode)
 	v4, v6, _ := c.customIPs()
-	return &resolver.Sinkhole{Mode: mode, IPv4: v4, IPv6: v6, TTL: c.Blocking.TTL}
+	return &resolver.Sinkhole{Mode: m, IPv4: v4, IPv6: v6, TTL: c.Blocking.TTL}
+}
+
+// listSinkholes are the per-list overrides of the sinkhole mode.
+func (c *Config) listSinkholes() map[string]*resolver.Sinkhole {
+	out := map[string]*resolver.Sinkhole{}
+	for _, l := range c.Blocklists {
+		if m := l.mode(); m != "" {
+			out[l.Name] = c.sinkhole(m)
+		}
+	}
+	return out
 }
 
 // defaultUpstreams reads the nameservers from resolvConf, minus those that are dnsfence itself (one

@@ -110,6 +110,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"unknown builtin", "blocklists:\n  - name: x\n    builtin: nope\n", []string{"line 3", "unknown built-in list"}},
 		{"negative ttl", "blocking:\n  ttl: -1s\n", []string{"line 2", "blocking.ttl"}},
 		{"bad cidr", "blocking:\n  blocked_nets:\n    - 203.0.113.0/24\n    - 203.0.113.0\n", []string{"line 4", "blocked_nets[1]", "not a CIDR"}},
+		{"bad list mode", "blocklists:\n  - name: x\n    path: /a\n    mode: zero\n", []string{"line 4", "blocklists[0].mode", "unknown sinkhole mode"}},
 		{"bad log format", "log:\n  format: xml\n", []string{"line 2", "log.format"}},
 		{"not yaml", "listen: [unclosed\n", []string{"line"}},
 		{"two problems at once", "log:\n  format: xml\n  level: loud\n", []string{"line 2", "line 3"}},

@@ -267,7 +267,7 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		ql,
 		resolver.Validate(),
 		resolver.Block(resolver.Blocker{
-			Matcher: lists, Sinkhole: cfg.sinkhole(), Apps: apps,
+			Matcher: lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets,
 		}),
 	)
