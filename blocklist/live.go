@@ -2,6 +2,7 @@ package blocklist
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"sort"
 	"sync"
@@ -73,6 +74,27 @@ func NewLive(sources []Source, onReload func(Result)) (*Live, error) {
 // Match matches name against the current Set; see Set.Match.
 func (l *Live) Match(name string) (list, rule string, ok bool) {
 	return l.set.Load().Match(name)
+}
+
+// MatchIn matches name against the given lists of the current Set; see Set.MatchIn.
+func (l *Live) MatchIn(name string, mask ListMask) (list, rule string, ok bool) {
+	return l.set.Load().MatchIn(name, mask)
+}
+
+// Mask returns the ListMask selecting the named lists; unknown names are an error.
+func (l *Live) Mask(names ...string) (ListMask, error) {
+	var m ListMask
+	for _, n := range names {
+		i := slices.IndexFunc(l.sources, func(s Source) bool { return s.Name == n })
+		switch {
+		case i < 0:
+			return 0, fmt.Errorf("no list %q", n)
+		case i >= MaxMaskedLists:
+			return 0, fmt.Errorf("list %q: only the first %d lists can be selected per group", n, MaxMaskedLists)
+		}
+		m |= 1 << i
+	}
+	return m, nil
 }
 
 // Set returns the Set currently served.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/bits"
 	"os"
 	"slices"
 )
@@ -33,11 +34,24 @@ type Set struct {
 	// the first list containing an entry owns it. A position rather than a
 	// list number lets Match return the stored entry without allocating, at
 	// no extra cost: a string key pads a uint16 value to 8 bytes anyway.
-	index   map[string]int
+	index   map[string]ref
 	entries [][]string // per list, as parsed; the map keys share these strings
 	start   []int      // start[i] is the position of entries[i][0]; one extra at the end
 	lists   []ListInfo
 }
+
+// ref locates an entry: pos in the concatenation of entries (of its first list, whose copy of the
+// text Match returns) and the lists that contain it, one bit per list (the first 64 lists).
+type ref struct {
+	pos   int
+	lists uint64
+}
+
+// MaxMaskedLists is how many lists MatchIn can select among.
+const MaxMaskedLists = 64
+
+// ListMask selects lists by position (bit i is the i-th source) for MatchIn.
+type ListMask = uint64
 
 // parsed is one source's last good parse.
 type parsed struct {
@@ -51,7 +65,7 @@ func newSet(sources []Source, ps []parsed) *Set {
 		total += len(p.entries)
 	}
 	s := &Set{
-		index:   make(map[string]int, total),
+		index:   make(map[string]ref, total),
 		entries: make([][]string, len(ps)),
 		start:   make([]int, len(ps)+1),
 		lists:   make([]ListInfo, len(ps)),
@@ -61,9 +75,16 @@ func newSet(sources []Source, ps []parsed) *Set {
 		s.entries[i] = p.entries
 		s.start[i] = pos
 		owned := 0
+		var bit uint64
+		if i < MaxMaskedLists {
+			bit = 1 << i
+		}
 		for _, e := range p.entries {
-			if _, dup := s.index[e]; !dup {
-				s.index[e] = pos
+			if r, dup := s.index[e]; dup {
+				r.lists |= bit
+				s.index[e] = r
+			} else {
+				s.index[e] = ref{pos: pos, lists: bit}
 				owned++
 			}
 			pos++
@@ -85,6 +106,17 @@ func newSet(sources []Source, ps []parsed) *Set {
 // does one map lookup per label of name, whatever the size of the set.
 // A nil Set matches nothing.
 func (s *Set) Match(name string) (list, rule string, ok bool) {
+	return s.match(name, 0, false)
+}
+
+// MatchIn is Match restricted to the lists in mask (bit i: the i-th source; only the first
+// MaxMaskedLists lists can be selected). An entry found in several selected lists is reported for
+// the first of them.
+func (s *Set) MatchIn(name string, mask ListMask) (list, rule string, ok bool) {
+	return s.match(name, mask, true)
+}
+
+func (s *Set) match(name string, mask ListMask, masked bool) (list, rule string, ok bool) {
 	if s == nil || len(s.index) == 0 {
 		return "", "", false
 	}
@@ -101,9 +133,13 @@ func (s *Set) Match(name string) (list, rule string, ok bool) {
 	}
 	// Suffixes from the longest down, so the first hit is the most specific.
 	for i := 0; ; {
-		if pos, found := s.index[string(buf[i:n])]; found {
-			l := s.listAt(pos)
-			return s.lists[l].Name, s.entries[l][pos-s.start[l]], true
+		if r, found := s.index[string(buf[i:n])]; found && (!masked || r.lists&mask != 0) {
+			owner := s.listAt(r.pos)
+			rule := s.entries[owner][r.pos-s.start[owner]]
+			if !masked {
+				return s.lists[owner].Name, rule, true
+			}
+			return s.lists[bits.TrailingZeros64(r.lists&mask)].Name, rule, true
 		}
 		dot := bytes.IndexByte(buf[i:n], '.')
 		if dot < 0 {

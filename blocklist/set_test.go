@@ -210,3 +210,37 @@ func TestLoadTestdata(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchIn: a masked lookup only sees the selected lists, also for an entry that several
+// lists share, and still returns the most specific selected entry.
+func TestMatchIn(t *testing.T) {
+	s := newTestSet(t,
+		[]string{"l0", "shared.com", "a-only.com", "deep.sub.parent.com"},
+		[]string{"l1", "shared.com", "b-only.com", "parent.com"},
+	)
+	const a, b = 1 << 0, 1 << 1
+	for _, tc := range []struct {
+		name    string
+		mask    ListMask
+		list    string
+		rule    string
+		blocked bool
+	}{
+		{"x.shared.com", a, "l0", "shared.com", true},
+		{"x.shared.com", b, "l1", "shared.com", true},
+		{"x.shared.com", a | b, "l0", "shared.com", true},
+		{"a-only.com", b, "", "", false},
+		{"b-only.com", b, "l1", "b-only.com", true},
+		{"x.deep.sub.parent.com", a | b, "l0", "deep.sub.parent.com", true},
+		{"x.deep.sub.parent.com", b, "l1", "parent.com", true},
+		{"b-only.com", 0, "", "", false},
+	} {
+		list, rule, ok := s.MatchIn(tc.name, tc.mask)
+		if ok != tc.blocked || list != tc.list || rule != tc.rule {
+			t.Errorf("MatchIn(%q, %b) = %q %q %v, want %q %q %v", tc.name, tc.mask, list, rule, ok, tc.list, tc.rule, tc.blocked)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { s.MatchIn("x.deep.sub.parent.com", b) }); n != 0 {
+		t.Errorf("MatchIn allocates %v times", n)
+	}
+}

@@ -24,6 +24,7 @@ type Metrics struct {
 	queries          *prometheus.CounterVec
 	queryDuration    *prometheus.HistogramVec
 	blocked          *prometheus.CounterVec
+	allowed          *prometheus.CounterVec
 	upstreamDuration *prometheus.HistogramVec
 	upstreamErrors   *prometheus.CounterVec
 	invalid          prometheus.Counter
@@ -51,8 +52,12 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 		}, []string{"outcome"}),
 		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "blocked_queries_total",
-			Help: "Queries sinkholed, by the blocklist that matched and the curated app it is filed under (other for none).",
-		}, []string{"list", "app"}),
+			Help: "Queries sinkholed, by the blocklist that matched, the curated app it is filed under (other for none) and the client group.",
+		}, []string{"list", "app", "group"}),
+		allowed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "policy_allowed_queries_total",
+			Help: "Queries that matched a blocklist but were answered normally, by list, app, client group and reason (log-only, exempt).",
+		}, []string{"list", "app", "group", "reason"}),
 		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "request_duration_seconds",
 			Help:    "Duration of exchanges with an upstream resolver, failed ones included.",
@@ -98,7 +103,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{
-		m.queries, m.queryDuration, m.blocked, m.upstreamDuration, m.upstreamErrors,
+		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors,
 		m.invalid, m.panics, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, buildInfo,
 	} {
 		errs = append(errs, reg.Register(c))
@@ -122,12 +127,19 @@ func (m *Metrics) Middleware() resolver.Middleware {
 			if int(outcome) < len(m.durationByOutcome) {
 				m.durationByOutcome[outcome].Observe(time.Since(req.Received).Seconds())
 			}
-			if outcome == resolver.OutcomeBlocked {
-				app := resp.App
+			if outcome == resolver.OutcomeBlocked || err == nil && resp.Allowed != resolver.NotAllowed {
+				app, group := resp.App, resp.Group
 				if app == "" {
 					app = "other"
 				}
-				m.blocked.WithLabelValues(resp.List, app).Inc()
+				if group == "" {
+					group = "default"
+				}
+				if outcome == resolver.OutcomeBlocked {
+					m.blocked.WithLabelValues(resp.List, app, group).Inc()
+				} else {
+					m.allowed.WithLabelValues(resp.List, app, group, resp.Allowed.String()).Inc()
+				}
 			}
 			return resp, err
 		})
@@ -160,13 +172,15 @@ func (m *Metrics) ListLoaded(list string, entries, invalid int, err error, at ti
 	m.listLastSuccess.WithLabelValues(list).Set(float64(at.Unix()))
 }
 
-// InitList creates a list's blocked counter (app "" is filed as other) so a list that never
-// matched still shows 0 and dashboards can list it.
-func (m *Metrics) InitList(list, app string) {
+// InitList creates a list's blocked counters for each group (app "" is filed as other) so a list
+// that never matched still shows 0 and dashboards can list it.
+func (m *Metrics) InitList(list, app string, groups []string) {
 	if app == "" {
 		app = "other"
 	}
-	m.blocked.WithLabelValues(list, app)
+	for _, g := range groups {
+		m.blocked.WithLabelValues(list, app, g)
+	}
 }
 
 // InvalidPacket counts a packet that could not be parsed; it fits dns.Server.MsgInvalidFunc.

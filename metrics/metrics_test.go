@@ -33,7 +33,7 @@ func TestLint(t *testing.T) {
 	m.ListLoaded("ads", 3, 1, errors.New("gone"), time.Now())
 	m.InvalidPacket(nil, nil)
 	m.Panic()
-	m.InitList("ads", "")
+	m.InitList("ads", "", []string{"default"})
 	r := m.Middleware()(resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
 		return &resolver.Response{Msg: new(dns.Msg).SetReply(req.Msg), Outcome: resolver.OutcomeBlocked, List: "ads"}, nil
 	}))
@@ -82,7 +82,7 @@ func TestMiddlewareCounts(t *testing.T) {
 			t.Errorf("queries%v = %v, want %v", tc.labels, got, tc.want)
 		}
 	}
-	if got := testutil.ToFloat64(m.blocked.WithLabelValues("ads", "other")); got != 2 {
+	if got := testutil.ToFloat64(m.blocked.WithLabelValues("ads", "other", "default")); got != 2 {
 		t.Errorf("blocked{ads} = %v", got)
 	}
 }

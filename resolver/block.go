@@ -11,10 +11,12 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Matcher says whether a name is blocked and by which list and entry. blocklist.Live satisfies it.
-// Match must be safe for concurrent use and cheap: it runs for every query.
+// Matcher says whether a name is blocked and by which list and entry, in all lists (Match) or in
+// a client group's (MatchIn, lists selected by bit). blocklist.Live satisfies it. Both must be
+// safe for concurrent use and cheap: they run for every query.
 type Matcher interface {
 	Match(name string) (list, rule string, ok bool)
+	MatchIn(name string, lists uint64) (list, rule string, ok bool)
 }
 
 // SinkholeMode is how a blocked query is answered.
@@ -140,6 +142,39 @@ type Blocker struct {
 	// Apps maps a list name to the app its blocks are filed under (Response.App, EDE text).
 	// Must not be modified once the stage runs.
 	Apps map[string]string
+	// Now is the clock for exemptions; nil means time.Now.
+	Now func() time.Time
+}
+
+func (b *Blocker) match(req *Request, name string) (list, rule string, ok bool) {
+	if req.Group == nil {
+		return b.Matcher.Match(name)
+	}
+	return b.Matcher.MatchIn(name, req.Group.Lists)
+}
+
+// allowance says whether the client's group lets a match of list through anyway.
+func (b *Blocker) allowance(req *Request, list string) Allowance {
+	g := req.Group
+	switch {
+	case g == nil:
+		return NotAllowed
+	case g.LogOnly:
+		return AllowedLogOnly
+	case len(g.Exemptions) > 0 && g.exempt(list, b.Apps[list], b.Now()) != nil:
+		return AllowedExempt
+	}
+	return NotAllowed
+}
+
+// allow passes a matched query on (log-only group or exemption) and annotates the answer with
+// what would have blocked it.
+func (b *Blocker) allow(resp *Response, req *Request, list, rule string, why Allowance, record dns.RR) *Response {
+	resp.List, resp.Rule, resp.App, resp.Allowed, resp.Group = list, rule, b.Apps[list], why, req.Group.Name
+	if record != nil {
+		resp.Record = record.String()
+	}
+	return resp
 }
 
 // blocked builds the response for a query blocked by rule of list.
@@ -154,6 +189,9 @@ func (b *Blocker) blocked(req *Request, list, rule, apex string, record dns.RR) 
 		sink = s
 	}
 	r := &Response{Msg: sink.Reply(req.Msg, apex, why), Outcome: OutcomeBlocked, List: list, Rule: rule, App: app}
+	if req.Group != nil {
+		r.Group = req.Group.Name
+	}
 	if record != nil {
 		r.Record = record.String()
 	}
@@ -167,17 +205,33 @@ const BlockedNetsList = "blocked-nets"
 // forwarded; the answers to the rest are inspected (see Blocker) before they are returned.
 func Block(b Blocker) Middleware {
 	b.Apps, b.ListSinkholes = maps.Clone(b.Apps), maps.Clone(b.ListSinkholes)
+	if b.Now == nil {
+		b.Now = time.Now
+	}
 	return func(next Resolver) Resolver {
 		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
 			q := req.Question()
-			if list, rule, ok := b.Matcher.Match(q.Name); ok {
-				return b.blocked(req, list, rule, rule, nil), nil
+			qList, qRule, qHit := b.match(req, q.Name)
+			allowed := NotAllowed
+			if qHit {
+				if allowed = b.allowance(req, qList); allowed == NotAllowed {
+					return b.blocked(req, qList, qRule, qRule, nil), nil
+				}
 			}
 			resp, err := next.Resolve(ctx, req)
-			if err != nil || resp == nil || resp.Msg == nil || (!b.InspectAnswers && len(b.BlockedNets) == 0) {
+			if err != nil || resp == nil || resp.Msg == nil {
 				return resp, err
 			}
-			if list, rule, rr, ok := b.inspect(resp.Msg); ok {
+			if qHit {
+				return b.allow(resp, req, qList, qRule, allowed, nil), nil
+			}
+			if !b.InspectAnswers && len(b.BlockedNets) == 0 {
+				return resp, nil
+			}
+			if list, rule, rr, ok := b.inspect(req, resp.Msg); ok {
+				if why := b.allowance(req, list); why != NotAllowed {
+					return b.allow(resp, req, list, rule, why, rr), nil
+				}
 				// The SOA is for the question's name: the blocked target is in another zone.
 				return b.blocked(req, list, rule, q.Name, rr), nil
 			}
@@ -187,14 +241,14 @@ func Block(b Blocker) Middleware {
 }
 
 // inspect finds the first answer record that makes the whole answer blocked.
-func (b *Blocker) inspect(m *dns.Msg) (list, rule string, rr dns.RR, ok bool) {
+func (b *Blocker) inspect(req *Request, m *dns.Msg) (list, rule string, rr dns.RR, ok bool) {
 	for _, rr := range m.Answer {
 		switch rr := rr.(type) {
 		case *dns.CNAME:
 			if !b.InspectAnswers {
 				continue
 			}
-			if list, rule, ok := b.Matcher.Match(rr.Target); ok {
+			if list, rule, ok := b.match(req, rr.Target); ok {
 				return list, rule, rr, true
 			}
 		case *dns.A:

@@ -25,6 +25,14 @@ func (suffixMatcher) Match(name string) (string, string, bool) {
 	return "", "", false
 }
 
+// MatchIn treats test-list as list bit 0.
+func (m suffixMatcher) MatchIn(name string, lists uint64) (string, string, bool) {
+	if lists&1 == 0 {
+		return "", "", false
+	}
+	return m.Match(name)
+}
+
 func TestBlockModes(t *testing.T) {
 	next := resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
 		m := new(dns.Msg)
@@ -220,5 +228,56 @@ func TestBlockInspectsAnswers(t *testing.T) {
 				t.Errorf("EDE %v", ede)
 			}
 		})
+	}
+}
+
+func TestBlockGroups(t *testing.T) {
+	next := resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		m := new(dns.Msg)
+		m.SetReply(req.Msg)
+		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded}, nil
+	})
+	now := time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+	enforce := &resolver.Group{Name: "staff", Lists: 1}
+	shadow := &resolver.Group{Name: "pilot", Lists: 1, LogOnly: true}
+	without := &resolver.Group{Name: "lab", Lists: 0}
+	exempt := &resolver.Group{Name: "finance", Lists: 1, Exemptions: []resolver.Exemption{
+		{App: "test-app", Until: now.Add(time.Hour), Reason: "audit"},
+	}}
+	expired := &resolver.Group{Name: "old", Lists: 1, Exemptions: []resolver.Exemption{
+		{List: "test-list", Until: now.Add(-time.Second), Reason: "over"},
+	}}
+	gs := &resolver.Groups{Default: enforce}
+	for p, g := range map[string]*resolver.Group{"192.0.2.0/24": shadow, "192.0.2.128/25": without, "198.51.100.0/24": exempt, "203.0.113.0/24": expired} {
+		gs.Add(netip.MustParsePrefix(p), g)
+	}
+	r := resolver.Chain(next, resolver.Policy(gs), resolver.Block(resolver.Blocker{
+		Matcher: suffixMatcher{}, Sinkhole: &resolver.Sinkhole{}, Apps: map[string]string{"test-list": "test-app"},
+		Now: func() time.Time { return now },
+	}))
+	for _, tc := range []struct {
+		client  string
+		outcome resolver.Outcome
+		allowed resolver.Allowance
+		group   string
+	}{
+		{"10.0.0.1", resolver.OutcomeBlocked, resolver.NotAllowed, "staff"},
+		{"192.0.2.1", resolver.OutcomeForwarded, resolver.AllowedLogOnly, "pilot"},
+		{"192.0.2.200", resolver.OutcomeForwarded, resolver.NotAllowed, ""}, // longest prefix: lab, list not selected
+		{"198.51.100.7", resolver.OutcomeForwarded, resolver.AllowedExempt, "finance"},
+		{"203.0.113.7", resolver.OutcomeBlocked, resolver.NotAllowed, "old"},
+	} {
+		resp, err := r.Resolve(context.Background(), &resolver.Request{
+			Msg: resolvertest.Query("x.blocked.example", dns.TypeA, false), Client: netip.MustParseAddr(tc.client),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Outcome != tc.outcome || resp.Allowed != tc.allowed || resp.Group != tc.group {
+			t.Errorf("%s: outcome %v allowed %v group %q, want %v %v %q", tc.client, resp.Outcome, resp.Allowed, resp.Group, tc.outcome, tc.allowed, tc.group)
+		}
+		if tc.allowed != resolver.NotAllowed && (resp.List != "test-list" || resp.App != "test-app") {
+			t.Errorf("%s: allowed match not annotated: %+v", tc.client, resp)
+		}
 	}
 }

@@ -31,7 +31,13 @@ func QueryLog(l *zap.Logger) Middleware {
 				if resp.Upstream != "" {
 					fields = append(fields, zap.String("upstream", resp.Upstream))
 				}
-				if resp.Outcome == OutcomeBlocked {
+				if resp.Group != "" {
+					fields = append(fields, zap.String("group", resp.Group))
+				}
+				if resp.Allowed != NotAllowed {
+					fields = append(fields, zap.Stringer("allowed", resp.Allowed))
+				}
+				if resp.Outcome == OutcomeBlocked || resp.Allowed != NotAllowed {
 					fields = append(fields, zap.String("list", resp.List), zap.String("rule", resp.Rule))
 					if resp.App != "" {
 						fields = append(fields, zap.String("app", resp.App))

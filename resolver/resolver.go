@@ -36,6 +36,8 @@ type Request struct {
 	Client    netip.Addr
 	Transport Transport
 	Received  time.Time
+	// Group is the client's policy group, set by the Policy stage; nil means every list applies.
+	Group *Group
 }
 
 // Question returns the request's only question, or a zero Question for malformed requests
@@ -89,9 +91,34 @@ type Response struct {
 	// List and Rule name the blocklist and entry that matched a blocked query; App is the curated
 	// app the list is filed under, if any (a bounded metric label).
 	List, Rule, App string
+	// Group names the client's policy group ("" without groups).
+	Group string
+	// Allowed says why a query that matched a list was answered normally anyway (log-only group,
+	// exemption); List, Rule and App then name what would have blocked it.
+	Allowed Allowance
 	// Record is the answer record that got a forwarded answer blocked (CNAME cloaking, blocked
 	// address), in presentation format; empty when the question itself was blocked.
 	Record string
+}
+
+// Allowance is why a matched query was not blocked.
+type Allowance uint8
+
+// Allowances.
+const (
+	NotAllowed Allowance = iota
+	AllowedLogOnly
+	AllowedExempt
+)
+
+func (a Allowance) String() string {
+	switch a {
+	case AllowedLogOnly:
+		return "log-only"
+	case AllowedExempt:
+		return "exempt"
+	}
+	return ""
 }
 
 // Resolver answers a request. Implementations must be safe for concurrent use.

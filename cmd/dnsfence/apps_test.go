@@ -1,8 +1,10 @@
 package main
 
 import (
+	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 
@@ -134,5 +136,86 @@ func TestDoHBypassList(t *testing.T) {
 		if r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)); r.Rcode != dns.RcodeSuccess || r.Answer[0].(*dns.A).A.String() != "192.0.2.53" {
 			t.Errorf("%s caught by doh-bypass: %v", name, r)
 		}
+	}
+}
+
+// exchangeFrom queries addr from the loopback address src, so groups by client network can be tested.
+func exchangeFrom(t *testing.T, src, addr, name string) *dns.Msg {
+	t.Helper()
+	c := &dns.Client{Timeout: 2 * time.Second, Dialer: &net.Dialer{LocalAddr: &net.UDPAddr{IP: net.ParseIP(src)}}}
+	r, _, err := c.Exchange(resolvertest.Query(name, dns.TypeA, false), addr)
+	if err != nil {
+		t.Fatalf("from %s: %v", src, err)
+	}
+	return r
+}
+
+func TestClientGroups(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	dir := t.TempDir()
+	ads := writeFile(t, dir, "ads.txt", "ads.example\n")
+	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
+	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
+	cfg := writeFile(t, dir, "c.yaml", `listen: [127.0.0.1:0]
+log: {format: json, queries: true}
+blocklists: [{name: ads, path: `+ads+`}]
+groups:
+  - name: pilot
+    clients: [127.0.0.2/32]
+    mode: log-only
+  - name: finance
+    clients: [127.0.0.3]
+    exemptions:
+      - {app: alipay, until: "`+future+`", reason: quarterly audit}
+      - {list: ads, until: "`+past+`", reason: expired already}
+  - name: lab
+    clients: [127.0.0.4/32]
+    apps: [camscanner]
+    lists: []
+`)
+	d := start(t, "-config", cfg, "-upstream", up.Addr)
+	addr := d.dnsAddrs[0]
+	for _, tc := range []struct {
+		src, name string
+		rcode     int
+	}{
+		{"127.0.0.1", "openapi.alipay.com", dns.RcodeNameError}, // default group: everything enforced
+		{"127.0.0.1", "ads.example", dns.RcodeNameError},
+		{"127.0.0.2", "openapi.alipay.com", dns.RcodeSuccess}, // log-only
+		{"127.0.0.3", "openapi.alipay.com", dns.RcodeSuccess}, // exempt until the future
+		{"127.0.0.3", "ads.example", dns.RcodeNameError},      // exemption expired
+		{"127.0.0.3", "api.intsig.net", dns.RcodeNameError},
+		{"127.0.0.4", "api.intsig.net", dns.RcodeNameError}, // lab: only camscanner
+		{"127.0.0.4", "openapi.alipay.com", dns.RcodeSuccess},
+		{"127.0.0.4", "ads.example", dns.RcodeSuccess},
+	} {
+		if r := exchangeFrom(t, tc.src, addr, tc.name); r.Rcode != tc.rcode {
+			t.Errorf("%s asking %s: rcode %s, want %s", tc.src, tc.name, dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])
+		}
+	}
+	mfs := scrape(t, d.httpAddr)
+	for _, tc := range []struct {
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"dnsfence_blocked_queries_total", []string{"list=alipay", "group=default"}, 1},
+		{"dnsfence_blocked_queries_total", []string{"list=ads", "group=finance", "app=other"}, 1},
+		{"dnsfence_blocked_queries_total", []string{"list=camscanner", "group=lab"}, 1},
+		{"dnsfence_policy_allowed_queries_total", []string{"list=alipay", "group=pilot", "reason=log-only"}, 1},
+		{"dnsfence_policy_allowed_queries_total", []string{"app=alipay", "group=finance", "reason=exempt"}, 1},
+	} {
+		if got := value(mfs, tc.name, tc.labels...); got != tc.want {
+			t.Errorf("%s%v = %v, want %v", tc.name, tc.labels, got, tc.want)
+		}
+	}
+	logs := d.log.String()
+	for _, want := range []string{`"allowed":"log-only"`, `"allowed":"exempt"`, `"msg":"exemption active"`, `"reason":"quarterly audit"`} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("logs lack %s", want)
+		}
+	}
+	if strings.Contains(logs, "expired already") {
+		t.Error("an expired exemption was announced as active")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/miekg/dns"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/dnsfence/dnsfence/blocklist"
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver"
 )
@@ -31,6 +32,7 @@ type Config struct {
 	Blocking        BlockingConfig `yaml:"blocking"`
 	Apps            AppSelection   `yaml:"apps"`
 	Blocklists      []ListConfig   `yaml:"blocklists"`
+	Groups          []GroupConfig  `yaml:"groups"`
 	HTTP            HTTPConfig     `yaml:"http"`
 	Log             LogConfig      `yaml:"log"`
 
@@ -71,6 +73,25 @@ func (l ListConfig) mode() string {
 		return "nxdomain" // Firefox honours only NXDOMAIN from its canary
 	}
 	return l.Mode
+}
+
+// GroupConfig is the policy for a set of client networks. Unset apps and lists inherit the
+// top-level ones; a group named "default" without clients configures everyone else.
+type GroupConfig struct {
+	Name       string            `yaml:"name"`
+	Clients    []string          `yaml:"clients"`
+	Apps       AppSelection      `yaml:"apps"`
+	Lists      []string          `yaml:"lists"`
+	Mode       string            `yaml:"mode"`
+	Exemptions []ExemptionConfig `yaml:"exemptions"`
+}
+
+// ExemptionConfig lets one app's or list's names through for a group until a time.
+type ExemptionConfig struct {
+	App    string `yaml:"app"`
+	List   string `yaml:"list"`
+	Until  string `yaml:"until"`
+	Reason string `yaml:"reason"`
 }
 
 // AppSelection is the curated app lists to enable: `all`, `none`, one id, or a list of ids.
@@ -324,6 +345,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.validateGroups(names)...)
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			errs = append(errs, c.problem("http.listen", "%q is not host:port (%v)", c.HTTP.Listen, err))
@@ -338,6 +360,75 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
 	}
 	return errors.Join(errs...)
+}
+
+// validateGroups checks the client groups; lists are the names of the enabled apps and lists.
+func (c *Config) validateGroups(lists map[string]bool) []error {
+	if len(c.Groups) == 0 {
+		return nil
+	}
+	var errs []error
+	if n := len(c.Apps) + len(c.Blocklists); n > blocklist.MaxMaskedLists {
+		errs = append(errs, c.problem("groups", "groups can select among at most %d lists; %d are configured", blocklist.MaxMaskedLists, n))
+	}
+	enabledApps := map[string]bool{}
+	for _, a := range c.Apps {
+		enabledApps[a] = true
+	}
+	seen := map[string]bool{}
+	for i, g := range c.Groups {
+		p := fmt.Sprintf("groups[%d]", i)
+		switch {
+		case g.Name == "":
+			errs = append(errs, c.problem(p, "name is required"))
+		case seen[g.Name]:
+			errs = append(errs, c.problem(p+".name", "duplicate group name %q", g.Name))
+		case g.Name != "default" && len(g.Clients) == 0:
+			errs = append(errs, c.problem(p, "clients is required (only the group named default has none)"))
+		case g.Name == "default" && len(g.Clients) > 0:
+			errs = append(errs, c.problem(p+".clients", "the default group takes every client no other group has; give it no clients"))
+		}
+		seen[g.Name] = true
+		for j, cl := range g.Clients {
+			if _, err := netip.ParsePrefix(cl); err != nil {
+				if _, err := netip.ParseAddr(cl); err != nil {
+					errs = append(errs, c.problem(fmt.Sprintf("%s.clients[%d]", p, j), "%q is not a CIDR prefix or address", cl))
+				}
+			}
+		}
+		for j, a := range g.Apps {
+			if !enabledApps[a] {
+				errs = append(errs, c.problem(fmt.Sprintf("%s.apps[%d]", p, j), "app %q is not enabled in the top-level apps (enabled: %s)", a, strings.Join(c.Apps, ", ")))
+			}
+		}
+		for j, l := range g.Lists {
+			if !lists[l] || configs.IsApp(l) {
+				errs = append(errs, c.problem(fmt.Sprintf("%s.lists[%d]", p, j), "no blocklist named %q (apps go under apps)", l))
+			}
+		}
+		if g.Mode != "" && g.Mode != "enforce" && g.Mode != "log-only" {
+			errs = append(errs, c.problem(p+".mode", "%q: want enforce or log-only", g.Mode))
+		}
+		for j, e := range g.Exemptions {
+			ep := fmt.Sprintf("%s.exemptions[%d]", p, j)
+			if (e.App == "") == (e.List == "") {
+				errs = append(errs, c.problem(ep, "exactly one of app or list is required"))
+			}
+			if e.App != "" && !configs.IsApp(e.App) {
+				errs = append(errs, c.problem(ep+".app", "unknown app %q", e.App))
+			}
+			if e.List != "" && !lists[e.List] && e.List != resolver.BlockedNetsList {
+				errs = append(errs, c.problem(ep+".list", "no list named %q", e.List))
+			}
+			if _, err := time.Parse(time.RFC3339, e.Until); err != nil {
+				errs = append(errs, c.problem(ep+".until", "%q is not a time like 2026-12-31T00:00:00Z", e.Until))
+			}
+			if e.Reason == "" {
+				errs = append(errs, c.problem(ep, "reason is required (it is logged with every exempted query)"))
+			}
+		}
+	}
+	return errs
 }
 
 // customIPs parses blocking.ipv4 and blocking.ipv6 (either may be empty).

@@ -2,9 +2,9 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 
@@ -44,20 +44,10 @@ func TestDefaultsMatchShippedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []*Config{fromFile, empty} {
-		c.lines, c.source = nil, ""
-		if len(c.Upstreams) == 0 {
-			c.Upstreams = nil // [] and absent mean the same
-		}
-		if len(c.Blocking.BlockedNets) == 0 {
-			c.Blocking.BlockedNets = nil
-		}
-		if len(c.Blocklists) == 0 {
-			c.Blocklists = nil
-		}
-	}
-	if !reflect.DeepEqual(fromFile, empty) {
-		t.Errorf("shipped file:\n%+v\ndefaults:\n%+v", fromFile, empty)
+	fromFile.lines, fromFile.source, empty.lines, empty.source = nil, "", nil, ""
+	// %+v prints a nil and an empty slice alike: "[]" and an absent key mean the same.
+	if f, e := fmt.Sprintf("%+v", fromFile), fmt.Sprintf("%+v", empty); f != e {
+		t.Errorf("shipped file:\n%s\ndefaults:\n%s", f, e)
 	}
 	for in, want := range map[string]string{
 		"apps: none\n":             "",
@@ -111,6 +101,14 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"negative ttl", "blocking:\n  ttl: -1s\n", []string{"line 2", "blocking.ttl"}},
 		{"bad cidr", "blocking:\n  blocked_nets:\n    - 203.0.113.0/24\n    - 203.0.113.0\n", []string{"line 4", "blocked_nets[1]", "not a CIDR"}},
 		{"bad list mode", "blocklists:\n  - name: x\n    path: /a\n    mode: zero\n", []string{"line 4", "blocklists[0].mode", "unknown sinkhole mode"}},
+		{"group without clients", "groups:\n  - name: kids\n", []string{"line 2", "clients is required"}},
+		{"group bad client", "groups:\n  - name: kids\n    clients: [10.0.0.0/33]\n", []string{"line 3", "groups[0].clients[0]"}},
+		{"group app not enabled", "apps: [alipay]\ngroups:\n  - name: kids\n    clients: [10.0.0.0/8]\n    apps: [vmate]\n", []string{"line 5", "not enabled"}},
+		{"group unknown list", "groups:\n  - name: kids\n    clients: [10.0.0.0/8]\n    lists: [ads]\n", []string{"line 4", `no blocklist named "ads"`}},
+		{"group bad mode", "groups:\n  - name: kids\n    clients: [10.0.0.0/8]\n    mode: shadow\n", []string{"line 4", "enforce or log-only"}},
+		{"exemption bad time", "groups:\n  - name: kids\n    clients: [10.0.0.0/8]\n    exemptions:\n      - {app: alipay, until: tomorrow, reason: x}\n", []string{"line 5", "until", "2026-12-31T00:00:00Z"}},
+		{"exemption without reason", "groups:\n  - name: kids\n    clients: [10.0.0.0/8]\n    exemptions:\n      - {app: alipay, until: 2030-01-01T00:00:00Z}\n", []string{"line 5", "reason is required"}},
+		{"default group with clients", "groups:\n  - name: default\n    clients: [10.0.0.0/8]\n", []string{"line 3", "default group"}},
 		{"bad log format", "log:\n  format: xml\n", []string{"line 2", "log.format"}},
 		{"not yaml", "listen: [unclosed\n", []string{"line"}},
 		{"two problems at once", "log:\n  format: xml\n  level: loud\n", []string{"line 2", "line 3"}},

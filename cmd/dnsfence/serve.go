@@ -242,21 +242,29 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	}
 	inst.lists = lists
 	apps := listApps(cfg)
+	groups, err := buildGroups(cfg, lists, log)
+	if err != nil {
+		return err
+	}
 	for _, l := range lists.Set().Lists() {
-		m.InitList(l.Name, apps[l.Name])
+		m.InitList(l.Name, apps[l.Name], groupNames(cfg))
 		m.ListLoaded(l.Name, l.Entries, l.Invalid, nil, time.Now())
 		logInvalid(log, l)
 	}
 
 	blockedNets, _ := cfg.blockedNets()
-	var ql resolver.Middleware
+	var ql, policy resolver.Middleware
 	if cfg.Log.Queries {
 		ql = resolver.QueryLog(queryLog)
+	}
+	if groups != nil {
+		policy = resolver.Policy(groups)
 	}
 	// The chain, outermost first. Why this order:
 	//   metrics:  first, so it sees every outcome (invalid, blocked, errors) and the full duration;
 	//   querylog: next, for the same reason, and optional;
 	//   validate: answers malformed and unsupported queries before any stage relies on the question;
+	//   policy:   (with groups) finds the client's group, which block and metrics read;
 	//   block:    decides before anything is forwarded (or, later, cached), so a list reload
 	//             takes effect at once; it also inspects the answers coming back (CNAME cloaking,
 	//             blocked addresses), above any cache, so a blocked answer is never cached as such;
@@ -266,6 +274,7 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		m.Middleware(),
 		ql,
 		resolver.Validate(),
+		policy,
 		resolver.Block(resolver.Blocker{
 			Matcher: lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets,
