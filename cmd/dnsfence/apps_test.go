@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"net"
 	"strings"
 	"testing"
@@ -217,5 +218,50 @@ groups:
 	}
 	if strings.Contains(logs, "expired already") {
 		t.Error("an expired exemption was announced as active")
+	}
+}
+
+// TestReport: the running server's report counts attempts per app and names the top client; the
+// report command prints it.
+func TestReport(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	d := start(t, "-upstream", up.Addr)
+	for range 3 {
+		exchangeFrom(t, "127.0.0.7", d.dnsAddrs[0], "openapi.alipay.com")
+	}
+	exchangeFrom(t, "127.0.0.8", d.dnsAddrs[0], "api.intsig.net")
+	exchangeFrom(t, "127.0.0.8", d.dnsAddrs[0], "allowed.example")
+
+	var out, errOut strings.Builder
+	if err := runReport([]string{"-http", d.httpAddr, "-json"}, &out, &errOut); err != nil {
+		t.Fatalf("report: %v %s", err, errOut.String())
+	}
+	var sum struct {
+		Apps []struct {
+			App     string
+			Blocked int
+		}
+		Clients []struct {
+			Client  string
+			Blocked int
+			Apps    map[string]int
+		} `json:"top_clients"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &sum); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	blocked := map[string]int{}
+	for _, a := range sum.Apps {
+		blocked[a.App] = a.Blocked
+	}
+	if blocked["alipay"] != 3 || blocked["camscanner"] != 1 || blocked["qq"] != 0 {
+		t.Errorf("per app %v", blocked)
+	}
+	if len(sum.Clients) != 2 || sum.Clients[0].Client != "127.0.0.7" || sum.Clients[0].Apps["alipay"] != 3 || sum.Clients[1].Blocked != 1 {
+		t.Errorf("clients %+v", sum.Clients)
+	}
+	out.Reset()
+	if err := runReport([]string{"-http", d.httpAddr}, &out, &errOut); err != nil || !strings.Contains(out.String(), "127.0.0.7") {
+		t.Errorf("text report: %v\n%s", err, out.String())
 	}
 }

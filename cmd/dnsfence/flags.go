@@ -40,6 +40,7 @@ Usage:
   dnsfence [flags]                 serve DNS (the built-in config unless -config is given)
   dnsfence check [flags] NAME...   say whether each NAME is blocked, and by which list and entry
   dnsfence apps                    list the curated app lists (EO 13971 apps), entries and sources
+  dnsfence report [-http ADDR]     attempts per app and top clients since a running server started
   dnsfence version                 print the version
 
 Examples:

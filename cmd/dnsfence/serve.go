@@ -22,6 +22,7 @@ import (
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/report"
 )
 
 // hooks let tests observe a running instance and trigger reloads without signals.
@@ -48,6 +49,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 			return runCheck(args[1:], stdout, stderr)
 		case "apps":
 			return runApps(stdout)
+		case "report":
+			return runReport(args[1:], stdout, stderr)
 		}
 	}
 	opts, rest, err := parseFlags("dnsfence", args, stderr)
@@ -253,6 +256,7 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	}
 
 	blockedNets, _ := cfg.blockedNets()
+	rep := report.New(configs.AppIDs(), maxReportClients)
 	var ql, policy resolver.Middleware
 	if cfg.Log.Queries {
 		ql = resolver.QueryLog(queryLog)
@@ -263,6 +267,7 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	// The chain, outermost first. Why this order:
 	//   metrics:  first, so it sees every outcome (invalid, blocked, errors) and the full duration;
 	//   querylog: next, for the same reason, and optional;
+	//   report:   outside block, so it sees what was blocked or let through by policy;
 	//   validate: answers malformed and unsupported queries before any stage relies on the question;
 	//   policy:   (with groups) finds the client's group, which block and metrics read;
 	//   block:    decides before anything is forwarded (or, later, cached), so a list reload
@@ -273,6 +278,7 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		&resolver.Forward{Upstreams: upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: m.ObserveUpstream},
 		m.Middleware(),
 		ql,
+		rep.Middleware(),
 		resolver.Validate(),
 		policy,
 		resolver.Block(resolver.Blocker{
@@ -317,6 +323,7 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})
+		mux.Handle("GET /report", reportHandler(rep))
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { httpErr <- httpSrv.Serve(ln) }()
 	}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/dnsfence/dnsfence/resolver/report"
+)
+
+// maxReportClients bounds the clients the report tracks one by one (about 200 bytes each).
+const maxReportClients = 10000
+
+// reportHandler serves the report: text by default, JSON with ?format=json; ?top=N clients.
+func reportHandler(rep *report.Report) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		top := 20
+		if s := r.URL.Query().Get("top"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil || n < 1 {
+				http.Error(w, "top: want a positive number", http.StatusBadRequest)
+				return
+			}
+			top = n
+		}
+		sum := rep.Summary(top)
+		if r.URL.Query().Get("format") == "json" {
+			w.Header().Set("Content-Type", "application/json")
+			_ = sum.WriteJSON(w)
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_ = sum.WriteText(w)
+	})
+}
+
+// runReport fetches the report from a running dnsfence's HTTP listener.
+func runReport(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("dnsfence report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("http", "127.0.0.1:9253", "the running dnsfence's HTTP `host:port`")
+	asJSON := fs.Bool("json", false, "print JSON")
+	top := fs.Int("top", 20, "how many top `clients` to show")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: dnsfence report [-http host:port] [-json] [-top N]\n\nAttempts per app and top clients since the server started (from its /report endpoint).")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	q := url.Values{"top": {strconv.Itoa(*top)}}
+	if *asJSON {
+		q.Set("format", "json")
+	}
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get("http://" + *addr + "/report?" + q.Encode())
+	if err != nil {
+		return fmt.Errorf("report: %w (is dnsfence running with http.listen %s?)", err, *addr)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("report: %s", resp.Status)
+	}
+	_, err = io.Copy(stdout, resp.Body)
+	return err
+}
