@@ -158,7 +158,7 @@ func TestClientGroups(t *testing.T) {
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	past := time.Now().Add(-time.Hour).UTC().Format(time.RFC3339)
 	cfg := writeFile(t, dir, "c.yaml", `listen: [127.0.0.1:0]
-log: {format: json, queries: true}
+log: {format: json}
 blocklists: [{name: ads, path: `+ads+`}]
 groups:
   - name: pilot
@@ -211,10 +211,14 @@ groups:
 		}
 	}
 	logs := d.log.String()
-	for _, want := range []string{`"allowed":"log-only"`, `"allowed":"exempt"`, `"msg":"exemption active"`, `"reason":"quarterly audit"`} {
+	// Without the query log, what policy let through is still logged; nothing else is.
+	for _, want := range []string{`"msg":"would have blocked","allowed":"log-only","group":"pilot"`, `"allowed":"exempt"`, `"msg":"exemption active"`, `"reason":"quarterly audit"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("logs lack %s", want)
 		}
+	}
+	if strings.Contains(logs, `"name":"api.intsig.net."`) {
+		t.Error("a blocked query was logged without the query log")
 	}
 	if strings.Contains(logs, "expired already") {
 		t.Error("an expired exemption was announced as active")

@@ -424,7 +424,7 @@ func (c *Config) validateGroups(lists map[string]bool) []error {
 				errs = append(errs, c.problem(ep+".until", "%q is not a time like 2026-12-31T00:00:00Z", e.Until))
 			}
 			if e.Reason == "" {
-				errs = append(errs, c.problem(ep, "reason is required (it is logged with every exempted query)"))
+				errs = append(errs, c.problem(ep, "reason is required (it is logged while the exemption is active)"))
 			}
 		}
 	}

@@ -257,12 +257,15 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 
 	blockedNets, _ := cfg.blockedNets()
 	rep := report.New(configs.AppIDs(), maxReportClients)
-	var ql, policy resolver.Middleware
+	var ql, policy, policyLog resolver.Middleware
 	if cfg.Log.Queries {
 		ql = resolver.QueryLog(queryLog)
 	}
 	if groups != nil {
 		policy = resolver.Policy(groups)
+		if !cfg.Log.Queries { // the query log already has these lines
+			policyLog = resolver.PolicyLog(queryLog.Named("policy"))
+		}
 	}
 	// The chain, outermost first. Why this order:
 	//   metrics:  first, so it sees every outcome (invalid, blocked, errors) and the full duration;
@@ -278,6 +281,7 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		&resolver.Forward{Upstreams: upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: m.ObserveUpstream},
 		m.Middleware(),
 		ql,
+		policyLog,
 		rep.Middleware(),
 		resolver.Validate(),
 		policy,
