@@ -30,7 +30,7 @@ type Report struct {
 
 	clients  sync.Map // netip.Addr -> *counts
 	nclients atomic.Int64
-	overflow counts // clients past maxClients
+	overflow counts   // clients past maxClients
 	lists    sync.Map // list name -> *atomic.Int64
 	byApp    []counts
 }
