@@ -3,14 +3,15 @@
 package resolvertest
 
 import (
-	"errors"
-	"fmt"
+	"context"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
 )
 
 // Server is a UDP+TCP DNS server on one loopback port.
@@ -23,7 +24,8 @@ type Server struct {
 // Queries returns how many queries the server has received over either transport.
 func (s *Server) Queries() int64 { return s.queries.Load() }
 
-// Start serves h over UDP and TCP on 127.0.0.1 and a random port until the test ends.
+// Start serves h over UDP and TCP on 127.0.0.1 and a random port until the test ends. It uses
+// the same listener code as dnsfence itself (resolver.Listen).
 func Start(tb testing.TB, h dns.Handler) *Server {
 	tb.Helper()
 	s := &Server{}
@@ -31,47 +33,13 @@ func Start(tb testing.TB, h dns.Handler) *Server {
 		s.queries.Add(1)
 		h.ServeDNS(w, r)
 	})
-	pc, ln, err := listenPair()
+	srv, err := resolver.Listen("127.0.0.1:0", counting, resolver.ServerOptions{})
 	if err != nil {
-		tb.Fatalf("resolvertest: listen: %v", err)
+		tb.Fatalf("resolvertest: %v", err)
 	}
-	s.Addr = pc.LocalAddr().String()
-	for _, srv := range []*dns.Server{
-		{PacketConn: pc, Handler: counting},
-		{Listener: ln, Handler: counting},
-	} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		errc := make(chan error, 1)
-		go func() { errc <- srv.ActivateAndServe() }()
-		select {
-		case <-started:
-		case err := <-errc:
-			tb.Fatalf("resolvertest: serve: %v", err)
-		case <-time.After(5 * time.Second):
-			tb.Fatal("resolvertest: server did not start")
-		}
-		tb.Cleanup(func() { _ = srv.Shutdown() })
-	}
+	tb.Cleanup(func() { _ = srv.Shutdown(context.Background()) })
+	s.Addr = srv.Addr()
 	return s
-}
-
-// listenPair binds UDP and TCP on the same random loopback port (retrying if TCP's is taken).
-func listenPair() (net.PacketConn, net.Listener, error) {
-	var errs []error
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			return nil, nil, err
-		}
-		ln, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			return pc, ln, nil
-		}
-		errs = append(errs, err)
-		pc.Close()
-	}
-	return nil, nil, fmt.Errorf("no free port pair: %w", errors.Join(errs...))
 }
 
 // Reply returns a handler that answers every query with the records returned by rrs for its
