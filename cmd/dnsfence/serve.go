@@ -188,6 +188,56 @@ func logInvalid(log *zap.Logger, l blocklist.ListInfo) {
 	}
 }
 
+// chainParts are what the query chain is built from.
+type chainParts struct {
+	upstreams []resolver.Upstream
+	lists     *blocklist.Live
+	groups    *resolver.Groups // nil without client groups
+	apps      map[string]string
+	metrics   *metrics.Metrics
+	report    *report.Report
+	queryLog  *zap.Logger
+}
+
+// buildChain builds the query path: the one place that decides the order of the stages.
+func buildChain(cfg *Config, p chainParts) resolver.Resolver {
+	blockedNets, _ := cfg.blockedNets()
+	var ql, policy, policyLog resolver.Middleware
+	if cfg.Log.Queries {
+		ql = resolver.QueryLog(p.queryLog)
+	}
+	if p.groups != nil {
+		policy = resolver.Policy(p.groups)
+		if !cfg.Log.Queries { // the query log already has these lines
+			policyLog = resolver.PolicyLog(p.queryLog.Named("policy"))
+		}
+	}
+	// Outermost first. Why this order:
+	//   metrics:   first, so it sees every outcome (invalid, blocked, errors) and the full duration;
+	//   querylog:  next, for the same reason, and optional;
+	//   policylog: (with groups) what log-only groups and exemptions let through;
+	//   report:    outside block, so it sees what was blocked or let through by policy;
+	//   validate:  answers malformed and unsupported queries before any stage relies on the question;
+	//   policy:    (with groups) finds the client's group, which block and metrics read;
+	//   block:     decides before anything is forwarded (or, later, cached), so a list reload takes
+	//              effect at once; it also inspects the answers coming back (CNAME cloaking, blocked
+	//              addresses), above any cache, so a blocked answer is never cached as such;
+	//   forward:   terminal, the only stage that talks to upstreams.
+	return resolver.Chain(
+		&resolver.Forward{Upstreams: p.upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream},
+		p.metrics.Middleware(),
+		ql,
+		policyLog,
+		p.report.Middleware(),
+		resolver.Validate(),
+		policy,
+		resolver.Block(resolver.Blocker{
+			Matcher: p.lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: p.apps,
+			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets,
+		}),
+	)
+}
+
 // serve runs the DNS and HTTP listeners until ctx is done.
 func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks) error {
 	upstreamURLs := cfg.Upstreams
@@ -255,41 +305,11 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		logInvalid(log, l)
 	}
 
-	blockedNets, _ := cfg.blockedNets()
 	rep := report.New(configs.AppIDs(), maxReportClients)
-	var ql, policy, policyLog resolver.Middleware
-	if cfg.Log.Queries {
-		ql = resolver.QueryLog(queryLog)
-	}
-	if groups != nil {
-		policy = resolver.Policy(groups)
-		if !cfg.Log.Queries { // the query log already has these lines
-			policyLog = resolver.PolicyLog(queryLog.Named("policy"))
-		}
-	}
-	// The chain, outermost first. Why this order:
-	//   metrics:  first, so it sees every outcome (invalid, blocked, errors) and the full duration;
-	//   querylog: next, for the same reason, and optional;
-	//   report:   outside block, so it sees what was blocked or let through by policy;
-	//   validate: answers malformed and unsupported queries before any stage relies on the question;
-	//   policy:   (with groups) finds the client's group, which block and metrics read;
-	//   block:    decides before anything is forwarded (or, later, cached), so a list reload
-	//             takes effect at once; it also inspects the answers coming back (CNAME cloaking,
-	//             blocked addresses), above any cache, so a blocked answer is never cached as such;
-	//   forward:  terminal, the only stage that talks to upstreams.
-	chain := resolver.Chain(
-		&resolver.Forward{Upstreams: upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: m.ObserveUpstream},
-		m.Middleware(),
-		ql,
-		policyLog,
-		rep.Middleware(),
-		resolver.Validate(),
-		policy,
-		resolver.Block(resolver.Blocker{
-			Matcher: lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: apps,
-			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets,
-		}),
-	)
+	chain := buildChain(cfg, chainParts{
+		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
+		metrics: m, report: rep, queryLog: queryLog,
+	})
 	handler := &resolver.Handler{Resolver: chain, Timeout: cfg.QueryTimeout, Logger: log, OnPanic: m.Panic}
 
 	var servers []*resolver.Server
