@@ -55,6 +55,9 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 			zap.Stringer("client", req.Client), zap.Error(err))
 		reply = ServFail(r, err)
 	} else {
+		if resp.Drop {
+			return
+		}
 		reply = resp.Msg
 	}
 	finalize(reply, r, req.Transport)

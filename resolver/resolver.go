@@ -91,6 +91,8 @@ type Response struct {
 	// List and Rule name the blocklist and entry that matched a blocked query; App is the curated
 	// app the list is filed under, if any (a bounded metric label).
 	List, Rule, App string
+	// Drop means send no reply at all (Msg still says what the reply would have been, for metrics).
+	Drop bool
 	// Group names the client's policy group ("" without groups).
 	Group string
 	// Allowed says why a query that matched a list was answered normally anyway (log-only group,

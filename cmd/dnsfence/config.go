@@ -33,6 +33,7 @@ type Config struct {
 	Apps            AppSelection   `yaml:"apps"`
 	Blocklists      []ListConfig   `yaml:"blocklists"`
 	Groups          []GroupConfig  `yaml:"groups"`
+	Access          AccessConfig   `yaml:"access"`
 	HTTP            HTTPConfig     `yaml:"http"`
 	Log             LogConfig      `yaml:"log"`
 
@@ -73,6 +74,12 @@ func (l ListConfig) mode() string {
 		return "nxdomain" // Firefox honours only NXDOMAIN from its canary
 	}
 	return l.Mode
+}
+
+// AccessConfig says which clients are served.
+type AccessConfig struct {
+	Allow  []string `yaml:"allow"`
+	Action string   `yaml:"action"`
 }
 
 // GroupConfig is the policy for a set of client networks. Unset apps and lists inherit the
@@ -145,6 +152,7 @@ func defaults() Config {
 		ShutdownTimeout: 5 * time.Second,
 		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second, InspectAnswers: true},
 		Apps:            configs.AppIDs(),
+		Access:          AccessConfig{Allow: prefixStrings(resolver.DefaultAllowedNets()), Action: "refuse"},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
 		Log:             LogConfig{Format: "console", Level: "info"},
 	}
@@ -346,6 +354,11 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateGroups(names)...)
+	_, accessErrs := c.allowedNets()
+	errs = append(errs, accessErrs...)
+	if c.Access.Action != "refuse" && c.Access.Action != "drop" {
+		errs = append(errs, c.problem("access.action", "%q: want refuse or drop", c.Access.Action))
+	}
 	if c.HTTP.Listen != "" {
 		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
 			errs = append(errs, c.problem("http.listen", "%q is not host:port (%v)", c.HTTP.Listen, err))
@@ -360,6 +373,59 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
 	}
 	return errors.Join(errs...)
+}
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.String()
+	}
+	return out
+}
+
+// allowedNets parses access.allow (a bare address is a single-host prefix).
+func (c *Config) allowedNets() (nets []netip.Prefix, errs []error) {
+	for i, s := range c.Access.Allow {
+		p, err := parsePrefixOrAddr(s)
+		if err != nil {
+			errs = append(errs, c.problem(fmt.Sprintf("access.allow[%d]", i), "%q is not a CIDR prefix or address", s))
+			continue
+		}
+		nets = append(nets, p)
+	}
+	return nets, errs
+}
+
+func parsePrefixOrAddr(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// exposedListeners returns the listen addresses reachable from the internet (a public address or
+// a wildcard) when access admits every client: the setup that makes an open resolver.
+func (c *Config) exposedListeners() []string {
+	nets, _ := c.allowedNets()
+	if !resolver.AllowsAll(nets) {
+		return nil
+	}
+	var out []string
+	for _, l := range c.Listen {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil {
+			continue
+		}
+		a := ap.Addr().Unmap()
+		if a.IsUnspecified() || a.IsGlobalUnicast() && !a.IsPrivate() && !netip.MustParsePrefix("100.64.0.0/10").Contains(a) {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // validateGroups checks the client groups; lists are the names of the enabled apps and lists.
@@ -390,10 +456,8 @@ func (c *Config) validateGroups(lists map[string]bool) []error {
 		}
 		seen[g.Name] = true
 		for j, cl := range g.Clients {
-			if _, err := netip.ParsePrefix(cl); err != nil {
-				if _, err := netip.ParseAddr(cl); err != nil {
-					errs = append(errs, c.problem(fmt.Sprintf("%s.clients[%d]", p, j), "%q is not a CIDR prefix or address", cl))
-				}
+			if _, err := parsePrefixOrAddr(cl); err != nil {
+				errs = append(errs, c.problem(fmt.Sprintf("%s.clients[%d]", p, j), "%q is not a CIDR prefix or address", cl))
 			}
 		}
 		for j, a := range g.Apps {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/dnsfence/dnsfence/configs"
+	"github.com/dnsfence/dnsfence/resolver"
 )
 
 // TestShippedConfigs loads every example config: docs that do not parse fail the build.
@@ -109,6 +110,8 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"exemption bad time", "groups:\n  - name: kids\n    clients: [10.0.0.0/8]\n    exemptions:\n      - {app: alipay, until: tomorrow, reason: x}\n", []string{"line 5", "until", "2026-12-31T00:00:00Z"}},
 		{"exemption without reason", "groups:\n  - name: kids\n    clients: [10.0.0.0/8]\n    exemptions:\n      - {app: alipay, until: 2030-01-01T00:00:00Z}\n", []string{"line 5", "reason is required"}},
 		{"default group with clients", "groups:\n  - name: default\n    clients: [10.0.0.0/8]\n", []string{"line 3", "default group"}},
+		{"bad access prefix", "access:\n  allow: [10.0.0.0/8, 10.0.0.0/40]\n", []string{"line 2", "access.allow[1]"}},
+		{"bad access action", "access:\n  action: ignore\n", []string{"line 2", "refuse or drop"}},
 		{"bad log format", "log:\n  format: xml\n", []string{"line 2", "log.format"}},
 		{"not yaml", "listen: [unclosed\n", []string{"line"}},
 		{"two problems at once", "log:\n  format: xml\n  level: loud\n", []string{"line 2", "line 3"}},
@@ -182,5 +185,25 @@ func TestDefaultUpstreamsFromResolvConf(t *testing.T) {
 	}
 	if _, err := defaultUpstreams(filepath.Join(dir, "missing"), nil); err == nil {
 		t.Error("missing resolv.conf accepted")
+	}
+}
+
+func TestExposedListeners(t *testing.T) {
+	for _, tc := range []struct {
+		listen, allow []string
+		exposed       bool
+	}{
+		{[]string{"127.0.0.1:53"}, []string{"0.0.0.0/0"}, false},
+		{[]string{"192.168.1.1:53"}, []string{"0.0.0.0/0"}, false},
+		{[]string{"0.0.0.0:53"}, []string{"0.0.0.0/0"}, true},
+		{[]string{"[::]:53"}, []string{"::/0"}, true},
+		{[]string{"198.51.100.1:53"}, []string{"::/0", "10.0.0.0/8"}, true},
+		{[]string{"198.51.100.1:53"}, []string{"10.0.0.0/8"}, false},
+		{[]string{"0.0.0.0:53"}, prefixStrings(resolver.DefaultAllowedNets()), false},
+	} {
+		c := &Config{Listen: tc.listen, Access: AccessConfig{Allow: tc.allow}}
+		if got := len(c.exposedListeners()) > 0; got != tc.exposed {
+			t.Errorf("listen %v allow %v: exposed %v, want %v", tc.listen, tc.allow, got, tc.exposed)
+		}
 	}
 }

@@ -329,3 +329,37 @@ func TestEndToEndAnswerInspection(t *testing.T) {
 		t.Errorf("cloaked query counted %v times for alipay, want 1", v)
 	}
 }
+
+// TestEndToEndAccess: clients outside access.allow are refused (and counted), or get no answer
+// with action drop; an allowed client is served.
+func TestEndToEndAccess(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	for _, action := range []string{"refuse", "drop"} {
+		t.Run(action, func(t *testing.T) {
+			cfg := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:0]\naccess:\n  allow: [10.0.0.0/8, 127.0.0.2]\n  action: "+action+"\n")
+			d := start(t, "-config", cfg, "-upstream", up.Addr)
+			before := up.Queries()
+			c := &dns.Client{Timeout: 500 * time.Millisecond}
+			r, _, err := c.Exchange(resolvertest.Query("x.example", dns.TypeA, false), d.dnsAddrs[0])
+			switch action {
+			case "refuse":
+				if err != nil || r.Rcode != dns.RcodeRefused {
+					t.Fatalf("outside client: %v %v, want REFUSED", r, err)
+				}
+			case "drop":
+				if err == nil {
+					t.Fatalf("outside client got an answer with action drop: %v", r)
+				}
+			}
+			if up.Queries() != before {
+				t.Error("a refused query reached the upstream")
+			}
+			if v := value(scrape(t, d.httpAddr), "dnsfence_queries_total", "outcome=refused", "rcode=REFUSED"); v != 1 {
+				t.Errorf("refused queries counted %v, want 1", v)
+			}
+			if r := exchangeFrom(t, "127.0.0.2", d.dnsAddrs[0], "x.example"); r.Rcode != dns.RcodeSuccess {
+				t.Errorf("allowed client: %v", r)
+			}
+		})
+	}
+}

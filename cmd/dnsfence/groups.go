@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"net/netip"
 	"time"
 
 	"go.uber.org/zap"
@@ -33,11 +32,7 @@ func buildGroups(cfg *Config, lists *blocklist.Live, log *zap.Logger) (*resolver
 			continue
 		}
 		for _, cl := range gc.Clients {
-			p, err := netip.ParsePrefix(cl)
-			if err != nil {
-				a, _ := netip.ParseAddr(cl)
-				p = netip.PrefixFrom(a, a.BitLen())
-			}
+			p, _ := parsePrefixOrAddr(cl) // validated
 			gs.Add(p, g)
 		}
 	}

@@ -202,6 +202,7 @@ type chainParts struct {
 // buildChain builds the query path: the one place that decides the order of the stages.
 func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	blockedNets, _ := cfg.blockedNets()
+	allowed, _ := cfg.allowedNets()
 	var ql, policy, policyLog resolver.Middleware
 	if cfg.Log.Queries {
 		ql = resolver.QueryLog(p.queryLog)
@@ -215,6 +216,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	// Outermost first. Why this order:
 	//   metrics:   first, so it sees every outcome (invalid, blocked, errors) and the full duration;
 	//   querylog:  next, for the same reason, and optional;
+	//   access:    refuses (or drops) clients outside access.allow before any work is done for them;
 	//   policylog: (with groups) what log-only groups and exemptions let through;
 	//   report:    outside block, so it sees what was blocked or let through by policy;
 	//   validate:  answers malformed and unsupported queries before any stage relies on the question;
@@ -227,6 +229,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		&resolver.Forward{Upstreams: p.upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream},
 		p.metrics.Middleware(),
 		ql,
+		resolver.Access(allowed, cfg.Access.Action == "drop"),
 		policyLog,
 		p.report.Middleware(),
 		resolver.Validate(),
@@ -355,6 +358,11 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	listFields := []zap.Field{}
 	for _, l := range lists.Set().Lists() {
 		listFields = append(listFields, zap.Int(l.Name, l.Entries))
+	}
+	if exposed := cfg.exposedListeners(); len(exposed) > 0 {
+		log.Warn("OPEN RESOLVER: listening on a public or wildcard address while access.allow admits every client; "+
+			"anyone on the internet can use this server for DNS amplification attacks. Restrict access.allow.",
+			zap.Strings("listen", exposed))
 	}
 	log.Info("dnsfence started",
 		zap.String("version", version),
