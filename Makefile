@@ -3,8 +3,9 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS    ?=
+FUZZTIME ?= 30s
 
-.PHONY: help build run test lint clean
+.PHONY: help build run test lint fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -20,6 +21,9 @@ test: lint ## lint, then every test with -race and -shuffle (what CI runs)
 
 lint: ## gofmt check, go vet, staticcheck
 	scripts/lint.sh
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s), e.g. make fuzz FUZZTIME=5m
+	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
 clean: ## remove build output
 	rm -rf bin
