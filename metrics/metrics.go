@@ -29,6 +29,7 @@ type Metrics struct {
 	upstreamErrors   *prometheus.CounterVec
 	invalid          prometheus.Counter
 	panics           prometheus.Counter
+	overload         prometheus.Counter
 	listEntries      *prometheus.GaugeVec
 	listReloads      *prometheus.CounterVec
 	listLastSuccess  *prometheus.GaugeVec
@@ -75,6 +76,10 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Name: "panics_total",
 			Help: "Panics recovered while answering a query (each answered SERVFAIL).",
 		}),
+		overload: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Name: "overload_dropped_queries_total",
+			Help: "Queries dropped unanswered because limits.max_inflight queries were already being answered.",
+		}),
 		listEntries: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "blocklist", Name: "entries",
 			Help: "Entries served from each blocklist.",
@@ -104,7 +109,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors,
-		m.invalid, m.panics, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, buildInfo,
+		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, buildInfo,
 	} {
 		errs = append(errs, reg.Register(c))
 	}
@@ -185,6 +190,9 @@ func (m *Metrics) InitList(list, app string, groups []string) {
 
 // InvalidPacket counts a packet that could not be parsed; it fits dns.Server.MsgInvalidFunc.
 func (m *Metrics) InvalidPacket([]byte, error) { m.invalid.Inc() }
+
+// Overload counts a query dropped for lack of in-flight capacity; it fits resolver.Handler.OnOverload.
+func (m *Metrics) Overload() { m.overload.Inc() }
 
 // Panic counts a recovered panic; it fits resolver.Handler.OnPanic.
 func (m *Metrics) Panic() { m.panics.Inc() }

@@ -33,6 +33,7 @@ func TestLint(t *testing.T) {
 	m.ListLoaded("ads", 3, 1, errors.New("gone"), time.Now())
 	m.InvalidPacket(nil, nil)
 	m.Panic()
+	m.Overload()
 	m.InitList("ads", "", []string{"default"})
 	r := m.Middleware()(resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
 		return &resolver.Response{Msg: new(dns.Msg).SetReply(req.Msg), Outcome: resolver.OutcomeBlocked, List: "ads"}, nil

@@ -17,7 +17,14 @@ type Forward struct {
 	AttemptTimeout time.Duration
 	// Observe, if set, is called after every exchange (err nil on success) for metrics.
 	Observe func(upstream string, d time.Duration, err error)
+	// Limits, if set, bounds the exchanges in flight per upstream (same order as Upstreams):
+	// a busy upstream is skipped as if it had failed, so one slow upstream cannot hold every
+	// query (and its goroutine) hostage.
+	Limits []*Limiter
 }
+
+// ErrUpstreamBusy is the error for an upstream skipped because its in-flight limit was reached.
+var ErrUpstreamBusy = errors.New("upstream has too many queries in flight")
 
 var _ Resolver = (*Forward)(nil)
 
@@ -31,15 +38,27 @@ func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) 
 		timeout = 2 * time.Second
 	}
 	var errs []error
-	for _, u := range f.Upstreams {
+	for i, u := range f.Upstreams {
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
+		}
+		var lim *Limiter
+		if i < len(f.Limits) {
+			lim = f.Limits[i]
+		}
+		if !lim.TryAcquire() {
+			if f.Observe != nil {
+				f.Observe(u.Address(), 0, ErrUpstreamBusy)
+			}
+			errs = append(errs, fmt.Errorf("%s: %w", u.Address(), ErrUpstreamBusy))
+			continue
 		}
 		actx, cancel := context.WithTimeout(ctx, timeout)
 		start := time.Now()
 		reply, err := u.Exchange(actx, q)
 		cancel()
+		lim.Release()
 		if err == nil {
 			switch reply.Rcode {
 			case dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeFormatError:

@@ -27,12 +27,55 @@ type Handler struct {
 	Logger  *zap.Logger
 	// OnPanic, if set, is called after a panic in the chain was recovered (for a counter).
 	OnPanic func()
+	// InFlight, if set, bounds the queries being answered at once: a query that finds it full is
+	// dropped (clients retry) instead of piling up goroutines and upstream work under a flood.
+	InFlight *Limiter
+	// OnOverload, if set, is called for each query dropped because InFlight was full.
+	OnOverload func()
+}
+
+// Limiter is a counting semaphore that never blocks.
+type Limiter struct{ slots chan struct{} }
+
+// NewLimiter allows n holders at once; n <= 0 returns nil (no limit).
+func NewLimiter(n int) *Limiter {
+	if n <= 0 {
+		return nil
+	}
+	return &Limiter{slots: make(chan struct{}, n)}
+}
+
+// TryAcquire takes a slot if one is free. A nil Limiter always succeeds.
+func (l *Limiter) TryAcquire() bool {
+	if l == nil {
+		return true
+	}
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Release frees a slot taken by TryAcquire.
+func (l *Limiter) Release() {
+	if l != nil {
+		<-l.slots
+	}
 }
 
 var _ dns.Handler = (*Handler)(nil)
 
 // ServeDNS implements dns.Handler.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	if !h.InFlight.TryAcquire() {
+		if h.OnOverload != nil {
+			h.OnOverload()
+		}
+		return
+	}
+	defer h.InFlight.Release()
 	req := &Request{Msg: r, Client: addrOf(w.RemoteAddr()), Received: time.Now()}
 	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
 		req.Transport = TCP

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/netutil"
 )
 
 // ServerOptions configure a Server.
@@ -16,6 +17,9 @@ type ServerOptions struct {
 	TCPIdleTimeout time.Duration
 	// MaxTCPQueries closes a TCP connection after this many queries; zero means unlimited.
 	MaxTCPQueries int
+	// MaxTCPConns bounds open TCP client connections; more wait in the kernel's accept queue.
+	// Zero means unlimited.
+	MaxTCPConns int
 	// OnInvalid, if set, is called for each packet that cannot be parsed (miekg answers FORMERR).
 	OnInvalid func(m []byte, err error)
 }
@@ -42,6 +46,9 @@ func Listen(addr string, h dns.Handler, opts ServerOptions) (*Server, error) {
 	maxq := opts.MaxTCPQueries
 	if maxq <= 0 {
 		maxq = -1
+	}
+	if opts.MaxTCPConns > 0 {
+		ln = netutil.LimitListener(ln, opts.MaxTCPConns)
 	}
 	s := &Server{pc: pc, ln: ln}
 	s.udp = &dns.Server{PacketConn: pc, Handler: h, MsgAcceptFunc: AcceptMsg}

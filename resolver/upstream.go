@@ -52,6 +52,8 @@ func ErrorReason(err error) string {
 		return strings.ToLower(dns.RcodeToString[rerr.Rcode])
 	case errors.Is(err, ErrMismatch):
 		return "mismatch"
+	case errors.Is(err, ErrUpstreamBusy):
+		return "busy"
 	case errors.Is(err, context.Canceled):
 		return "canceled"
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):

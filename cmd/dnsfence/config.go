@@ -34,6 +34,7 @@ type Config struct {
 	Blocklists      []ListConfig   `yaml:"blocklists"`
 	Groups          []GroupConfig  `yaml:"groups"`
 	Access          AccessConfig   `yaml:"access"`
+	Limits          LimitsConfig   `yaml:"limits"`
 	HTTP            HTTPConfig     `yaml:"http"`
 	Log             LogConfig      `yaml:"log"`
 
@@ -74,6 +75,14 @@ func (l ListConfig) mode() string {
 		return "nxdomain" // Firefox honours only NXDOMAIN from its canary
 	}
 	return l.Mode
+}
+
+// LimitsConfig bounds the resources a flood can take.
+type LimitsConfig struct {
+	MaxInflight         int `yaml:"max_inflight"`
+	MaxTCPConnections   int `yaml:"max_tcp_connections"`
+	MaxTCPQueries       int `yaml:"max_tcp_queries"`
+	UpstreamMaxInflight int `yaml:"upstream_max_inflight"`
 }
 
 // AccessConfig says which clients are served.
@@ -153,6 +162,7 @@ func defaults() Config {
 		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second, InspectAnswers: true},
 		Apps:            configs.AppIDs(),
 		Access:          AccessConfig{Allow: prefixStrings(resolver.DefaultAllowedNets()), Action: "refuse"},
+		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
 		Log:             LogConfig{Format: "console", Level: "info"},
 	}
@@ -354,6 +364,17 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validateGroups(names)...)
+	for _, l := range []struct {
+		path string
+		v    int
+	}{
+		{"limits.max_inflight", c.Limits.MaxInflight}, {"limits.max_tcp_connections", c.Limits.MaxTCPConnections},
+		{"limits.max_tcp_queries", c.Limits.MaxTCPQueries}, {"limits.upstream_max_inflight", c.Limits.UpstreamMaxInflight},
+	} {
+		if l.v < 0 {
+			errs = append(errs, c.problem(l.path, "must be 0 (unlimited) or more, got %d", l.v))
+		}
+	}
 	_, accessErrs := c.allowedNets()
 	errs = append(errs, accessErrs...)
 	if c.Access.Action != "refuse" && c.Access.Action != "drop" {

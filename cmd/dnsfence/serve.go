@@ -203,6 +203,10 @@ type chainParts struct {
 func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	blockedNets, _ := cfg.blockedNets()
 	allowed, _ := cfg.allowedNets()
+	limits := make([]*resolver.Limiter, len(p.upstreams))
+	for i := range limits {
+		limits[i] = resolver.NewLimiter(cfg.Limits.UpstreamMaxInflight)
+	}
 	var ql, policy, policyLog resolver.Middleware
 	if cfg.Log.Queries {
 		ql = resolver.QueryLog(p.queryLog)
@@ -226,7 +230,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	//              addresses), above any cache, so a blocked answer is never cached as such;
 	//   forward:   terminal, the only stage that talks to upstreams.
 	return resolver.Chain(
-		&resolver.Forward{Upstreams: p.upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream},
+		&resolver.Forward{Upstreams: p.upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream, Limits: limits},
 		p.metrics.Middleware(),
 		ql,
 		resolver.Access(allowed, cfg.Access.Action == "drop"),
@@ -313,7 +317,10 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
 		metrics: m, report: rep, queryLog: queryLog,
 	})
-	handler := &resolver.Handler{Resolver: chain, Timeout: cfg.QueryTimeout, Logger: log, OnPanic: m.Panic}
+	handler := &resolver.Handler{
+		Resolver: chain, Timeout: cfg.QueryTimeout, Logger: log, OnPanic: m.Panic,
+		InFlight: resolver.NewLimiter(cfg.Limits.MaxInflight), OnOverload: m.Overload,
+	}
 
 	var servers []*resolver.Server
 	shutdownDNS := func(ctx context.Context) error {
@@ -326,6 +333,8 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	for _, addr := range cfg.Listen {
 		s, err := resolver.Listen(addr, handler, resolver.ServerOptions{
 			TCPIdleTimeout: cfg.TCPIdleTimeout,
+			MaxTCPQueries:  cfg.Limits.MaxTCPQueries,
+			MaxTCPConns:    cfg.Limits.MaxTCPConnections,
 			OnInvalid:      m.InvalidPacket,
 		})
 		if err != nil {
