@@ -27,6 +27,7 @@ type Metrics struct {
 	allowed          *prometheus.CounterVec
 	upstreamDuration *prometheus.HistogramVec
 	upstreamErrors   *prometheus.CounterVec
+	upstreamHealthy  *prometheus.GaugeVec
 	invalid          prometheus.Counter
 	panics           prometheus.Counter
 	overload         prometheus.Counter
@@ -68,6 +69,10 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "upstream", Name: "errors_total",
 			Help: "Failed exchanges with an upstream resolver, by reason (timeout, network, mismatch, servfail, refused, formerr, canceled, other).",
 		}, []string{"upstream", "reason"}),
+		upstreamHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "upstream", Name: "healthy",
+			Help: "1 while an upstream is in rotation, 0 while it is skipped after repeated failures.",
+		}, []string{"upstream"}),
 		invalid: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Name: "invalid_packets_total",
 			Help: "Packets that could not be parsed as DNS messages.",
@@ -108,7 +113,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	}
 	var errs []error
 	for _, c := range []prometheus.Collector{
-		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors,
+		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors, m.upstreamHealthy,
 		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, buildInfo,
 	} {
 		errs = append(errs, reg.Register(c))
@@ -162,6 +167,16 @@ func (m *Metrics) ObserveUpstream(upstream string, d time.Duration, err error) {
 // InitUpstream creates an upstream's duration series so dashboards see it before its first query.
 func (m *Metrics) InitUpstream(upstream string) {
 	m.upstreamDuration.WithLabelValues(upstream)
+	m.upstreamHealthy.WithLabelValues(upstream).Set(1)
+}
+
+// UpstreamHealthy records an upstream leaving (false) or rejoining (true) the rotation.
+func (m *Metrics) UpstreamHealthy(upstream string, healthy bool) {
+	v := 0.0
+	if healthy {
+		v = 1
+	}
+	m.upstreamHealthy.WithLabelValues(upstream).Set(v)
 }
 
 // ListLoaded records the result of loading one blocklist at time at: the entries now served, the

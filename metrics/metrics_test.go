@@ -34,6 +34,8 @@ func TestLint(t *testing.T) {
 	m.InvalidPacket(nil, nil)
 	m.Panic()
 	m.Overload()
+	m.InitUpstream("udp://192.0.2.1:53")
+	m.UpstreamHealthy("udp://192.0.2.1:53", false)
 	m.InitList("ads", "", []string{"default"})
 	r := m.Middleware()(resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
 		return &resolver.Response{Msg: new(dns.Msg).SetReply(req.Msg), Outcome: resolver.OutcomeBlocked, List: "ads"}, nil

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -21,6 +24,28 @@ type Forward struct {
 	// a busy upstream is skipped as if it had failed, so one slow upstream cannot hold every
 	// query (and its goroutine) hostage.
 	Limits []*Limiter
+	// Health, if set, takes an upstream that keeps failing out of rotation for a while.
+	Health *HealthPolicy
+	// OnHealth, if set, is called when an upstream is taken out of rotation or comes back.
+	OnHealth func(upstream string, healthy bool)
+
+	once   sync.Once
+	states []upstreamState
+}
+
+// HealthPolicy: after FailThreshold consecutive failures an upstream is skipped for Cooldown,
+// doubled at each further failed probe up to MaxCooldown. When its cooldown ends, the next query
+// probes it; a success brings it back. When every upstream is cooling down, the one that comes
+// back soonest is tried anyway, so clients still get an answer as soon as any upstream can give one.
+type HealthPolicy struct {
+	FailThreshold         int
+	Cooldown, MaxCooldown time.Duration
+}
+
+type upstreamState struct {
+	fails     atomic.Int32
+	downUntil atomic.Int64 // unix nanoseconds; 0 when in rotation
+	cooldown  atomic.Int64 // the last cooldown, doubled on each failed probe
 }
 
 // ErrUpstreamBusy is the error for an upstream skipped because its in-flight limit was reached.
@@ -32,13 +57,15 @@ var _ Resolver = (*Forward)(nil)
 // mismatched replies and SERVFAIL/REFUSED/FORMERR answers; when all fail it returns an error that
 // wraps ErrUpstreamsFailed and every upstream's error.
 func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) {
+	f.once.Do(func() { f.states = make([]upstreamState, len(f.Upstreams)) })
 	q := upstreamQuery(req.Msg)
 	timeout := f.AttemptTimeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
 	var errs []error
-	for i, u := range f.Upstreams {
+	for _, i := range f.order() {
+		u := f.Upstreams[i]
 		if err := ctx.Err(); err != nil {
 			errs = append(errs, err)
 			break
@@ -68,12 +95,68 @@ func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) 
 		if f.Observe != nil {
 			f.Observe(u.Address(), time.Since(start), err)
 		}
+		f.record(ctx, i, err)
 		if err == nil {
 			return &Response{Msg: reply, Outcome: OutcomeForwarded, Upstream: u.Address()}, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", u.Address(), err))
 	}
 	return nil, fmt.Errorf("%w: %w", ErrUpstreamsFailed, errors.Join(errs...))
+}
+
+// order returns the upstreams to try, in configured order, leaving out those cooling down (or,
+// if all are, only the one whose cooldown ends first).
+func (f *Forward) order() []int {
+	out := make([]int, 0, len(f.Upstreams))
+	now := time.Now().UnixNano()
+	soonest, soonestAt := 0, int64(math.MaxInt64)
+	for i := range f.Upstreams {
+		until := f.states[i].downUntil.Load()
+		if f.Health == nil || until <= now {
+			out = append(out, i)
+		} else if until < soonestAt {
+			soonest, soonestAt = i, until
+		}
+	}
+	if len(out) == 0 && len(f.Upstreams) > 0 {
+		out = append(out, soonest)
+	}
+	return out
+}
+
+// record updates upstream i's health after an exchange.
+func (f *Forward) record(ctx context.Context, i int, err error) {
+	h := f.Health
+	if h == nil {
+		return
+	}
+	st := &f.states[i]
+	if err == nil {
+		st.fails.Store(0)
+		if st.downUntil.Swap(0) != 0 {
+			st.cooldown.Store(0)
+			if f.OnHealth != nil {
+				f.OnHealth(f.Upstreams[i].Address(), true)
+			}
+		}
+		return
+	}
+	// Our own cancellation (shutdown, the client's deadline) says nothing about the upstream.
+	if errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
+	if int(st.fails.Add(1)) < max(h.FailThreshold, 1) {
+		return
+	}
+	cd := time.Duration(st.cooldown.Load()) * 2
+	cd = max(cd, h.Cooldown)
+	if h.MaxCooldown > 0 {
+		cd = min(cd, h.MaxCooldown)
+	}
+	st.cooldown.Store(int64(cd))
+	if st.downUntil.Swap(time.Now().Add(cd).UnixNano()) == 0 && f.OnHealth != nil {
+		f.OnHealth(f.Upstreams[i].Address(), false)
+	}
 }
 
 // upstreamQuery is the query we send for req: the question and the header bits that matter

@@ -3,9 +3,11 @@ package resolver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,5 +296,77 @@ func TestParseUpstream(t *testing.T) {
 		case u.Address() != tc.want:
 			t.Errorf("ParseUpstream(%q) = %q, want %q", tc.in, u.Address(), tc.want)
 		}
+	}
+}
+
+// TestForwardHealth: an upstream that keeps failing is taken out of rotation (not even tried),
+// probed again after its cooldown, and back in rotation once it answers.
+func TestForwardHealth(t *testing.T) {
+	var dead atomic.Bool
+	dead.Store(true)
+	flappy := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		if !dead.Load() {
+			resolvertest.A("192.0.2.1").ServeDNS(w, r)
+		}
+	}))
+	good := resolvertest.Start(t, resolvertest.A("192.0.2.2"))
+	var mu sync.Mutex
+	var events []string
+	f := &resolver.Forward{
+		Upstreams:      []resolver.Upstream{mustUpstream(t, flappy.Addr), mustUpstream(t, good.Addr)},
+		AttemptTimeout: 200 * time.Millisecond,
+		Health:         &resolver.HealthPolicy{FailThreshold: 2, Cooldown: 400 * time.Millisecond, MaxCooldown: time.Second},
+		OnHealth: func(_ string, healthy bool) {
+			mu.Lock()
+			events = append(events, fmt.Sprint(healthy))
+			mu.Unlock()
+		},
+	}
+	ask := func() string {
+		resp, err := forward(t, f, resolvertest.Query("h.example", dns.TypeA, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Upstream
+	}
+	ask()
+	ask() // second consecutive failure: out of rotation
+	tried := flappy.Queries()
+	if got := ask(); got != "udp://"+good.Addr || flappy.Queries() != tried {
+		t.Fatalf("a failing upstream was still tried (%d -> %d queries)", tried, flappy.Queries())
+	}
+	dead.Store(false)
+	deadline := time.Now().Add(5 * time.Second)
+	for ask() != "udp://"+flappy.Addr { // probed once the cooldown is over, then back first in line
+		if time.Now().After(deadline) {
+			t.Fatal("recovered upstream never probed back into rotation")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(events) != "[false true]" {
+		t.Errorf("health events %v, want [false true]", events)
+	}
+}
+
+// TestForwardAllDownTriesOne: with every upstream out of rotation, one is still tried (the client
+// gets an answer the moment any upstream can give one), not all of them.
+func TestForwardAllDownTriesOne(t *testing.T) {
+	a, b := resolvertest.Start(t, resolvertest.Silent()), resolvertest.Start(t, resolvertest.Silent())
+	f := &resolver.Forward{
+		Upstreams:      []resolver.Upstream{mustUpstream(t, a.Addr), mustUpstream(t, b.Addr)},
+		AttemptTimeout: 100 * time.Millisecond,
+		Health:         &resolver.HealthPolicy{FailThreshold: 1, Cooldown: time.Hour},
+	}
+	if _, err := forward(t, f, resolvertest.Query("x.example", dns.TypeA, false)); !errors.Is(err, resolver.ErrUpstreamsFailed) {
+		t.Fatal(err)
+	}
+	before := a.Queries() + b.Queries()
+	if _, err := forward(t, f, resolvertest.Query("x.example", dns.TypeA, false)); !errors.Is(err, resolver.ErrUpstreamsFailed) {
+		t.Fatal(err)
+	}
+	if n := a.Queries() + b.Queries() - before; n != 1 {
+		t.Errorf("%d upstreams tried while all were down, want 1", n)
 	}
 }

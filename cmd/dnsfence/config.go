@@ -27,6 +27,7 @@ type Config struct {
 	ResolvConf      string         `yaml:"resolv_conf"`
 	UpstreamTimeout time.Duration  `yaml:"upstream_timeout"`
 	QueryTimeout    time.Duration  `yaml:"query_timeout"`
+	UpstreamHealth  HealthConfig   `yaml:"upstream_health"`
 	TCPIdleTimeout  time.Duration  `yaml:"tcp_idle_timeout"`
 	ShutdownTimeout time.Duration  `yaml:"shutdown_timeout"`
 	Blocking        BlockingConfig `yaml:"blocking"`
@@ -75,6 +76,22 @@ func (l ListConfig) mode() string {
 		return "nxdomain" // Firefox honours only NXDOMAIN from its canary
 	}
 	return l.Mode
+}
+
+// HealthConfig takes failing upstreams out of rotation.
+type HealthConfig struct {
+	FailThreshold int           `yaml:"fail_threshold"`
+	Cooldown      time.Duration `yaml:"cooldown"`
+	MaxCooldown   time.Duration `yaml:"max_cooldown"`
+}
+
+// healthPolicy is the forwarder's policy; nil when fail_threshold is 0.
+func (c *Config) healthPolicy() *resolver.HealthPolicy {
+	h := c.UpstreamHealth
+	if h.FailThreshold == 0 {
+		return nil
+	}
+	return &resolver.HealthPolicy{FailThreshold: h.FailThreshold, Cooldown: h.Cooldown, MaxCooldown: h.MaxCooldown}
 }
 
 // LimitsConfig bounds the resources a flood can take.
@@ -157,6 +174,7 @@ func defaults() Config {
 		ResolvConf:      "/etc/resolv.conf",
 		UpstreamTimeout: 2 * time.Second,
 		QueryTimeout:    5 * time.Second,
+		UpstreamHealth:  HealthConfig{FailThreshold: 3, Cooldown: 5 * time.Second, MaxCooldown: time.Minute},
 		TCPIdleTimeout:  10 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
 		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second, InspectAnswers: true},
@@ -300,6 +318,7 @@ func (c *Config) Validate() error {
 		{"upstream_timeout", c.UpstreamTimeout}, {"query_timeout", c.QueryTimeout},
 		{"tcp_idle_timeout", c.TCPIdleTimeout}, {"shutdown_timeout", c.ShutdownTimeout},
 		{"blocking.ttl", c.Blocking.TTL},
+		{"upstream_health.cooldown", c.UpstreamHealth.Cooldown}, {"upstream_health.max_cooldown", c.UpstreamHealth.MaxCooldown},
 	} {
 		if d.v <= 0 {
 			errs = append(errs, c.problem(d.path, "must be positive, got %v", d.v))
@@ -368,6 +387,7 @@ func (c *Config) Validate() error {
 		path string
 		v    int
 	}{
+		{"upstream_health.fail_threshold", c.UpstreamHealth.FailThreshold},
 		{"limits.max_inflight", c.Limits.MaxInflight}, {"limits.max_tcp_connections", c.Limits.MaxTCPConnections},
 		{"limits.max_tcp_queries", c.Limits.MaxTCPQueries}, {"limits.upstream_max_inflight", c.Limits.UpstreamMaxInflight},
 	} {

@@ -111,6 +111,21 @@ func TestEndToEndFailoverAndServfail(t *testing.T) {
 	if dead.Queries() == 0 {
 		t.Error("the first upstream was never tried")
 	}
+	// Two more failures (fail_threshold 3): the dead upstream leaves the rotation.
+	for _, n := range []string{"a2.example", "a3.example"} {
+		resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(n, dns.TypeA, false))
+	}
+	tried := dead.Queries()
+	resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query("a4.example", dns.TypeA, false))
+	if dead.Queries() != tried {
+		t.Error("an upstream that failed 3 times in a row is still tried")
+	}
+	if v := value(scrape(t, d.httpAddr), "dnsfence_upstream_healthy", "upstream=udp://"+dead.Addr); v != 0 {
+		t.Errorf("dnsfence_upstream_healthy for the dead upstream = %v, want 0", v)
+	}
+	if !strings.Contains(d.log.String(), "out of rotation") {
+		t.Error("leaving the rotation was not logged")
+	}
 
 	d2 := start(t, "-config", cfg, "-upstream", dead.Addr)
 	began := time.Now()

@@ -197,6 +197,7 @@ type chainParts struct {
 	metrics   *metrics.Metrics
 	report    *report.Report
 	queryLog  *zap.Logger
+	onHealth  func(upstream string, healthy bool)
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
@@ -230,7 +231,8 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	//              addresses), above any cache, so a blocked answer is never cached as such;
 	//   forward:   terminal, the only stage that talks to upstreams.
 	return resolver.Chain(
-		&resolver.Forward{Upstreams: p.upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream, Limits: limits},
+		&resolver.Forward{Upstreams: p.upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream, Limits: limits,
+			Health: cfg.healthPolicy(), OnHealth: p.onHealth},
 		p.metrics.Middleware(),
 		ql,
 		resolver.Access(allowed, cfg.Access.Action == "drop"),
@@ -316,6 +318,14 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
 		metrics: m, report: rep, queryLog: queryLog,
+		onHealth: func(upstream string, healthy bool) {
+			m.UpstreamHealthy(upstream, healthy)
+			if healthy {
+				log.Info("upstream back in rotation", zap.String("upstream", upstream))
+			} else {
+				log.Warn("upstream keeps failing; out of rotation until a probe succeeds", zap.String("upstream", upstream))
+			}
+		},
 	})
 	handler := &resolver.Handler{
 		Resolver: chain, Timeout: cfg.QueryTimeout, Logger: log, OnPanic: m.Panic,
