@@ -36,6 +36,7 @@ type Config struct {
 	Groups          []GroupConfig  `yaml:"groups"`
 	Access          AccessConfig   `yaml:"access"`
 	Limits          LimitsConfig   `yaml:"limits"`
+	RateLimit       RateConfig     `yaml:"rate_limit"`
 	HTTP            HTTPConfig     `yaml:"http"`
 	Log             LogConfig      `yaml:"log"`
 
@@ -92,6 +93,15 @@ func (c *Config) healthPolicy() *resolver.HealthPolicy {
 		return nil
 	}
 	return &resolver.HealthPolicy{FailThreshold: h.FailThreshold, Cooldown: h.Cooldown, MaxCooldown: h.MaxCooldown}
+}
+
+// RateConfig limits queries per client (UDP only).
+type RateConfig struct {
+	ClientQPS   float64 `yaml:"client_qps"`
+	ClientBurst float64 `yaml:"client_burst"`
+	PrefixQPS   float64 `yaml:"prefix_qps"`
+	PrefixBurst float64 `yaml:"prefix_burst"`
+	Slip        int     `yaml:"slip"`
 }
 
 // LimitsConfig bounds the resources a flood can take.
@@ -180,6 +190,7 @@ func defaults() Config {
 		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second, InspectAnswers: true},
 		Apps:            configs.AppIDs(),
 		Access:          AccessConfig{Allow: prefixStrings(resolver.DefaultAllowedNets()), Action: "refuse"},
+		RateLimit:       RateConfig{ClientQPS: 200, ClientBurst: 400, Slip: 2},
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
 		Log:             LogConfig{Format: "console", Level: "info"},
@@ -393,6 +404,18 @@ func (c *Config) Validate() error {
 	} {
 		if l.v < 0 {
 			errs = append(errs, c.problem(l.path, "must be 0 (unlimited) or more, got %d", l.v))
+		}
+	}
+	for _, r := range []struct {
+		path string
+		v    float64
+	}{
+		{"rate_limit.client_qps", c.RateLimit.ClientQPS}, {"rate_limit.client_burst", c.RateLimit.ClientBurst},
+		{"rate_limit.prefix_qps", c.RateLimit.PrefixQPS}, {"rate_limit.prefix_burst", c.RateLimit.PrefixBurst},
+		{"rate_limit.slip", float64(c.RateLimit.Slip)},
+	} {
+		if r.v < 0 {
+			errs = append(errs, c.problem(r.path, "must be 0 (off) or more, got %v", r.v))
 		}
 	}
 	_, accessErrs := c.allowedNets()

@@ -378,3 +378,33 @@ func TestEndToEndAccess(t *testing.T) {
 		})
 	}
 }
+
+// TestEndToEndRateLimit: a UDP client over its budget gets silence and every slip-th time a
+// truncated reply, and TCP still works for it.
+func TestEndToEndRateLimit(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	cfg := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:0]\nrate_limit: {client_qps: 0.001, client_burst: 3, slip: 2}\n")
+	d := start(t, "-config", cfg, "-upstream", up.Addr)
+	c := &dns.Client{Timeout: 300 * time.Millisecond}
+	answered, truncated, silent := 0, 0, 0
+	for range 7 {
+		r, _, err := c.Exchange(resolvertest.Query("rl.example", dns.TypeA, false), d.dnsAddrs[0])
+		switch {
+		case err != nil:
+			silent++
+		case r.Truncated:
+			truncated++
+		default:
+			answered++
+		}
+	}
+	if answered != 3 || truncated != 2 || silent != 2 {
+		t.Errorf("answered %d, truncated %d, silent %d; want 3, 2, 2", answered, truncated, silent)
+	}
+	if r := resolvertest.Exchange(t, "tcp", d.dnsAddrs[0], resolvertest.Query("rl.example", dns.TypeA, false)); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
+		t.Errorf("TCP retry of a limited client: %v", r)
+	}
+	if v := value(scrape(t, d.httpAddr), "dnsfence_queries_total", "outcome=ratelimited"); v != 4 {
+		t.Errorf("ratelimited queries counted %v, want 4", v)
+	}
+}

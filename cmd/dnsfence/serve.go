@@ -208,7 +208,13 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	for i := range limits {
 		limits[i] = resolver.NewLimiter(cfg.Limits.UpstreamMaxInflight)
 	}
-	var ql, policy, policyLog resolver.Middleware
+	var ql, policy, policyLog, rateLimit resolver.Middleware
+	if rl := cfg.RateLimit; rl.ClientQPS > 0 || rl.PrefixQPS > 0 {
+		rateLimit = resolver.RateLimiter(resolver.RateLimit{
+			ClientQPS: rl.ClientQPS, ClientBurst: rl.ClientBurst,
+			PrefixQPS: rl.PrefixQPS, PrefixBurst: rl.PrefixBurst, Slip: rl.Slip,
+		}, nil)
+	}
 	if cfg.Log.Queries {
 		ql = resolver.QueryLog(p.queryLog)
 	}
@@ -222,6 +228,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	//   metrics:   first, so it sees every outcome (invalid, blocked, errors) and the full duration;
 	//   querylog:  next, for the same reason, and optional;
 	//   access:    refuses (or drops) clients outside access.allow before any work is done for them;
+	//   ratelimit: then bounds what each allowed client (and /24, /56) may ask over UDP;
 	//   policylog: (with groups) what log-only groups and exemptions let through;
 	//   report:    outside block, so it sees what was blocked or let through by policy;
 	//   validate:  answers malformed and unsupported queries before any stage relies on the question;
@@ -236,6 +243,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		p.metrics.Middleware(),
 		ql,
 		resolver.Access(allowed, cfg.Access.Action == "drop"),
+		rateLimit,
 		policyLog,
 		p.report.Middleware(),
 		resolver.Validate(),
