@@ -370,3 +370,45 @@ func TestForwardAllDownTriesOne(t *testing.T) {
 		t.Errorf("%d upstreams tried while all were down, want 1", n)
 	}
 }
+
+// garbageUpstream answers every UDP packet with junk: random bytes, a header-only packet, and a
+// reply with the right ID but a body that does not parse.
+func garbageUpstream(t *testing.T) string {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			id := buf[:2]
+			_, _ = pc.WriteTo([]byte("\x13\x37 this is not DNS at all"), from)
+			_, _ = pc.WriteTo(append(append([]byte{}, id...), 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0), from)
+			_, _ = pc.WriteTo(append(append([]byte{}, id...), 0x81, 0x80, 0, 1, 0, 9, 0, 0, 0, 0, 0xff, 0xff, 0xff), from)
+		}
+	}()
+	return pc.LocalAddr().String()
+}
+
+func TestForwardGarbageUpstream(t *testing.T) {
+	good := resolvertest.Start(t, resolvertest.A("192.0.2.5"))
+	var reasons []string
+	f := &resolver.Forward{
+		Upstreams:      []resolver.Upstream{mustUpstream(t, garbageUpstream(t)), mustUpstream(t, good.Addr)},
+		AttemptTimeout: 300 * time.Millisecond,
+		Observe:        func(_ string, _ time.Duration, err error) { reasons = append(reasons, resolver.ErrorReason(err)) },
+	}
+	resp, err := forward(t, f, resolvertest.Query("g.example", dns.TypeA, false))
+	if err != nil || resp.Upstream != "udp://"+good.Addr {
+		t.Fatalf("garbage upstream not failed over: %+v %v", resp, err)
+	}
+	if len(reasons) != 2 || reasons[0] != "timeout" {
+		t.Errorf("reasons %v: garbage must be ignored until the attempt times out", reasons)
+	}
+}
