@@ -408,3 +408,24 @@ func TestEndToEndRateLimit(t *testing.T) {
 		t.Errorf("ratelimited queries counted %v, want 4", v)
 	}
 }
+
+// TestEndToEndOversizedUpstreamReply: an upstream that ignores the buffer size and sends a 2.5 KB
+// UDP answer is still relayed: truncated for a client without EDNS, whole over TCP.
+func TestEndToEndOversizedUpstreamReply(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.Reply(func(q dns.Question) []dns.RR {
+		var rrs []dns.RR
+		for i := range 150 {
+			rrs = append(rrs, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(10, 1, byte(i/256), byte(i))})
+		}
+		return rrs
+	}))
+	d := start(t, "-upstream", up.Addr)
+	r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query("big.example", dns.TypeA, false))
+	r.Compress = true
+	if wire, _ := r.Pack(); !r.Truncated || len(wire) > 512 {
+		t.Errorf("UDP without EDNS: TC=%v size %d", r.Truncated, len(wire))
+	}
+	if r := resolvertest.Exchange(t, "tcp", d.dnsAddrs[0], resolvertest.Query("big.example", dns.TypeA, false)); len(r.Answer) != 150 {
+		t.Errorf("TCP: %d answers, want 150", len(r.Answer))
+	}
+}
