@@ -97,6 +97,7 @@ func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) 
 		}
 		f.record(ctx, i, err)
 		if err == nil {
+			reply.Authoritative = false // the upstream may be authoritative; we are not
 			return &Response{Msg: reply, Outcome: OutcomeForwarded, Upstream: u.Address()}, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", u.Address(), err))

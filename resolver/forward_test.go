@@ -34,7 +34,13 @@ func forward(t *testing.T, f *resolver.Forward, q *dns.Msg) (*resolver.Response,
 }
 
 func TestForwardReturnsUpstreamAnswer(t *testing.T) {
-	up := resolvertest.Start(t, resolvertest.A("192.0.2.7"))
+	up := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 7)}}
+		_ = w.WriteMsg(m)
+	}))
 	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, up.Addr)}}
 	resp, err := forward(t, f, resolvertest.Query("www.example.org", dns.TypeA, false))
 	if err != nil {
@@ -45,6 +51,9 @@ func TestForwardReturnsUpstreamAnswer(t *testing.T) {
 	}
 	if len(resp.Msg.Answer) != 1 || resp.Msg.Answer[0].(*dns.A).A.String() != "192.0.2.7" {
 		t.Fatalf("answer = %v", resp.Msg.Answer)
+	}
+	if resp.Msg.Authoritative {
+		t.Error("a forwarded answer claims to be authoritative")
 	}
 }
 
