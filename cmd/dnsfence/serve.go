@@ -35,7 +35,6 @@ type hooks struct {
 type instance struct {
 	dnsAddrs []string
 	httpAddr string
-	lists    *blocklist.Live
 	reloaded chan blocklist.Result // every reload result, for tests (buffered, dropped when full)
 }
 
@@ -310,7 +309,6 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	if err != nil {
 		return fmt.Errorf("blocklists: %w", err)
 	}
-	inst.lists = lists
 	apps := listApps(cfg)
 	groups, err := buildGroups(cfg, lists, log)
 	if err != nil {
