@@ -2,14 +2,18 @@ package resolver
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -66,22 +70,141 @@ func ErrorReason(err error) string {
 	return "other"
 }
 
-// ParseUpstream turns an upstream URL into an Upstream: udp://host[:port] (UDP, retried over TCP when
-// the reply is truncated), tcp://host[:port] (TCP only), or a bare host[:port], which means udp://.
-// The host must be an IP address: resolving upstream names needs bootstrap resolvers.
-func ParseUpstream(s string) (Upstream, error) {
-	scheme, hostport, found := strings.Cut(s, "://")
+// UpstreamOptions configure the upstreams ParseUpstreamWith builds.
+type UpstreamOptions struct {
+	// RootCAs verify DoT/DoH servers; nil means the system's roots.
+	RootCAs *x509.CertPool
+	// Bootstrap are plain-DNS servers (IP:port) that resolve the host names of DoT/DoH upstreams.
+	// dnsfence never resolves them through itself (that would loop when it is the system resolver).
+	Bootstrap []string
+}
+
+// ParseUpstream is ParseUpstreamWith without options.
+func ParseUpstream(s string) (Upstream, error) { return ParseUpstreamWith(s, UpstreamOptions{}) }
+
+// ParseUpstreamWith turns an upstream URL into an Upstream:
+//   - udp://IP[:port]: UDP, retried over TCP when the reply is truncated; a bare IP[:port] is the same;
+//   - tcp://IP[:port]: TCP only;
+//   - tls://HOST[:port][?tls_server_name=NAME]: DNS over TLS (port 853), one pipelined connection;
+//   - https://HOST[:port]/path: DNS over HTTPS (RFC 8484 POST, HTTP/2).
+//
+// HOST of tls:// and https:// may be a name, resolved through opts.Bootstrap; the certificate is
+// checked against tls_server_name if given, else HOST.
+func ParseUpstreamWith(s string, opts UpstreamOptions) (Upstream, error) {
+	scheme, rest, found := strings.Cut(s, "://")
 	if !found {
-		scheme, hostport = "udp", s
+		scheme, rest = "udp", s
 	}
-	if scheme != "udp" && scheme != "tcp" {
-		return nil, fmt.Errorf("upstream %q: unsupported scheme %q (want udp:// or tcp://)", s, scheme)
+	switch scheme {
+	case "udp", "tcp":
+		ap, err := parseHostPort(rest, 53)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", s, err)
+		}
+		return &plainUpstream{addr: ap.String(), tcpOnly: scheme == "tcp", name: scheme + "://" + ap.String()}, nil
+	case "tls", "https":
+		return parseEncrypted(s, scheme, opts)
 	}
-	ap, err := parseHostPort(hostport, 53)
+	return nil, fmt.Errorf("upstream %q: unsupported scheme %q (want udp://, tcp://, tls:// or https://)", s, scheme)
+}
+
+func parseEncrypted(s, scheme string, opts UpstreamOptions) (Upstream, error) {
+	u, err := url.Parse(s)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", s, err)
 	}
-	return &plainUpstream{addr: ap.String(), tcpOnly: scheme == "tcp", name: scheme + "://" + ap.String()}, nil
+	host, port := u.Hostname(), u.Port()
+	if host == "" {
+		return nil, fmt.Errorf("upstream %q: no host", s)
+	}
+	if port == "" {
+		port = map[string]string{"tls": "853", "https": "443"}[scheme]
+	}
+	serverName := host
+	if n := u.Query().Get("tls_server_name"); n != "" {
+		serverName = n
+	}
+	hr, err := newHostResolver(host, port, opts.Bootstrap)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", s, err)
+	}
+	tlsCfg := &tls.Config{ServerName: serverName, RootCAs: opts.RootCAs, MinVersion: tls.VersionTLS12}
+	if scheme == "tls" {
+		name := "tls://" + net.JoinHostPort(host, port)
+		return &dotUpstream{name: name, resolve: hr, tls: tlsCfg}, nil
+	}
+	if u.Path == "" {
+		u.Path = "/dns-query"
+	}
+	u.RawQuery = ""
+	return newDoHUpstream(u.String(), hr, tlsCfg), nil
+}
+
+// hostResolver gives the address to dial for an upstream host: the IP itself, or the host name
+// resolved through the bootstrap servers, cached until a dial fails.
+type hostResolver struct {
+	host, port string
+	bootstrap  []string
+	ip         netip.Addr // set for IP hosts
+
+	mu     sync.Mutex
+	cached string
+}
+
+func newHostResolver(host, port string, bootstrap []string) (*hostResolver, error) {
+	hr := &hostResolver{host: host, port: port, bootstrap: bootstrap}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		hr.ip = ip
+		return hr, nil
+	}
+	if len(bootstrap) == 0 {
+		return nil, fmt.Errorf("host name %q needs bootstrap servers to resolve it (or use its IP with ?tls_server_name=%s)", host, host)
+	}
+	return hr, nil
+}
+
+// addr returns "ip:port" to dial.
+func (h *hostResolver) addr(ctx context.Context) (string, error) {
+	if h.ip.IsValid() {
+		return net.JoinHostPort(h.ip.String(), h.port), nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.cached != "" {
+		return h.cached, nil
+	}
+	var errs []error
+	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		for _, b := range h.bootstrap {
+			m := new(dns.Msg)
+			m.SetQuestion(dns.Fqdn(h.host), qtype)
+			c := &dns.Client{Timeout: 2 * time.Second}
+			r, _, err := c.ExchangeContext(ctx, m, b)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("bootstrap %s: %w", b, err))
+				continue
+			}
+			for _, rr := range r.Answer {
+				switch rr := rr.(type) {
+				case *dns.A:
+					h.cached = net.JoinHostPort(rr.A.String(), h.port)
+				case *dns.AAAA:
+					h.cached = net.JoinHostPort(rr.AAAA.String(), h.port)
+				}
+				if h.cached != "" {
+					return h.cached, nil
+				}
+			}
+		}
+	}
+	return "", fmt.Errorf("resolve %s: %w", h.host, errors.Join(append(errs, errors.New("no address"))...))
+}
+
+// forget drops the cached address so the next dial resolves the name again.
+func (h *hostResolver) forget() {
+	h.mu.Lock()
+	h.cached = ""
+	h.mu.Unlock()
 }
 
 // parseHostPort accepts "ip", "ip:port", "[ipv6]:port" and a bare IPv6 address.

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,6 +27,8 @@ type Config struct {
 	Listen          []string       `yaml:"listen"`
 	Upstreams       []string       `yaml:"upstreams"`
 	ResolvConf      string         `yaml:"resolv_conf"`
+	Bootstrap       []string       `yaml:"bootstrap"`
+	UpstreamTLSCA   string         `yaml:"upstream_tls_ca"`
 	UpstreamTimeout time.Duration  `yaml:"upstream_timeout"`
 	QueryTimeout    time.Duration  `yaml:"query_timeout"`
 	UpstreamHealth  HealthConfig   `yaml:"upstream_health"`
@@ -77,6 +81,33 @@ func (l ListConfig) mode() string {
 		return "nxdomain" // Firefox honours only NXDOMAIN from its canary
 	}
 	return l.Mode
+}
+
+// bootstrapAddrs are the bootstrap servers as IP:port.
+func (c *Config) bootstrapAddrs() []string {
+	var out []string
+	for _, b := range c.Bootstrap {
+		if u, err := resolver.ParseUpstream(b); err == nil {
+			out = append(out, strings.TrimPrefix(u.Address(), "udp://"))
+		}
+	}
+	return out
+}
+
+// upstreamOptions builds the options for DoT/DoH upstreams, reading upstream_tls_ca if set.
+func (c *Config) upstreamOptions() (resolver.UpstreamOptions, error) {
+	opts := resolver.UpstreamOptions{Bootstrap: c.bootstrapAddrs()}
+	if c.UpstreamTLSCA != "" {
+		pem, err := os.ReadFile(c.UpstreamTLSCA)
+		if err != nil {
+			return opts, fmt.Errorf("upstream_tls_ca: %w", err)
+		}
+		opts.RootCAs = x509.NewCertPool()
+		if !opts.RootCAs.AppendCertsFromPEM(pem) {
+			return opts, fmt.Errorf("upstream_tls_ca %s: no PEM certificate in it", c.UpstreamTLSCA)
+		}
+	}
+	return opts, nil
 }
 
 // HealthConfig takes failing upstreams out of rotation.
@@ -314,8 +345,13 @@ func (c *Config) Validate() error {
 			errs = append(errs, c.problem(fmt.Sprintf("listen[%d]", i), "%q is not IP:port (%v)", l, err))
 		}
 	}
+	for i, b := range c.Bootstrap {
+		if _, err := resolver.ParseUpstream(b); err != nil || strings.Contains(b, "://") {
+			errs = append(errs, c.problem(fmt.Sprintf("bootstrap[%d]", i), "%q: want a plain DNS server IP[:port]", b))
+		}
+	}
 	for i, u := range c.Upstreams {
-		if _, err := resolver.ParseUpstream(u); err != nil {
+		if _, err := resolver.ParseUpstreamWith(u, resolver.UpstreamOptions{Bootstrap: c.bootstrapAddrs()}); err != nil {
 			errs = append(errs, c.problem(fmt.Sprintf("upstreams[%d]", i), "%v", err))
 		}
 	}

@@ -429,3 +429,26 @@ func TestEndToEndOversizedUpstreamReply(t *testing.T) {
 		t.Errorf("TCP: %d answers, want 150", len(r.Answer))
 	}
 }
+
+// TestEndToEndEncryptedUpstreams: dnsfence forwards over DoT and DoH to loopback servers whose
+// CA is given by upstream_tls_ca, one of them found by name through a bootstrap server.
+func TestEndToEndEncryptedUpstreams(t *testing.T) {
+	cert := resolvertest.NewCert(t, "dot.test")
+	dot := resolvertest.StartDoT(t, resolvertest.A("192.0.2.61"), cert)
+	doh := resolvertest.StartDoH(t, resolvertest.A("192.0.2.62"), cert)
+	boot := resolvertest.Start(t, resolvertest.A("127.0.0.1"))
+	dir := t.TempDir()
+	caPEM := writeFile(t, dir, "ca.pem", string(cert.CAPEM))
+	_, dotPort, _ := strings.Cut(dot.Addr, ":")
+	for _, tc := range []struct{ upstream, want string }{
+		{"tls://dot.test:" + dotPort, "192.0.2.61"},
+		{doh.URL, "192.0.2.62"},
+	} {
+		cfg := writeFile(t, dir, "c.yaml", "listen: [127.0.0.1:0]\nbootstrap: ["+boot.Addr+"]\nupstream_tls_ca: "+caPEM+"\n")
+		d := start(t, "-config", cfg, "-upstream", tc.upstream)
+		r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query("enc.example", dns.TypeA, false))
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != tc.want {
+			t.Errorf("%s: %v", tc.upstream, r)
+		}
+	}
+}

@@ -263,9 +263,13 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 			return err
 		}
 	}
+	upOpts, err := cfg.upstreamOptions()
+	if err != nil {
+		return err
+	}
 	upstreams := make([]resolver.Upstream, 0, len(upstreamURLs))
 	for _, u := range upstreamURLs {
-		up, err := resolver.ParseUpstream(u)
+		up, err := resolver.ParseUpstreamWith(u, upOpts)
 		if err != nil {
 			return err
 		}
