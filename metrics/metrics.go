@@ -45,8 +45,8 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	m := &Metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "queries_total",
-			Help: "Queries answered, by query type, response code and outcome.",
-		}, []string{"qtype", "rcode", "outcome"}),
+			Help: "Queries answered, by query type, response code, outcome and transport (udp, tcp, tls, https).",
+		}, []string{"qtype", "rcode", "outcome", "transport"}),
 		queryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "query_duration_seconds",
 			Help:    "Time from receiving a query to having its reply, by outcome.",
@@ -133,7 +133,7 @@ func (m *Metrics) Middleware() resolver.Middleware {
 			if err == nil && resp != nil && resp.Msg != nil {
 				outcome, rcode = resp.Outcome, resp.Msg.Rcode
 			}
-			m.queries.WithLabelValues(qtypeLabel(req.Question().Qtype), rcodeLabel(rcode), outcome.String()).Inc()
+			m.queries.WithLabelValues(qtypeLabel(req.Question().Qtype), rcodeLabel(rcode), outcome.String(), req.Transport.String()).Inc()
 			if int(outcome) < len(m.durationByOutcome) {
 				m.durationByOutcome[outcome].Observe(time.Since(req.Received).Seconds())
 			}

@@ -77,9 +77,9 @@ func TestMiddlewareCounts(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{[]string{"AAAA", "NXDOMAIN", "blocked"}, 2},
-		{[]string{"AAAA", "NOERROR", "forwarded"}, 1},
-		{[]string{"AAAA", "SERVFAIL", "error"}, 1},
+		{[]string{"AAAA", "NXDOMAIN", "blocked", "udp"}, 2},
+		{[]string{"AAAA", "NOERROR", "forwarded", "udp"}, 1},
+		{[]string{"AAAA", "SERVFAIL", "error", "udp"}, 1},
 	} {
 		if got := testutil.ToFloat64(m.queries.WithLabelValues(tc.labels...)); got != tc.want {
 			t.Errorf("queries%v = %v, want %v", tc.labels, got, tc.want)

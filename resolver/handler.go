@@ -69,6 +69,15 @@ var _ dns.Handler = (*Handler)(nil)
 
 // ServeDNS implements dns.Handler.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	t := UDP
+	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+		t = TCP
+	}
+	h.ServeTransport(w, r, t)
+}
+
+// ServeTransport is ServeDNS for a query that arrived over t (DoT and DoH listeners say so).
+func (h *Handler) ServeTransport(w dns.ResponseWriter, r *dns.Msg, t Transport) {
 	if !h.InFlight.TryAcquire() {
 		if h.OnOverload != nil {
 			h.OnOverload()
@@ -76,10 +85,7 @@ func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		return
 	}
 	defer h.InFlight.Release()
-	req := &Request{Msg: r, Client: addrOf(w.RemoteAddr()), Received: time.Now()}
-	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
-		req.Transport = TCP
-	}
+	req := &Request{Msg: r, Client: addrOf(w.RemoteAddr()), Received: time.Now(), Transport: t}
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second

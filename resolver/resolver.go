@@ -21,11 +21,18 @@ type Transport uint8
 const (
 	UDP Transport = iota
 	TCP
+	DoT
+	DoH
 )
 
 func (t Transport) String() string {
-	if t == TCP {
+	switch t {
+	case TCP:
 		return "tcp"
+	case DoT:
+		return "tls"
+	case DoH:
+		return "https"
 	}
 	return "udp"
 }

@@ -24,11 +24,10 @@ type ServerOptions struct {
 	OnInvalid func(m []byte, err error)
 }
 
-// Server serves DNS over UDP and TCP on one address.
+// Server is one listening address serving DNS: UDP+TCP, DoT or DoH.
 type Server struct {
-	udp, tcp *dns.Server
-	pc       net.PacketConn
-	ln       net.Listener
+	addr     string
+	shutdown []func(context.Context) error
 }
 
 // Listen binds addr ("host:port") for UDP and TCP and starts serving h on both. It returns once both
@@ -39,6 +38,22 @@ func Listen(addr string, h dns.Handler, opts ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	udp := &dns.Server{PacketConn: pc, Handler: h, MsgAcceptFunc: AcceptMsg, MsgInvalidFunc: opts.OnInvalid}
+	tcp := tcpServer(limit(ln, opts), h, opts)
+	s := &Server{addr: pc.LocalAddr().String()}
+	for _, srv := range []*dns.Server{udp, tcp} {
+		if err := start(srv); err != nil {
+			pc.Close()
+			ln.Close()
+			return nil, fmt.Errorf("serve %s: %w", addr, err)
+		}
+		s.shutdown = append(s.shutdown, srv.ShutdownContext)
+	}
+	return s, nil
+}
+
+// tcpServer is a stream server (TCP or DoT) with the configured timeouts and limits.
+func tcpServer(ln net.Listener, h dns.Handler, opts ServerOptions) *dns.Server {
 	idle := opts.TCPIdleTimeout
 	if idle <= 0 {
 		idle = 10 * time.Second
@@ -47,36 +62,34 @@ func Listen(addr string, h dns.Handler, opts ServerOptions) (*Server, error) {
 	if maxq <= 0 {
 		maxq = -1
 	}
-	if opts.MaxTCPConns > 0 {
-		ln = netutil.LimitListener(ln, opts.MaxTCPConns)
-	}
-	s := &Server{pc: pc, ln: ln}
-	s.udp = &dns.Server{PacketConn: pc, Handler: h, MsgAcceptFunc: AcceptMsg}
-	s.tcp = &dns.Server{
-		Listener: ln, Handler: h, MsgAcceptFunc: AcceptMsg,
+	return &dns.Server{
+		Listener: ln, Handler: h, MsgAcceptFunc: AcceptMsg, MsgInvalidFunc: opts.OnInvalid,
 		// ReadTimeout bounds the first query on a connection, IdleTimeout the wait for later ones.
 		ReadTimeout:   idle,
 		IdleTimeout:   func() time.Duration { return idle },
 		MaxTCPQueries: maxq,
 	}
-	if opts.OnInvalid != nil {
-		s.udp.MsgInvalidFunc = opts.OnInvalid
-		s.tcp.MsgInvalidFunc = opts.OnInvalid
+}
+
+func limit(ln net.Listener, opts ServerOptions) net.Listener {
+	if opts.MaxTCPConns > 0 {
+		return netutil.LimitListener(ln, opts.MaxTCPConns)
 	}
-	for _, srv := range []*dns.Server{s.udp, s.tcp} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		errc := make(chan error, 1)
-		go func() { errc <- srv.ActivateAndServe() }()
-		select {
-		case <-started:
-		case err := <-errc:
-			pc.Close()
-			ln.Close()
-			return nil, fmt.Errorf("serve %s: %w", addr, err)
-		}
+	return ln
+}
+
+// start serves srv and returns once it accepts queries.
+func start(srv *dns.Server) error {
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ActivateAndServe() }()
+	select {
+	case <-started:
+		return nil
+	case err := <-errc:
+		return err
 	}
-	return s, nil
 }
 
 func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
@@ -107,10 +120,14 @@ func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
 	return nil, nil, fmt.Errorf("listen %s: no port free for both udp and tcp: %w", addr, errors.Join(errs...))
 }
 
-// Addr is the bound address (UDP and TCP share it).
-func (s *Server) Addr() string { return s.pc.LocalAddr().String() }
+// Addr is the bound address.
+func (s *Server) Addr() string { return s.addr }
 
 // Shutdown stops accepting queries and waits, until ctx is done, for the ones in flight to be answered.
 func (s *Server) Shutdown(ctx context.Context) error {
-	return errors.Join(s.udp.ShutdownContext(ctx), s.tcp.ShutdownContext(ctx))
+	var errs []error
+	for _, f := range s.shutdown {
+		errs = append(errs, f(ctx))
+	}
+	return errors.Join(errs...)
 }

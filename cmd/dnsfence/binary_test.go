@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
@@ -62,6 +64,7 @@ func needTool(t *testing.T, name string) string {
 type proc struct {
 	cmd      *exec.Cmd
 	dnsAddr  string
+	listen   []string // every listen address as logged (tls://…, https://…/path for DoT/DoH)
 	httpAddr string
 	logs     *syncBuffer
 	done     chan error
@@ -102,7 +105,10 @@ func startBinary(t *testing.T, args ...string) *proc {
 	})
 	select {
 	case rec := <-started:
-		p.dnsAddr = rec["listen"].([]any)[0].(string)
+		for _, a := range rec["listen"].([]any) {
+			p.listen = append(p.listen, a.(string))
+		}
+		p.dnsAddr = p.listen[0]
 		p.httpAddr, _ = rec["http"].(string)
 	case err := <-p.done:
 		p.done <- err
@@ -248,5 +254,62 @@ func TestBinaryCommands(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBinaryEncryptedListeners: kdig over DoT and DoH and curl over DoH reach the binary's
+// listeners; the DoH answer comes over HTTP/2 and a blocked name is sinkholed there too.
+func TestBinaryEncryptedListeners(t *testing.T) {
+	kdig, curl := needTool(t, "kdig"), needTool(t, "curl")
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	cert := resolvertest.NewCert(t)
+	dir := t.TempDir()
+	certFile, keyFile := writeFile(t, dir, "cert.pem", string(cert.CertPEM)), writeFile(t, dir, "key.pem", string(cert.KeyPEM))
+	caFile := writeFile(t, dir, "ca.pem", string(cert.CAPEM))
+	p := startBinary(t, "-listen", "tls://127.0.0.1:0", "-listen", "https://127.0.0.1:0/dns-query",
+		"-tls-cert", certFile, "-tls-key", keyFile, "-http", "127.0.0.1:0", "-upstream", up.Addr)
+	if len(p.listen) != 2 || !strings.HasPrefix(p.listen[0], "tls://") || !strings.HasPrefix(p.listen[1], "https://") {
+		t.Fatalf("listen %v", p.listen)
+	}
+	dotHost, dotPort, _ := net.SplitHostPort(strings.TrimPrefix(p.listen[0], "tls://"))
+	dohURL := p.listen[1]
+	dohHostPort := strings.TrimSuffix(strings.TrimPrefix(dohURL, "https://"), "/dns-query")
+	dohHost, dohPort, _ := net.SplitHostPort(dohHostPort)
+
+	run := func(name string, args ...string) string {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+		}
+		return string(out)
+	}
+	out := run(kdig, "@"+dotHost, "-p", dotPort, "+tls", "+tls-ca="+caFile, "+tls-hostname=127.0.0.1", "forwarded.example", "A")
+	if !strings.Contains(out, "192.0.2.53") || !strings.Contains(out, "TLS") {
+		t.Errorf("kdig +tls:\n%s", out)
+	}
+	out = run(kdig, "@"+dohHost, "-p", dohPort, "+https=/dns-query", "+tls-ca="+caFile, "+tls-hostname=127.0.0.1", "api.alipay.com", "A")
+	if !strings.Contains(out, "NXDOMAIN") || !strings.Contains(out, "HTTP/2") {
+		t.Errorf("kdig +https on a blocked name:\n%s", out)
+	}
+	q, _ := resolvertest.Query("curl.example", dns.TypeA, false).Pack()
+	qFile := writeFile(t, dir, "q.bin", string(q))
+	ans := filepath.Join(dir, "a.bin")
+	out = run(curl, "-sS", "--cacert", caFile, "-H", "Content-Type: application/dns-message", "--data-binary", "@"+qFile,
+		"-o", ans, "-w", "%{http_code} %{http_version}", dohURL)
+	if out != "200 2" {
+		t.Errorf("curl: %q, want HTTP/2 200", out)
+	}
+	wire, _ := os.ReadFile(ans)
+	m := new(dns.Msg)
+	if err := m.Unpack(wire); err != nil || len(m.Answer) != 1 || m.Answer[0].(*dns.A).A.String() != "192.0.2.53" {
+		t.Errorf("curl answer: %v %v", m, err)
+	}
+	metricsOut := run(curl, "-sS", "http://"+p.httpAddr+"/metrics")
+	for _, tr := range []string{`transport="tls"`, `transport="https"`} {
+		if !strings.Contains(metricsOut, tr) {
+			t.Errorf("metrics lack %s", tr)
+		}
 	}
 }

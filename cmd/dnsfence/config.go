@@ -43,6 +43,7 @@ type Config struct {
 	RateLimit       RateConfig     `yaml:"rate_limit"`
 	HTTP            HTTPConfig     `yaml:"http"`
 	Log             LogConfig      `yaml:"log"`
+	TLS             TLSConfig      `yaml:"tls"`
 
 	// lines maps a field path ("blocking.mode", "upstreams[1]") to its line in the file, so
 	// validation errors can point at it.
@@ -108,6 +109,65 @@ func (c *Config) upstreamOptions() (resolver.UpstreamOptions, error) {
 		}
 	}
 	return opts, nil
+}
+
+// TLSConfig is the certificate of the tls:// and https:// listeners (reloaded when the files change).
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// listenSpec is one listen entry: a bare IP:port (UDP and TCP), tls://IP:port (DoT, default port
+// 853) or https://IP:port/path (DoH, default port 443, path /dns-query).
+type listenSpec struct {
+	transport resolver.Transport // UDP means UDP and TCP
+	addr      netip.AddrPort
+	path      string
+}
+
+func parseListen(s string) (listenSpec, error) {
+	scheme, rest, found := strings.Cut(s, "://")
+	if !found {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return listenSpec{}, fmt.Errorf("%q is not IP:port, tls://IP:port or https://IP:port/path (%v)", s, err)
+		}
+		return listenSpec{transport: resolver.UDP, addr: ap}, nil
+	}
+	ls := listenSpec{}
+	switch scheme {
+	case "tls":
+		ls.transport = resolver.DoT
+	case "https":
+		ls.transport = resolver.DoH
+	default:
+		return listenSpec{}, fmt.Errorf("%q: unsupported scheme %q (want a bare IP:port, tls:// or https://)", s, scheme)
+	}
+	hostport, path, _ := strings.Cut(rest, "/")
+	ls.path = "/" + path
+	if path == "" {
+		ls.path = "/dns-query"
+	}
+	if ls.transport == resolver.DoT && path != "" {
+		return listenSpec{}, fmt.Errorf("%q: a tls:// listener has no path", s)
+	}
+	ap, err := parseHostPortDefault(hostport, map[resolver.Transport]uint16{resolver.DoT: 853, resolver.DoH: 443}[ls.transport])
+	if err != nil {
+		return listenSpec{}, fmt.Errorf("%q: %v", s, err)
+	}
+	ls.addr = ap
+	return ls, nil
+}
+
+func parseHostPortDefault(s string, port uint16) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return ap, nil
+	}
+	ip, err := netip.ParseAddr(strings.Trim(s, "[]"))
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("%q is not an IP address with an optional port", s)
+	}
+	return netip.AddrPortFrom(ip, port), nil
 }
 
 // HealthConfig takes failing upstreams out of rotation.
@@ -340,10 +400,16 @@ func (c *Config) Validate() error {
 	if len(c.Listen) == 0 {
 		errs = append(errs, c.problem("listen", "at least one address is needed"))
 	}
+	encrypted := false
 	for i, l := range c.Listen {
-		if _, err := netip.ParseAddrPort(l); err != nil {
-			errs = append(errs, c.problem(fmt.Sprintf("listen[%d]", i), "%q is not IP:port (%v)", l, err))
+		ls, err := parseListen(l)
+		if err != nil {
+			errs = append(errs, c.problem(fmt.Sprintf("listen[%d]", i), "%v", err))
 		}
+		encrypted = encrypted || ls.transport == resolver.DoT || ls.transport == resolver.DoH
+	}
+	if encrypted && (c.TLS.Cert == "" || c.TLS.Key == "") {
+		errs = append(errs, c.problem("tls", "tls:// and https:// listeners need tls.cert and tls.key (or -tls-cert and -tls-key)"))
 	}
 	for i, b := range c.Bootstrap {
 		if _, err := resolver.ParseUpstream(b); err != nil || strings.Contains(b, "://") {
@@ -516,11 +582,11 @@ func (c *Config) exposedListeners() []string {
 	}
 	var out []string
 	for _, l := range c.Listen {
-		ap, err := netip.ParseAddrPort(l)
+		ls, err := parseListen(l)
 		if err != nil {
 			continue
 		}
-		a := ap.Addr().Unmap()
+		a := ls.addr.Addr().Unmap()
 		if a.IsUnspecified() || a.IsGlobalUnicast() && !a.IsPrivate() && !netip.MustParsePrefix("100.64.0.0/10").Contains(a) {
 			out = append(out, l)
 		}
@@ -682,8 +748,9 @@ func defaultUpstreams(resolvConf string, listen []string) ([]string, error) {
 
 func isSelf(server netip.AddrPort, listen []string) bool {
 	for _, l := range listen {
-		ap, err := netip.ParseAddrPort(l)
-		if err != nil || ap.Port() != server.Port() {
+		ls, err := parseListen(l)
+		ap := ls.addr
+		if err != nil || ls.transport != resolver.UDP || ap.Port() != server.Port() {
 			continue
 		}
 		if ap.Addr().Unmap() == server.Addr() {

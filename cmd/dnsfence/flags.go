@@ -21,6 +21,8 @@ type options struct {
 	http        string
 	httpSet     bool
 	logFormat   string
+	tlsCert     string
+	tlsKey      string
 	logLevel    string
 }
 
@@ -65,7 +67,9 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	}
 	fs.StringVar(&o.config, "config", "", "YAML config `file` (default: the built-in config, see configs/dnsfence.yaml)")
 	fs.BoolVar(&o.configCheck, "config.check", false, "validate the config and the blocklists, then exit")
-	fs.Var(listFlag{&o.listen}, "listen", "DNS listen `IP:port`, UDP and TCP; repeatable; replaces the config's listen")
+	fs.Var(listFlag{&o.listen}, "listen", "DNS listen `address`: IP:port (UDP and TCP), tls://IP:port (DoT) or https://IP:port/dns-query (DoH); repeatable; replaces the config's listen")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM) for tls:// and https:// listeners; reloaded when it changes")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) for tls:// and https:// listeners")
 	fs.Var(listFlag{&o.upstreams}, "upstream", "upstream `URL` (udp://IP:port, tcp://IP:port, IP[:port]); repeatable; replaces the config's upstreams")
 	fs.Var(listFlag{&o.blocklists}, "blocklist", "blocklist `file` to add to the configured lists; repeatable")
 	fs.StringVar(&o.http, "http", "", "HTTP listen `host:port` for /metrics and /healthz (\"\" in the config disables it)")

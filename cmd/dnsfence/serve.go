@@ -118,6 +118,12 @@ func loadConfig(o *options) (*Config, error) {
 	if o.logLevel != "" {
 		cfg.Log.Level = o.logLevel
 	}
+	if o.tlsCert != "" {
+		cfg.TLS.Cert = o.tlsCert
+	}
+	if o.tlsKey != "" {
+		cfg.TLS.Key = o.tlsKey
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("invalid configuration:\n%w", err)
 	}
@@ -350,19 +356,45 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		}
 		return errors.Join(errs...)
 	}
-	for _, addr := range cfg.Listen {
-		s, err := resolver.Listen(addr, handler, resolver.ServerOptions{
-			TCPIdleTimeout: cfg.TCPIdleTimeout,
-			MaxTCPQueries:  cfg.Limits.MaxTCPQueries,
-			MaxTCPConns:    cfg.Limits.MaxTCPConnections,
-			OnInvalid:      m.InvalidPacket,
-		})
+	var certs *resolver.CertReloader
+	if cfg.TLS.Cert != "" {
+		if certs, err = resolver.NewCertReloader(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+			return err
+		}
+		certs.OnError = func(err error) {
+			log.Error("new TLS certificate files do not load; still serving the previous certificate", zap.Error(err))
+		}
+	}
+	sopts := resolver.ServerOptions{
+		TCPIdleTimeout: cfg.TCPIdleTimeout,
+		MaxTCPQueries:  cfg.Limits.MaxTCPQueries,
+		MaxTCPConns:    cfg.Limits.MaxTCPConnections,
+		OnInvalid:      m.InvalidPacket,
+	}
+	for _, l := range cfg.Listen {
+		ls, _ := parseListen(l) // validated
+		var s *resolver.Server
+		switch ls.transport {
+		case resolver.DoT:
+			s, err = resolver.ListenDoT(ls.addr.String(), handler, certs, sopts)
+		case resolver.DoH:
+			s, err = resolver.ListenDoH(ls.addr.String(), ls.path, handler, certs, sopts)
+		default:
+			s, err = resolver.Listen(ls.addr.String(), handler, sopts)
+		}
 		if err != nil {
 			_ = shutdownDNS(context.Background())
-			return fmt.Errorf("listen %s: %w", addr, err)
+			return fmt.Errorf("listen %s: %w", l, err)
 		}
 		servers = append(servers, s)
-		inst.dnsAddrs = append(inst.dnsAddrs, s.Addr())
+		addr := s.Addr()
+		switch ls.transport {
+		case resolver.DoT:
+			addr = "tls://" + addr
+		case resolver.DoH:
+			addr = "https://" + addr + ls.path
+		}
+		inst.dnsAddrs = append(inst.dnsAddrs, addr)
 	}
 
 	var httpSrv *http.Server

@@ -1,0 +1,85 @@
+package resolver_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+)
+
+func writeCert(t *testing.T, dir string, c *resolvertest.Cert) (certFile, keyFile string) {
+	t.Helper()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	for f, b := range map[string][]byte{certFile: c.CertPEM, keyFile: c.KeyPEM} {
+		tmp := f + ".tmp"
+		if err := os.WriteFile(tmp, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return certFile, keyFile
+}
+
+// TestEncryptedListeners: our DoT and DoH listeners answer our own DoT and DoH clients through
+// the same handler (transport reported), and pick up a swapped certificate for new connections.
+func TestEncryptedListeners(t *testing.T) {
+	dir := t.TempDir()
+	first, second := resolvertest.NewCert(t), resolvertest.NewCert(t)
+	cr, err := resolver.NewCertReloader(writeCert(t, dir, first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := make(chan resolver.Transport, 10)
+	h := &resolver.Handler{Resolver: resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
+		seen <- req.Transport
+		return bigAnswer(1).Resolve(ctx, req)
+	})}
+	dot, err := resolver.ListenDoT("127.0.0.1:0", h, cr, resolver.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = dot.Shutdown(context.Background()) })
+	doh, err := resolver.ListenDoH("127.0.0.1:0", "/dns-query", h, cr, resolver.ServerOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = doh.Shutdown(context.Background()) })
+
+	ask := func(url string, c *resolvertest.Cert) error {
+		u, err := resolver.ParseUpstreamWith(url, resolver.UpstreamOptions{RootCAs: c.Pool})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &resolver.Forward{Upstreams: []resolver.Upstream{u}, AttemptTimeout: 2 * time.Second}
+		_, err = forward(t, f, resolvertest.Query("l.example", dns.TypeA, false))
+		return err
+	}
+	dotURL, dohURL := "tls://"+dot.Addr(), "https://"+doh.Addr()+"/dns-query"
+	for url, want := range map[string]resolver.Transport{dotURL: resolver.DoT, dohURL: resolver.DoH} {
+		if err := ask(url, first); err != nil {
+			t.Fatalf("%s: %v", url, err)
+		}
+		if got := <-seen; got != want {
+			t.Errorf("%s: transport %v, want %v", url, got, want)
+		}
+	}
+
+	writeCert(t, dir, second)
+	time.Sleep(1100 * time.Millisecond) // the reloader looks at the files at most once a second
+	for _, url := range []string{dotURL, dohURL} {
+		if err := ask(url, second); err != nil {
+			t.Errorf("%s after the swap, new certificate: %v", url, err)
+		}
+		if err := ask(url, first); err == nil {
+			t.Errorf("%s after the swap still serves the old certificate", url)
+		}
+	}
+}
