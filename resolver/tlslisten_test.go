@@ -2,8 +2,13 @@ package resolver_test
 
 import (
 	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,6 +75,25 @@ func TestEncryptedListeners(t *testing.T) {
 		if got := <-seen; got != want {
 			t.Errorf("%s: transport %v, want %v", url, got, want)
 		}
+	}
+
+	// RFC 8484 GET: the query base64url-encoded in ?dns=.
+	wire, _ := resolvertest.Query("get.example", dns.TypeA, false).Pack()
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: first.Pool}, ForceAttemptHTTP2: true}}
+	resp, err := hc.Get(dohURL + "?dns=" + base64.RawURLEncoding.EncodeToString(wire))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := new(dns.Msg)
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 || m.Unpack(body) != nil || len(m.Answer) != 1 ||
+		resp.Header.Get("Content-Type") != "application/dns-message" || resp.Header.Get("Cache-Control") != "max-age=60" {
+		t.Errorf("DoH GET: %s %s %v %v", resp.Status, resp.Proto, resp.Header, m)
+	}
+	<-seen
+	if resp, err := hc.Post(dohURL, "text/plain", strings.NewReader("x")); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Errorf("POST with the wrong type: %v %v", resp, err)
 	}
 
 	writeCert(t, dir, second)
