@@ -144,6 +144,8 @@ type Blocker struct {
 	Apps map[string]string
 	// Now is the clock for exemptions; nil means time.Now.
 	Now func() time.Time
+	// Skip, if set, exempts names from blocking altogether (trusted zones).
+	Skip func(name string) bool
 }
 
 func (b *Blocker) match(req *Request, name string) (list, rule string, ok bool) {
@@ -211,6 +213,9 @@ func Block(b Blocker) Middleware {
 	return func(next Resolver) Resolver {
 		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
 			q := req.Question()
+			if b.Skip != nil && b.Skip(q.Name) {
+				return next.Resolve(ctx, req)
+			}
 			qList, qRule, qHit := b.match(req, q.Name)
 			allowed := NotAllowed
 			if qHit {

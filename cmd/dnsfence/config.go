@@ -44,6 +44,9 @@ type Config struct {
 	HTTP            HTTPConfig     `yaml:"http"`
 	Log             LogConfig      `yaml:"log"`
 	TLS             TLSConfig      `yaml:"tls"`
+	ForwardZones    []ZoneConfig   `yaml:"forward_zones"`
+	PrivateZones    PrivateConfig  `yaml:"private_zones"`
+	Rebinding       bool           `yaml:"rebinding_protection"`
 
 	// lines maps a field path ("blocking.mode", "upstreams[1]") to its line in the file, so
 	// validation errors can point at it.
@@ -109,6 +112,19 @@ func (c *Config) upstreamOptions() (resolver.UpstreamOptions, error) {
 		}
 	}
 	return opts, nil
+}
+
+// ZoneConfig sends one zone to its own upstreams (conditional forwarding).
+type ZoneConfig struct {
+	Zone      string   `yaml:"zone"`
+	Upstreams []string `yaml:"upstreams"`
+	Trusted   bool     `yaml:"trusted"`
+}
+
+// PrivateConfig says where the locally-served zones (private reverse zones, home.arpa, local)
+// go: to these upstreams, or, when empty, answered NXDOMAIN by dnsfence itself.
+type PrivateConfig struct {
+	Upstreams []string `yaml:"upstreams"`
 }
 
 // TLSConfig is the certificate of the tls:// and https:// listeners (reloaded when the files change).
@@ -407,6 +423,26 @@ func (c *Config) Validate() error {
 			errs = append(errs, c.problem(fmt.Sprintf("listen[%d]", i), "%v", err))
 		}
 		encrypted = encrypted || ls.transport == resolver.DoT || ls.transport == resolver.DoH
+	}
+	upOpts := resolver.UpstreamOptions{Bootstrap: c.bootstrapAddrs()}
+	for i, z := range c.ForwardZones {
+		p := fmt.Sprintf("forward_zones[%d]", i)
+		if _, ok := dns.IsDomainName(z.Zone); !ok || z.Zone == "" {
+			errs = append(errs, c.problem(p+".zone", "%q is not a domain name", z.Zone))
+		}
+		if len(z.Upstreams) == 0 {
+			errs = append(errs, c.problem(p, "upstreams is required"))
+		}
+		for j, u := range z.Upstreams {
+			if _, err := resolver.ParseUpstreamWith(u, upOpts); err != nil {
+				errs = append(errs, c.problem(fmt.Sprintf("%s.upstreams[%d]", p, j), "%v", err))
+			}
+		}
+	}
+	for j, u := range c.PrivateZones.Upstreams {
+		if _, err := resolver.ParseUpstreamWith(u, upOpts); err != nil {
+			errs = append(errs, c.problem(fmt.Sprintf("private_zones.upstreams[%d]", j), "%v", err))
+		}
 	}
 	if encrypted && (c.TLS.Cert == "" || c.TLS.Key == "") {
 		errs = append(errs, c.problem("tls", "tls:// and https:// listeners need tls.cert and tls.key (or -tls-cert and -tls-key)"))

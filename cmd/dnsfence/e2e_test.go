@@ -452,3 +452,72 @@ func TestEndToEndEncryptedUpstreams(t *testing.T) {
 		}
 	}
 }
+
+// TestEndToEndLocalNames: an internal zone goes only to its own resolver, private reverse
+// lookups never reach the public upstream, a trusted zone skips blocking, and with rebinding
+// protection a public name on a private address is dropped.
+func TestEndToEndLocalNames(t *testing.T) {
+	public := resolvertest.Start(t, resolvertest.Reply(func(q dns.Question) []dns.RR {
+		ip := "192.0.2.80"
+		if strings.HasPrefix(q.Name, "rebind.") {
+			ip = "192.168.1.10"
+		}
+		rr, _ := dns.NewRR(q.Name + " 60 IN A " + ip)
+		return []dns.RR{rr}
+	}))
+	internal := resolvertest.Start(t, resolvertest.Reply(func(q dns.Question) []dns.RR {
+		rr, _ := dns.NewRR(q.Name + " 60 IN A 10.0.0.5")
+		if q.Qtype == dns.TypePTR {
+			rr, _ = dns.NewRR(q.Name + " 60 IN PTR printer.corp.example.")
+		}
+		return []dns.RR{rr}
+	}))
+	dir := t.TempDir()
+	list := writeFile(t, dir, "l.txt", "tracker.corp.example\ntracker.trusted.example\n")
+	base := "listen: [127.0.0.1:0]\nupstreams: [" + public.Addr + "]\nblocklists: [{name: l, path: " + list + "}]\n" +
+		"forward_zones:\n  - {zone: corp.example, upstreams: [" + internal.Addr + "]}\n  - {zone: trusted.example, upstreams: [" + internal.Addr + "], trusted: true}\n"
+	ask := func(d *running, name string, qtype uint16) *dns.Msg {
+		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, qtype, false))
+	}
+
+	d := start(t, "-config", writeFile(t, dir, "a.yaml", base))
+	before := public.Queries()
+	if r := ask(d, "fs1.corp.example", dns.TypeA); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.0.0.5" {
+		t.Errorf("internal zone: %v", r)
+	}
+	if r := ask(d, "10.1.168.192.in-addr.arpa", dns.TypePTR); r.Rcode != dns.RcodeNameError || len(r.Ns) != 1 {
+		t.Errorf("private PTR without private_zones: %v, want a local NXDOMAIN with SOA", r)
+	}
+	if r := ask(d, "nas.home.arpa", dns.TypeA); r.Rcode != dns.RcodeNameError {
+		t.Errorf("home.arpa: %v", r)
+	}
+	if public.Queries() != before {
+		t.Errorf("the public upstream saw %d internal or private queries", public.Queries()-before)
+	}
+	if r := ask(d, "tracker.corp.example", dns.TypeA); r.Rcode != dns.RcodeNameError {
+		t.Errorf("blocking must apply in an untrusted internal zone: %v", r)
+	}
+	if r := ask(d, "tracker.trusted.example", dns.TypeA); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("a trusted zone was blocked: %v", r)
+	}
+	if r := ask(d, "rebind.example.org", dns.TypeA); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("rebinding protection is opt-in: %v", r)
+	}
+
+	d2 := start(t, "-config", writeFile(t, dir, "b.yaml", base+"rebinding_protection: true\nprivate_zones: {upstreams: ["+internal.Addr+"]}\n"))
+	if r := ask(d2, "10.1.168.192.in-addr.arpa", dns.TypePTR); len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "printer.corp.example") {
+		t.Errorf("private PTR to private_zones: %v", r)
+	}
+	if r := ask(d2, "rebind.example.org", dns.TypeA); r.Rcode != dns.RcodeNameError || len(r.Answer) != 0 {
+		t.Errorf("rebinding answer not dropped: %v", r)
+	}
+	if r := ask(d2, "fs1.corp.example", dns.TypeA); r.Rcode != dns.RcodeSuccess {
+		t.Errorf("a conditionally forwarded zone may answer private addresses: %v", r)
+	}
+	if v := value(scrape(t, d2.httpAddr), "dnsfence_blocked_queries_total", "list=rebinding-protection"); v != 1 {
+		t.Errorf("rebinding drops counted %v, want 1", v)
+	}
+	if public.Queries() != before+2 { // rebind.example.org twice; nothing private
+		t.Errorf("public upstream saw %d queries, want %d", public.Queries(), before+2)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
@@ -203,16 +204,14 @@ type chainParts struct {
 	report    *report.Report
 	queryLog  *zap.Logger
 	onHealth  func(upstream string, healthy bool)
+	upOpts    resolver.UpstreamOptions
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
 func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	blockedNets, _ := cfg.blockedNets()
 	allowed, _ := cfg.allowedNets()
-	limits := make([]*resolver.Limiter, len(p.upstreams))
-	for i := range limits {
-		limits[i] = resolver.NewLimiter(cfg.Limits.UpstreamMaxInflight)
-	}
+	router := buildRouter(cfg, p)
 	var ql, policy, policyLog, rateLimit resolver.Middleware
 	if rl := cfg.RateLimit; rl.ClientQPS > 0 || rl.PrefixQPS > 0 {
 		rateLimit = resolver.RateLimiter(resolver.RateLimit{
@@ -241,10 +240,10 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	//   block:     decides before anything is forwarded (or, later, cached), so a list reload takes
 	//              effect at once; it also inspects the answers coming back (CNAME cloaking, blocked
 	//              addresses), above any cache, so a blocked answer is never cached as such;
-	//   forward:   terminal, the only stage that talks to upstreams.
+	//   router:    terminal: conditionally forwarded zones, locally-served zones (private reverse,
+	//              home.arpa), and the default upstreams behind optional rebinding protection.
 	return resolver.Chain(
-		&resolver.Forward{Upstreams: p.upstreams, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream, Limits: limits,
-			Health: cfg.healthPolicy(), OnHealth: p.onHealth},
+		router,
 		p.metrics.Middleware(),
 		ql,
 		resolver.Access(allowed, cfg.Access.Action == "drop"),
@@ -255,9 +254,56 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		policy,
 		resolver.Block(resolver.Blocker{
 			Matcher: p.lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: p.apps,
-			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets,
+			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
 		}),
 	)
+}
+
+// buildRouter routes names by zone: forward_zones to their upstreams, the locally-served zones to
+// private_zones.upstreams or a local NXDOMAIN (RFC 6303), the rest to the default upstreams.
+func buildRouter(cfg *Config, p chainParts) *resolver.Router {
+	forward := func(ups []resolver.Upstream) *resolver.Forward {
+		limits := make([]*resolver.Limiter, len(ups))
+		for i := range limits {
+			limits[i] = resolver.NewLimiter(cfg.Limits.UpstreamMaxInflight)
+		}
+		return &resolver.Forward{Upstreams: ups, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream,
+			Limits: limits, Health: cfg.healthPolicy(), OnHealth: p.onHealth}
+	}
+	parse := func(urls []string) []resolver.Upstream {
+		var ups []resolver.Upstream
+		for _, u := range urls {
+			up, _ := resolver.ParseUpstreamWith(u, p.upOpts) // validated
+			p.metrics.InitUpstream(up.Address())
+			ups = append(ups, up)
+		}
+		return ups
+	}
+	var routes []resolver.Route
+	zoned := map[string]bool{}
+	for _, z := range cfg.ForwardZones {
+		routes = append(routes, resolver.Route{Zone: z.Zone, Resolver: forward(parse(z.Upstreams)), Trusted: z.Trusted})
+		zoned[strings.ToLower(dns.Fqdn(z.Zone))] = true
+	}
+	var private resolver.Resolver
+	if len(cfg.PrivateZones.Upstreams) > 0 {
+		private = forward(parse(cfg.PrivateZones.Upstreams))
+	}
+	for _, z := range resolver.LocallyServedZones() {
+		if zoned[z] {
+			continue
+		}
+		r := private
+		if r == nil {
+			r = resolver.LocalNXDOMAIN(z)
+		}
+		routes = append(routes, resolver.Route{Zone: z, Resolver: r})
+	}
+	var def resolver.Resolver = forward(p.upstreams)
+	if cfg.Rebinding {
+		def = resolver.RebindingGuard(def, nil)
+	}
+	return resolver.NewRouter(def, routes...)
 }
 
 // serve runs the DNS and HTTP listeners until ctx is done.
@@ -333,7 +379,7 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 	rep := report.New(configs.AppIDs(), maxReportClients)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
-		metrics: m, report: rep, queryLog: queryLog,
+		metrics: m, report: rep, queryLog: queryLog, upOpts: upOpts,
 		onHealth: func(upstream string, healthy bool) {
 			m.UpstreamHealthy(upstream, healthy)
 			if healthy {

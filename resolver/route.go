@@ -1,0 +1,135 @@
+package resolver
+
+import (
+	"context"
+	"net/netip"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// Route sends the names in Zone (the zone and everything below it) to Resolver.
+type Route struct {
+	Zone     string
+	Resolver Resolver
+	// Trusted zones skip blocking (an internal zone whose names a blocklist must not break).
+	Trusted bool
+}
+
+// Router is the terminal stage when names are routed by zone: the longest matching zone wins,
+// everything else goes to Default.
+type Router struct {
+	routes  []Route // longest zone first
+	Default Resolver
+}
+
+// NewRouter builds a Router; zones are case-insensitive and may lack the final dot.
+func NewRouter(def Resolver, routes ...Route) *Router {
+	r := &Router{Default: def}
+	for _, rt := range routes {
+		rt.Zone = strings.ToLower(dns.Fqdn(rt.Zone))
+		r.routes = append(r.routes, rt)
+	}
+	sort.SliceStable(r.routes, func(i, j int) bool {
+		return dns.CountLabel(r.routes[i].Zone) > dns.CountLabel(r.routes[j].Zone)
+	})
+	return r
+}
+
+func (r *Router) route(name string) *Route {
+	for i := range r.routes {
+		if dns.IsSubDomain(r.routes[i].Zone, name) {
+			return &r.routes[i]
+		}
+	}
+	return nil
+}
+
+// Resolve implements Resolver.
+func (r *Router) Resolve(ctx context.Context, req *Request) (*Response, error) {
+	if rt := r.route(req.Question().Name); rt != nil {
+		return rt.Resolver.Resolve(ctx, req)
+	}
+	return r.Default.Resolve(ctx, req)
+}
+
+// Trusted reports whether name is in a trusted zone (for Blocker.Skip).
+func (r *Router) Trusted(name string) bool {
+	rt := r.route(name)
+	return rt != nil && rt.Trusted
+}
+
+// LocallyServedZones are the zones that must never reach public resolvers (RFC 6303 reverse
+// zones of private, CGNAT, link-local and loopback addresses; RFC 8375 home.arpa; RFC 6761
+// special-use names). mDNS's "local" is included: unicast DNS has no answer for it. "localhost" is
+// not: stub resolvers answer it, and RFC 6761 wants loopback addresses, not NXDOMAIN.
+func LocallyServedZones() []string {
+	zones := []string{
+		"10.in-addr.arpa.", "168.192.in-addr.arpa.", "254.169.in-addr.arpa.", "127.in-addr.arpa.", "0.in-addr.arpa.",
+		"d.f.ip6.arpa.", "c.f.ip6.arpa.", "8.e.f.ip6.arpa.", "9.e.f.ip6.arpa.", "a.e.f.ip6.arpa.", "b.e.f.ip6.arpa.",
+		"1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.ip6.arpa.",
+		"home.arpa.", "local.", "invalid.", "test.",
+	}
+	for i := 16; i <= 31; i++ {
+		zones = append(zones, strconv.Itoa(i)+".172.in-addr.arpa.")
+	}
+	for i := 64; i <= 127; i++ {
+		zones = append(zones, strconv.Itoa(i)+".100.in-addr.arpa.")
+	}
+	return zones
+}
+
+// LocalNXDOMAIN answers every query NXDOMAIN with a SOA for its zone, as RFC 6303 servers do.
+func LocalNXDOMAIN(zone string) Resolver {
+	zone = dns.Fqdn(zone)
+	return ResolverFunc(func(_ context.Context, req *Request) (*Response, error) {
+		m := new(dns.Msg)
+		m.SetRcode(req.Msg, dns.RcodeNameError)
+		m.Authoritative = true
+		m.Ns = []dns.RR{&dns.SOA{
+			Hdr: dns.RR_Header{Name: zone, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: 3600},
+			Ns:  zone, Mbox: "nobody.invalid.", Serial: 1, Refresh: 604800, Retry: 86400, Expire: 2419200, Minttl: 3600,
+		}}
+		return &Response{Msg: m, Outcome: OutcomeForwarded}, nil
+	})
+}
+
+// RebindingList is the list name reported for answers dropped by rebinding protection.
+const RebindingList = "rebinding-protection"
+
+// RebindingGuard wraps a resolver of public upstreams: an answer that puts a public name on a
+// private, loopback, link-local or CGNAT address (DNS rebinding) is replaced by NXDOMAIN and
+// reported as blocked by RebindingList. Conditionally forwarded zones do not pass through it.
+func RebindingGuard(next Resolver, allowed func(name string) bool) Resolver {
+	return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
+		resp, err := next.Resolve(ctx, req)
+		if err != nil || resp == nil || resp.Msg == nil || (allowed != nil && allowed(req.Question().Name)) {
+			return resp, err
+		}
+		for _, rr := range resp.Msg.Answer {
+			var ip []byte
+			switch rr := rr.(type) {
+			case *dns.A:
+				ip = rr.A
+			case *dns.AAAA:
+				ip = rr.AAAA
+			default:
+				continue
+			}
+			if a, ok := netip.AddrFromSlice(ip); ok && isInternal(a.Unmap()) {
+				m := new(dns.Msg)
+				m.SetRcode(req.Msg, dns.RcodeNameError)
+				return &Response{Msg: m, Outcome: OutcomeBlocked, List: RebindingList, Rule: a.Unmap().String(), Record: rr.String()}, nil
+			}
+		}
+		return resp, nil
+	})
+}
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+func isInternal(a netip.Addr) bool {
+	return a.IsPrivate() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsUnspecified() || cgnat.Contains(a)
+}
