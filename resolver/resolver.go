@@ -68,10 +68,11 @@ const (
 	OutcomeRateLimited
 	OutcomeInvalid
 	OutcomeError
+	OutcomeLocal
 	numOutcomes
 )
 
-var outcomeNames = [numOutcomes]string{"forwarded", "cached", "blocked", "refused", "ratelimited", "invalid", "error"}
+var outcomeNames = [numOutcomes]string{"forwarded", "cached", "blocked", "refused", "ratelimited", "invalid", "error", "local"}
 
 func (o Outcome) String() string {
 	if o < numOutcomes {

@@ -47,6 +47,8 @@ type Config struct {
 	ForwardZones    []ZoneConfig   `yaml:"forward_zones"`
 	PrivateZones    PrivateConfig  `yaml:"private_zones"`
 	Rebinding       bool           `yaml:"rebinding_protection"`
+	Records         []string       `yaml:"records"`
+	HostsFiles      []string       `yaml:"hosts_files"`
 
 	// lines maps a field path ("blocking.mode", "upstreams[1]") to its line in the file, so
 	// validation errors can point at it.
@@ -125,6 +127,26 @@ type ZoneConfig struct {
 // go: to these upstreams, or, when empty, answered NXDOMAIN by dnsfence itself.
 type PrivateConfig struct {
 	Upstreams []string `yaml:"upstreams"`
+}
+
+// localData builds the custom records and hosts files.
+func (c *Config) localData() (*resolver.LocalData, error) {
+	ld, err := resolver.NewLocalData(c.Records)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range c.HostsFiles {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, fmt.Errorf("hosts_files: %w", err)
+		}
+		err = ld.AddHosts(f, p, 300)
+		f.Close()
+		if err != nil {
+			return nil, fmt.Errorf("hosts_files: %w", err)
+		}
+	}
+	return ld, nil
 }
 
 // TLSConfig is the certificate of the tls:// and https:// listeners (reloaded when the files change).
@@ -437,6 +459,11 @@ func (c *Config) Validate() error {
 			if _, err := resolver.ParseUpstreamWith(u, upOpts); err != nil {
 				errs = append(errs, c.problem(fmt.Sprintf("%s.upstreams[%d]", p, j), "%v", err))
 			}
+		}
+	}
+	for i, r := range c.Records {
+		if _, err := resolver.NewLocalData([]string{r}); err != nil {
+			errs = append(errs, c.problem(fmt.Sprintf("records[%d]", i), "%q is not a resource record in zone-file syntax, e.g. \"nas.home.arpa. 300 IN A 192.168.1.10\"", r))
 		}
 	}
 	for j, u := range c.PrivateZones.Upstreams {

@@ -116,6 +116,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 		{"bad bootstrap", "bootstrap: [tls://9.9.9.9]\n", []string{"line 1", "bootstrap[0]", "plain DNS"}},
 		{"forward zone without upstreams", "forward_zones:\n  - zone: corp.example\n", []string{"line 2", "upstreams is required"}},
 		{"forward zone bad upstream", "forward_zones:\n  - zone: corp.example\n    upstreams: [quic://10.0.0.1]\n", []string{"line 3", "forward_zones[0].upstreams[0]"}},
+		{"bad record", "records:\n  - nas.home.arpa. 300 IN A 192.168.1.10\n  - nas.home.arpa. IN A nope\n", []string{"line 3", "records[1]", "zone-file syntax"}},
 		{"bad log format", "log:\n  format: xml\n", []string{"line 2", "log.format"}},
 		{"not yaml", "listen: [unclosed\n", []string{"line"}},
 		{"two problems at once", "log:\n  format: xml\n  level: loud\n", []string{"line 2", "line 3"}},

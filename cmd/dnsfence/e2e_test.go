@@ -521,3 +521,55 @@ func TestEndToEndLocalNames(t *testing.T) {
 		t.Errorf("public upstream saw %d queries, want %d", public.Queries(), before+2)
 	}
 }
+
+// TestEndToEndCustomRecords: records and hosts files are answered locally and authoritatively,
+// CNAMEs are followed (locally, or through blocking and the upstream for outside names).
+func TestEndToEndCustomRecords(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.90"))
+	dir := t.TempDir()
+	hosts := writeFile(t, dir, "hosts", "# local hosts\n192.168.1.20 tv.home.arpa tv\nfd00::20 tv.home.arpa\n")
+	cfg := writeFile(t, dir, "c.yaml", `listen: [127.0.0.1:0]
+records:
+  - "nas.home.arpa. 300 IN A 192.168.1.10"
+  - "wiki.home.arpa. 300 IN CNAME nas.home.arpa."
+  - "cdn.home.arpa. 300 IN CNAME assets.example.org."
+  - "pay.home.arpa. 300 IN CNAME openapi.alipay.com."
+  - "home.arpa. 300 IN MX 10 mail.home.arpa."
+  - "_http._tcp.home.arpa. 300 IN SRV 0 0 80 nas.home.arpa."
+hosts_files: [`+hosts+`]
+`)
+	d := start(t, "-config", cfg, "-upstream", up.Addr)
+	ask := func(name string, qtype uint16) *dns.Msg {
+		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, qtype, false))
+	}
+	before := up.Queries()
+	if r := ask("NAS.home.arpa", dns.TypeA); !r.Authoritative || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.168.1.10" {
+		t.Errorf("A: %v", r)
+	}
+	if r := ask("nas.home.arpa", dns.TypeAAAA); r.Rcode != dns.RcodeSuccess || len(r.Answer) != 0 || !r.Authoritative {
+		t.Errorf("NODATA: %v", r)
+	}
+	if r := ask("wiki.home.arpa", dns.TypeA); len(r.Answer) != 2 || r.Answer[1].(*dns.A).A.String() != "192.168.1.10" {
+		t.Errorf("local CNAME chain: %v", r)
+	}
+	for name, qtype := range map[string]uint16{"home.arpa": dns.TypeMX, "_http._tcp.home.arpa": dns.TypeSRV} {
+		if r := ask(name, qtype); len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != qtype {
+			t.Errorf("%s %s: %v", name, dns.TypeToString[qtype], r)
+		}
+	}
+	if r := ask("tv.home.arpa", dns.TypeAAAA); len(r.Answer) != 1 || r.Answer[0].(*dns.AAAA).AAAA.String() != "fd00::20" {
+		t.Errorf("hosts AAAA: %v", r)
+	}
+	if r := ask("20.1.168.192.in-addr.arpa", dns.TypePTR); len(r.Answer) != 1 || r.Answer[0].(*dns.PTR).Ptr != "tv.home.arpa." {
+		t.Errorf("hosts PTR: %v", r)
+	}
+	if up.Queries() != before {
+		t.Errorf("local names reached the upstream (%d queries)", up.Queries()-before)
+	}
+	if r := ask("cdn.home.arpa", dns.TypeA); len(r.Answer) != 2 || r.Answer[1].(*dns.A).A.String() != "192.0.2.90" {
+		t.Errorf("CNAME to an outside name: %v", r)
+	}
+	if r := ask("pay.home.arpa", dns.TypeA); r.Rcode != dns.RcodeNameError {
+		t.Errorf("CNAME to a blocked name: %v", r)
+	}
+}

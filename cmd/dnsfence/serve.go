@@ -205,6 +205,7 @@ type chainParts struct {
 	queryLog  *zap.Logger
 	onHealth  func(upstream string, healthy bool)
 	upOpts    resolver.UpstreamOptions
+	local     *resolver.LocalData
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
@@ -237,6 +238,8 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	//   report:    outside block, so it sees what was blocked or let through by policy;
 	//   validate:  answers malformed and unsupported queries before any stage relies on the question;
 	//   policy:    (with groups) finds the client's group, which block and metrics read;
+	//   local:     custom records and hosts files answer before blocking (the admin's own names
+	//              win), but a CNAME to an outside name is followed through block and router;
 	//   block:     decides before anything is forwarded (or, later, cached), so a list reload takes
 	//              effect at once; it also inspects the answers coming back (CNAME cloaking, blocked
 	//              addresses), above any cache, so a blocked answer is never cached as such;
@@ -252,6 +255,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		p.report.Middleware(),
 		resolver.Validate(),
 		policy,
+		resolver.Local(p.local),
 		resolver.Block(resolver.Blocker{
 			Matcher: p.lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: p.apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
@@ -376,10 +380,14 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		logInvalid(log, l)
 	}
 
+	local, err := cfg.localData()
+	if err != nil {
+		return err
+	}
 	rep := report.New(configs.AppIDs(), maxReportClients)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
-		metrics: m, report: rep, queryLog: queryLog, upOpts: upOpts,
+		metrics: m, report: rep, queryLog: queryLog, upOpts: upOpts, local: local,
 		onHealth: func(upstream string, healthy bool) {
 			m.UpstreamHealthy(upstream, healthy)
 			if healthy {
