@@ -35,6 +35,8 @@ type Metrics struct {
 	listReloads      *prometheus.CounterVec
 	listLastSuccess  *prometheus.GaugeVec
 	listInvalid      *prometheus.GaugeVec
+	configReloads    *prometheus.CounterVec
+	configLastOK     prometheus.Gauge
 
 	// durations by outcome, looked up once so the hot path does no label hashing for them.
 	durationByOutcome []prometheus.Observer
@@ -101,6 +103,14 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "blocklist", Name: "invalid_lines",
 			Help: "Lines of each blocklist skipped as invalid at its last successful load.",
 		}, []string{"list"}),
+		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "config", Name: "reloads_total",
+			Help: "Config file reloads, by result (success, failure: the running config stays).",
+		}, []string{"result"}),
+		configLastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "config", Name: "last_reload_success_timestamp_seconds",
+			Help: "Unix time the running config was loaded.",
+		}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
@@ -114,7 +124,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors, m.upstreamHealthy,
-		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, buildInfo,
+		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.configReloads, m.configLastOK, buildInfo,
 	} {
 		errs = append(errs, reg.Register(c))
 	}
@@ -201,6 +211,16 @@ func (m *Metrics) InitList(list, app string, groups []string) {
 	for _, g := range groups {
 		m.blocked.WithLabelValues(list, app, g)
 	}
+}
+
+// ConfigLoaded records a config load or reload at time at (ok false: refused, old config kept).
+func (m *Metrics) ConfigLoaded(ok bool, at time.Time) {
+	if !ok {
+		m.configReloads.WithLabelValues("failure").Inc()
+		return
+	}
+	m.configReloads.WithLabelValues("success").Inc()
+	m.configLastOK.Set(float64(at.Unix()))
 }
 
 // InvalidPacket counts a packet that could not be parsed; it fits dns.Server.MsgInvalidFunc.

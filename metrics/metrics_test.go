@@ -34,6 +34,8 @@ func TestLint(t *testing.T) {
 	m.InvalidPacket(nil, nil)
 	m.Panic()
 	m.Overload()
+	m.ConfigLoaded(true, time.Now())
+	m.ConfigLoaded(false, time.Now())
 	m.InitUpstream("udp://192.0.2.1:53")
 	m.UpstreamHealthy("udp://192.0.2.1:53", false)
 	m.InitList("ads", "", []string{"default"})

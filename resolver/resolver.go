@@ -9,6 +9,7 @@ package resolver
 import (
 	"context"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -157,4 +158,24 @@ func Chain(final Resolver, mws ...Middleware) Resolver {
 		}
 	}
 	return r
+}
+
+// Swappable is a Resolver whose implementation can be replaced while queries run: a config reload
+// builds a whole new chain aside and stores it in one atomic step. Each query uses the chain it
+// started with.
+type Swappable struct{ p atomic.Pointer[Resolver] }
+
+// NewSwappable starts with r.
+func NewSwappable(r Resolver) *Swappable {
+	s := &Swappable{}
+	s.Store(r)
+	return s
+}
+
+// Store replaces the chain for queries that start from now on.
+func (s *Swappable) Store(r Resolver) { s.p.Store(&r) }
+
+// Resolve implements Resolver.
+func (s *Swappable) Resolve(ctx context.Context, req *Request) (*Response, error) {
+	return (*s.p.Load()).Resolve(ctx, req)
 }

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -571,5 +573,70 @@ hosts_files: [`+hosts+`]
 	}
 	if r := ask("pay.home.arpa", dns.TypeA); r.Rcode != dns.RcodeNameError {
 		t.Errorf("CNAME to a blocked name: %v", r)
+	}
+}
+
+// TestEndToEndConfigReload: SIGHUP (here the test trigger) re-reads the config: a valid change
+// (mode, apps, records, zones) applies at once without a restart; an invalid file is refused with
+// its line and the running config stays; a listen change is reported as needing a restart.
+func TestEndToEndConfigReload(t *testing.T) {
+	public := resolvertest.Start(t, resolvertest.A("192.0.2.70"))
+	internal := resolvertest.Start(t, resolvertest.A("10.0.0.70"))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "dnsfence.yaml")
+	write := func(content string) {
+		writeFile(t, dir, "next.yaml", content)
+		if err := os.Rename(filepath.Join(dir, "next.yaml"), path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := "listen: [127.0.0.1:0]\nupstreams: [" + public.Addr + "]\n"
+	write(base + "apps: [alipay]\n")
+	d := start(t, "-config", path)
+	ask := func(name string) *dns.Msg {
+		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false))
+	}
+	if ask("openapi.alipay.com").Rcode != dns.RcodeNameError || ask("api.intsig.net").Rcode != dns.RcodeSuccess {
+		t.Fatal("initial config not applied")
+	}
+
+	write(base + "apps: [camscanner]\nblocking: {mode: null}\nrecords: [\"nas.home.arpa. 60 IN A 192.168.1.7\"]\n" +
+		"forward_zones: [{zone: corp.example, upstreams: [" + internal.Addr + "]}]\n")
+	d.triggerReload(t)
+	if r := ask("api.intsig.net"); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "0.0.0.0" {
+		t.Errorf("new apps and mode not applied: %v", r)
+	}
+	if ask("openapi.alipay.com").Rcode != dns.RcodeSuccess {
+		t.Error("an app removed from the config is still blocked")
+	}
+	if r := ask("nas.home.arpa"); len(r.Answer) != 1 {
+		t.Errorf("new record not served: %v", r)
+	}
+	if r := ask("fs.corp.example"); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "10.0.0.70" {
+		t.Errorf("new forward zone not applied: %v", r)
+	}
+
+	write(base + "apps: [camscanner]\nblocking:\n  mode: zeroip\n")
+	d.triggerReload(t)
+	if r := ask("api.intsig.net"); len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "0.0.0.0" {
+		t.Errorf("an invalid config replaced the running one: %v", r)
+	}
+	logs := d.log.String()
+	if !strings.Contains(logs, "config reload refused") || !strings.Contains(logs, "line 5: blocking.mode") {
+		t.Errorf("refused reload not logged with its line:\n%s", logs)
+	}
+	mfs := scrape(t, d.httpAddr)
+	if value(mfs, "dnsfence_config_reloads_total", "result=failure") != 1 || value(mfs, "dnsfence_config_reloads_total", "result=success") != 2 {
+		t.Errorf("config reload counters: failure %v success %v", value(mfs, "dnsfence_config_reloads_total", "result=failure"),
+			value(mfs, "dnsfence_config_reloads_total", "result=success"))
+	}
+
+	write("listen: [127.0.0.1:0, 127.0.0.2:0]\nupstreams: [" + public.Addr + "]\napps: [camscanner]\n")
+	d.triggerReload(t)
+	if !strings.Contains(d.log.String(), "need a restart") {
+		t.Error("a listen change was not reported as needing a restart")
+	}
+	if ask("api.intsig.net").Rcode != dns.RcodeNameError {
+		t.Error("the rest of a config with a listen change was not applied")
 	}
 }

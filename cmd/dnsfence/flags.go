@@ -52,7 +52,8 @@ Examples:
   dnsfence -config my.yaml -config.check        validate and exit
   dig @127.0.0.1 -p 1053 alipay.com             a blocked name: NXDOMAIN
 
-Signals: SIGHUP reloads the blocklists; SIGINT/SIGTERM drain in-flight queries and exit.
+Signals: SIGHUP reloads the config file and the blocklists (an invalid config is refused and the
+running one stays); SIGINT/SIGTERM drain in-flight queries and exit.
 
 Flags:
 `

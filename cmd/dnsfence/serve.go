@@ -84,7 +84,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 		return err
 	}
 	defer func() { _ = log.Sync() }()
-	return serve(ctx, cfg, log, queryLog, h)
+	return serve(ctx, cfg, opts, log, queryLog, h)
 }
 
 // loadConfig reads the config (the built-in one without -config), applies the flags and validates.
@@ -310,44 +310,44 @@ func buildRouter(cfg *Config, p chainParts) *resolver.Router {
 	return resolver.NewRouter(def, routes...)
 }
 
-// serve runs the DNS and HTTP listeners until ctx is done.
-func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks) error {
+// env is what outlives a config reload: logs, metrics, the report and the reload notifications.
+type env struct {
+	log, queryLog *zap.Logger
+	metrics       *metrics.Metrics
+	report        *report.Report
+	inst          *instance
+}
+
+// state is everything built from one config: its lists and the query chain.
+type state struct {
+	cfg       *Config
+	lists     *blocklist.Live
+	chain     resolver.Resolver
+	upstreams []string
+}
+
+// build makes a state from cfg aside from the running one; an error leaves nothing behind.
+func (e *env) build(cfg *Config) (*state, error) {
+	m, log := e.metrics, e.log
 	upstreamURLs := cfg.Upstreams
 	if len(upstreamURLs) == 0 {
 		var err error
 		if upstreamURLs, err = defaultUpstreams(cfg.ResolvConf, cfg.Listen); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	upOpts, err := cfg.upstreamOptions()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	upstreams := make([]resolver.Upstream, 0, len(upstreamURLs))
 	for _, u := range upstreamURLs {
 		up, err := resolver.ParseUpstreamWith(u, upOpts)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		upstreams = append(upstreams, up)
 	}
-
-	reg := prometheus.NewRegistry()
-	if err := reg.Register(collectors.NewGoCollector()); err != nil {
-		return err
-	}
-	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return err
-	}
-	m, err := metrics.New(reg, version)
-	if err != nil {
-		return fmt.Errorf("metrics: %w", err)
-	}
-	for _, u := range upstreams {
-		m.InitUpstream(u.Address())
-	}
-
-	inst := &instance{reloaded: make(chan blocklist.Result, 16)}
 	onReload := func(r blocklist.Result) {
 		now := time.Now()
 		for _, l := range r.Lists {
@@ -360,34 +360,32 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 		} else {
 			log.Info("blocklists reloaded", zap.Int("entries", r.Entries), zap.Duration("took", r.Duration))
 		}
-		select {
-		case inst.reloaded <- r:
-		default:
-		}
+		e.notify(r)
 	}
 	lists, err := blocklist.NewLive(listSources(cfg), onReload)
 	if err != nil {
-		return fmt.Errorf("blocklists: %w", err)
+		return nil, fmt.Errorf("blocklists: %w", err)
 	}
 	apps := listApps(cfg)
 	groups, err := buildGroups(cfg, lists, log)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	local, err := cfg.localData()
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range upstreams {
+		m.InitUpstream(u.Address())
 	}
 	for _, l := range lists.Set().Lists() {
 		m.InitList(l.Name, apps[l.Name], groupNames(cfg))
 		m.ListLoaded(l.Name, l.Entries, l.Invalid, nil, time.Now())
 		logInvalid(log, l)
 	}
-
-	local, err := cfg.localData()
-	if err != nil {
-		return err
-	}
-	rep := report.New(configs.AppIDs(), maxReportClients)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
-		metrics: m, report: rep, queryLog: queryLog, upOpts: upOpts, local: local,
+		metrics: m, report: e.report, queryLog: e.queryLog, upOpts: upOpts, local: local,
 		onHealth: func(upstream string, healthy bool) {
 			m.UpstreamHealthy(upstream, healthy)
 			if healthy {
@@ -397,6 +395,102 @@ func serve(ctx context.Context, cfg *Config, log, queryLog *zap.Logger, h hooks)
 			}
 		},
 	})
+	return &state{cfg: cfg, lists: lists, chain: chain, upstreams: upstreamURLs}, nil
+}
+
+// notify passes a list reload result to tests (dropped when nobody listens).
+func (e *env) notify(r blocklist.Result) {
+	select {
+	case e.inst.reloaded <- r:
+	default:
+	}
+}
+
+// restartNeeded names the settings that changed but only apply at the next start (new sockets,
+// the handler's own bounds).
+func restartNeeded(old, cfg *Config) []string {
+	var out []string
+	for _, f := range []struct {
+		name     string
+		old, new any
+	}{
+		{"listen", old.Listen, cfg.Listen}, {"http", old.HTTP, cfg.HTTP}, {"tls", old.TLS, cfg.TLS},
+		{"query_timeout", old.QueryTimeout, cfg.QueryTimeout}, {"tcp_idle_timeout", old.TCPIdleTimeout, cfg.TCPIdleTimeout},
+		{"limits.max_inflight", old.Limits.MaxInflight, cfg.Limits.MaxInflight},
+		{"limits.max_tcp_connections", old.Limits.MaxTCPConnections, cfg.Limits.MaxTCPConnections},
+		{"limits.max_tcp_queries", old.Limits.MaxTCPQueries, cfg.Limits.MaxTCPQueries},
+		{"log", old.Log.Format + old.Log.Level, cfg.Log.Format + cfg.Log.Level},
+	} {
+		if fmt.Sprint(f.old) != fmt.Sprint(f.new) {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// reload re-reads the config file (with the same flags on top). Unchanged: the lists are reloaded.
+// Changed and valid: a whole new state is built aside and swapped in. Invalid, or failing to
+// build: the running state stays, every problem is logged with its line, and it is counted.
+func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) *state {
+	if o.config == "" {
+		cur.lists.Reload() // the built-in config cannot change
+		return cur
+	}
+	cfg, err := loadConfig(o)
+	if err == nil && configEqual(cur.cfg, cfg) {
+		cur.lists.Reload()
+		return cur
+	}
+	var next *state
+	if err == nil {
+		next, err = e.build(cfg)
+	}
+	if err != nil {
+		e.log.Error("config reload refused; the running config stays", zap.String("config", o.config), zap.Error(err))
+		e.metrics.ConfigLoaded(false, time.Now())
+		e.notify(blocklist.Result{Failed: map[string]error{"config": err}})
+		return cur
+	}
+	if changed := restartNeeded(cur.cfg, cfg); len(changed) > 0 {
+		e.log.Warn("config changes that need a restart to apply", zap.Strings("settings", changed))
+	}
+	chain.Store(next.chain)
+	e.metrics.ConfigLoaded(true, time.Now())
+	e.log.Info("config reloaded", zap.String("config", o.config), zap.Int("blocked_names", next.lists.Set().Len()))
+	e.notify(blocklist.Result{Lists: next.lists.Set().Lists(), Entries: next.lists.Set().Len()})
+	return next
+}
+
+// configEqual compares two configs as the user wrote them.
+func configEqual(a, b *Config) bool {
+	ca, cb := *a, *b
+	ca.lines, cb.lines = nil, nil
+	return fmt.Sprintf("%+v", ca) == fmt.Sprintf("%+v", cb)
+}
+
+// serve runs the DNS and HTTP listeners until ctx is done.
+func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logger, h hooks) error {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return err
+	}
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return err
+	}
+	m, err := metrics.New(reg, version)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	inst := &instance{reloaded: make(chan blocklist.Result, 16)}
+	e := &env{log: log, queryLog: queryLog, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst}
+	cur, err := e.build(cfg)
+	if err != nil {
+		return err
+	}
+	m.ConfigLoaded(true, time.Now())
+	rep := e.report
+	lists, upstreamURLs := cur.lists, cur.upstreams
+	chain := resolver.NewSwappable(cur.chain)
 	handler := &resolver.Handler{
 		Resolver: chain, Timeout: cfg.QueryTimeout, Logger: log, OnPanic: m.Panic,
 		InFlight: resolver.NewLimiter(cfg.Limits.MaxInflight), OnOverload: m.Overload,
@@ -503,10 +597,10 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-hup:
-			log.Info("SIGHUP: reloading blocklists")
-			lists.Reload()
+			log.Info("SIGHUP: reloading the config and blocklists")
+			cur = e.reload(cur, o, chain)
 		case <-h.reload:
-			lists.Reload()
+			cur = e.reload(cur, o, chain)
 		case err := <-httpErr:
 			runErr = fmt.Errorf("http server: %w", err)
 			break loop
