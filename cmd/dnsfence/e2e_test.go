@@ -274,7 +274,7 @@ func TestEndToEndDrain(t *testing.T) {
 		time.Sleep(400 * time.Millisecond)
 		resolvertest.A("192.0.2.55").ServeDNS(w, r)
 	}))
-	r := &running{log: &syncBuffer{}, reload: make(chan struct{})}
+	r := &running{log: &syncBuffer{}, reload: make(chan chan struct{})}
 	ready := make(chan *instance, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -638,5 +638,64 @@ func TestEndToEndConfigReload(t *testing.T) {
 	}
 	if ask("api.intsig.net").Rcode != dns.RcodeNameError {
 		t.Error("the rest of a config with a listen change was not applied")
+	}
+}
+
+// TestEndToEndWatchesFiles: list files replaced the ways editors, `mv` and Kubernetes ConfigMaps
+// do are picked up without SIGHUP.
+func TestEndToEndWatchesFiles(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	dir := t.TempDir()
+	// ConfigMap layout: list.txt -> ..data/list.txt, ..data -> ..v1
+	cm := filepath.Join(dir, "cm")
+	for _, v := range []string{"..v1", "..v2"} {
+		if err := os.MkdirAll(filepath.Join(cm, v), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(cm, "..v1"), "list.txt", "cm-old.example\n")
+	writeFile(t, filepath.Join(cm, "..v2"), "list.txt", "cm-new.example\n")
+	must(t, os.Symlink("..v1", filepath.Join(cm, "..data")))
+	must(t, os.Symlink(filepath.Join("..data", "list.txt"), filepath.Join(cm, "list.txt")))
+	plain := writeFile(t, dir, "plain.txt", "plain-old.example\n")
+
+	d := start(t, "-upstream", up.Addr, "-blocklist", plain, "-blocklist", filepath.Join(cm, "list.txt"))
+	blocked := func(name string) bool {
+		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)).Rcode == dns.RcodeNameError
+	}
+	eventually := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("not picked up: %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if !blocked("plain-old.example") || !blocked("cm-old.example") {
+		t.Fatal("initial lists not served")
+	}
+
+	// mv into place
+	writeFile(t, dir, "plain.tmp", "plain-new.example\n")
+	must(t, os.Rename(filepath.Join(dir, "plain.tmp"), plain))
+	eventually("rename over the list", func() bool { return blocked("plain-new.example") && !blocked("plain-old.example") })
+
+	// delete and re-create
+	must(t, os.Remove(plain))
+	writeFile(t, dir, "plain.txt", "plain-again.example\n")
+	eventually("delete and re-create", func() bool { return blocked("plain-again.example") })
+
+	// ConfigMap update: ..data swapped atomically to the new version
+	must(t, os.Symlink("..v2", filepath.Join(cm, "..data_tmp")))
+	must(t, os.Rename(filepath.Join(cm, "..data_tmp"), filepath.Join(cm, "..data")))
+	eventually("ConfigMap ..data swap", func() bool { return blocked("cm-new.example") && !blocked("cm-old.example") })
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -38,7 +38,7 @@ func (s *syncBuffer) String() string {
 type running struct {
 	*instance
 	log    *syncBuffer
-	reload chan struct{}
+	reload chan chan struct{}
 }
 
 // start runs dnsfence in-process with args (plus listen/http on random loopback ports unless given)
@@ -52,7 +52,7 @@ func start(t *testing.T, args ...string) *running {
 	if !strings.Contains(joined, "-http") {
 		args = append(args, "-http", "127.0.0.1:0")
 	}
-	r := &running{log: &syncBuffer{}, reload: make(chan struct{})}
+	r := &running{log: &syncBuffer{}, reload: make(chan chan struct{})}
 	ready := make(chan *instance, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -88,11 +88,12 @@ func start(t *testing.T, args ...string) *running {
 // triggerReload asks the instance to reload its lists and waits for the result.
 func (r *running) triggerReload(t *testing.T) {
 	t.Helper()
-	r.reload <- struct{}{}
+	done := make(chan struct{})
+	r.reload <- done
 	select {
-	case <-r.reloaded:
+	case <-done:
 	case <-time.After(10 * time.Second):
-		t.Fatal("no reload result")
+		t.Fatal("reload did not finish")
 	}
 }
 

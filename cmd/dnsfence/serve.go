@@ -28,15 +28,15 @@ import (
 
 // hooks let tests observe a running instance and trigger reloads without signals.
 type hooks struct {
-	ready  func(*instance)
-	reload <-chan struct{}
+	ready func(*instance)
+	// reload asks for a reload; the loop closes the given channel when it is done.
+	reload <-chan chan struct{}
 }
 
 // instance is a running dnsfence, as the tests see it.
 type instance struct {
 	dnsAddrs []string
 	httpAddr string
-	reloaded chan blocklist.Result // every reload result, for tests (buffered, dropped when full)
 }
 
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hooks) error {
@@ -310,6 +310,10 @@ func buildRouter(cfg *Config, p chainParts) *resolver.Router {
 	return resolver.NewRouter(def, routes...)
 }
 
+// fileDebounce is how long list and config files must be quiet before a reload: editors and
+// `mv` produce bursts of events, and a reload per event would parse a list several times.
+const fileDebounce = 300 * time.Millisecond
+
 // env is what outlives a config reload: logs, metrics, the report and the reload notifications.
 type env struct {
 	log, queryLog *zap.Logger
@@ -360,7 +364,6 @@ func (e *env) build(cfg *Config) (*state, error) {
 		} else {
 			log.Info("blocklists reloaded", zap.Int("entries", r.Entries), zap.Duration("took", r.Duration))
 		}
-		e.notify(r)
 	}
 	lists, err := blocklist.NewLive(listSources(cfg), onReload)
 	if err != nil {
@@ -396,14 +399,6 @@ func (e *env) build(cfg *Config) (*state, error) {
 		},
 	})
 	return &state{cfg: cfg, lists: lists, chain: chain, upstreams: upstreamURLs}, nil
-}
-
-// notify passes a list reload result to tests (dropped when nobody listens).
-func (e *env) notify(r blocklist.Result) {
-	select {
-	case e.inst.reloaded <- r:
-	default:
-	}
 }
 
 // restartNeeded names the settings that changed but only apply at the next start (new sockets,
@@ -448,7 +443,6 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) *state {
 	if err != nil {
 		e.log.Error("config reload refused; the running config stays", zap.String("config", o.config), zap.Error(err))
 		e.metrics.ConfigLoaded(false, time.Now())
-		e.notify(blocklist.Result{Failed: map[string]error{"config": err}})
 		return cur
 	}
 	if changed := restartNeeded(cur.cfg, cfg); len(changed) > 0 {
@@ -457,7 +451,6 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) *state {
 	chain.Store(next.chain)
 	e.metrics.ConfigLoaded(true, time.Now())
 	e.log.Info("config reloaded", zap.String("config", o.config), zap.Int("blocked_names", next.lists.Set().Len()))
-	e.notify(blocklist.Result{Lists: next.lists.Set().Lists(), Entries: next.lists.Set().Len()})
 	return next
 }
 
@@ -481,7 +474,7 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	inst := &instance{reloaded: make(chan blocklist.Result, 16)}
+	inst := &instance{}
 	e := &env{log: log, queryLog: queryLog, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst}
 	cur, err := e.build(cfg)
 	if err != nil {
@@ -586,10 +579,26 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 		h.ready(inst)
 	}
 
-	// One goroutine (this one) does every reload: SIGHUP and test triggers feed it, so reloads never race.
+	// One goroutine (this one) does every reload: SIGHUP, file changes and test triggers feed it,
+	// so reloads never race.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	var changed <-chan struct{}
+	stopWatch := func() {}
+	watch := func() {
+		stopWatch()
+		wctx, cancel := context.WithCancel(ctx)
+		stopWatch = cancel
+		if c, err := watchFiles(wctx, watchedPaths(cur.cfg, o.config), fileDebounce, log); err != nil {
+			log.Warn("cannot watch files; use SIGHUP to reload", zap.Error(err))
+			changed = nil
+		} else {
+			changed = c
+		}
+	}
+	watch()
+	defer func() { stopWatch() }()
 	var runErr error
 loop:
 	for {
@@ -598,9 +607,22 @@ loop:
 			break loop
 		case <-hup:
 			log.Info("SIGHUP: reloading the config and blocklists")
-			cur = e.reload(cur, o, chain)
-		case <-h.reload:
-			cur = e.reload(cur, o, chain)
+			if next := e.reload(cur, o, chain); next != cur {
+				cur = next
+				watch()
+			}
+		case <-changed:
+			log.Info("files changed: reloading the config and blocklists")
+			if next := e.reload(cur, o, chain); next != cur {
+				cur = next
+				watch() // the new config may name other files
+			}
+		case done := <-h.reload:
+			if next := e.reload(cur, o, chain); next != cur {
+				cur = next
+				watch()
+			}
+			close(done)
 		case err := <-httpErr:
 			runErr = fmt.Errorf("http server: %w", err)
 			break loop

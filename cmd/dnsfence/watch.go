@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+)
+
+// watchFiles signals on the returned channel when any of paths may have changed, after a quiet
+// period of debounce (editors and `mv` produce bursts). It watches the parent directories, not
+// the files: editors, `mv` into place, delete-and-recreate and Kubernetes ConfigMap symlink swaps
+// (..data) all replace the directory entry, which a watch on the old file would miss. It stops
+// when ctx is done.
+func watchFiles(ctx context.Context, paths []string, debounce time.Duration, log *zap.Logger) (<-chan struct{}, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	var dirs []string
+	for _, p := range paths {
+		if d := filepath.Dir(p); !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	for _, d := range dirs {
+		if err := w.Add(d); err != nil {
+			log.Warn("cannot watch a directory; changes there need SIGHUP", zap.String("dir", d), zap.Error(err))
+		}
+	}
+	out := make(chan struct{}, 1)
+	go func() {
+		defer w.Close()
+		var timer <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if relevant(ev.Name, paths) {
+					timer = time.After(debounce)
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				log.Warn("file watch error", zap.Error(err))
+			case <-timer:
+				timer = nil
+				select {
+				case out <- struct{}{}:
+				default: // a reload is already pending
+				}
+			}
+		}
+	}()
+	return out, nil
+}
+
+// relevant reports whether an event on name can change one of paths: the file itself, or, in a
+// ConfigMap-style directory, the ..data link or a ..timestamp directory that the files point into.
+func relevant(name string, paths []string) bool {
+	base := filepath.Base(name)
+	if len(base) > 2 && base[:2] == ".." {
+		return true
+	}
+	return slices.Contains(paths, filepath.Clean(name))
+}
+
+// watchedPaths are the files whose change should trigger a reload: the config file and the list
+// and hosts files it names.
+func watchedPaths(cfg *Config, configPath string) []string {
+	var out []string
+	add := func(p string) {
+		if p != "" {
+			out = append(out, filepath.Clean(p))
+		}
+	}
+	add(configPath)
+	for _, l := range cfg.Blocklists {
+		add(l.Path)
+	}
+	for _, h := range cfg.HostsFiles {
+		add(h)
+	}
+	return out
+}
