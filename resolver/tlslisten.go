@@ -106,7 +106,7 @@ func ListenDoH(addr, path string, h *Handler, cr *CertReloader, opts ServerOptio
 		return nil, fmt.Errorf("listen https: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(path, &dohHandler{h: h})
+	mux.Handle(path, DoHHandler(func(w dns.ResponseWriter, m *dns.Msg) { h.ServeTransport(w, m, DoH) }))
 	idle := opts.TCPIdleTimeout
 	if idle <= 0 {
 		idle = 10 * time.Second
@@ -125,10 +125,13 @@ func ListenDoH(addr, path string, h *Handler, cr *CertReloader, opts ServerOptio
 	return &Server{addr: ln.Addr().String(), shutdown: []func(context.Context) error{hs.Shutdown}}, nil
 }
 
-// dohHandler answers RFC 8484 requests through the Handler.
-type dohHandler struct{ h *Handler }
+// DoHHandler answers RFC 8484 requests (GET ?dns= and POST application/dns-message) by calling
+// serve with the decoded query; no reply written means 503 (the query was dropped).
+func DoHHandler(serve func(dns.ResponseWriter, *dns.Msg)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { serveDoH(w, r, serve) })
+}
 
-func (d *dohHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func serveDoH(w http.ResponseWriter, r *http.Request, serve func(dns.ResponseWriter, *dns.Msg)) {
 	var wire []byte
 	var err error
 	switch r.Method {
@@ -153,7 +156,7 @@ func (d *dohHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rw := &dohWriter{remote: r.RemoteAddr}
-	d.h.ServeTransport(rw, m, DoH)
+	serve(rw, m)
 	if rw.reply == nil { // dropped (overload, access drop, rate limit)
 		http.Error(w, "no answer", http.StatusServiceUnavailable)
 		return

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
 )
 
 // Cert is a test certificate for 127.0.0.1, ::1 and the given names, signed by a fresh CA.
@@ -130,26 +132,15 @@ func StartDoT(tb testing.TB, h dns.Handler, c *Cert) *TLSServer {
 func StartDoH(tb testing.TB, h dns.Handler, c *Cert) *TLSServer {
 	tb.Helper()
 	s := &TLSServer{}
+	doh := resolver.DoHHandler(func(w dns.ResponseWriter, m *dns.Msg) {
+		s.queries.Add(1)
+		h.ServeDNS(w, m)
+	})
 	hs := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ProtoMajor == 2 {
 			s.http2.Add(1)
 		}
-		body, err := io.ReadAll(r.Body)
-		m := new(dns.Msg)
-		if err != nil || r.Header.Get("Content-Type") != "application/dns-message" || m.Unpack(body) != nil {
-			http.Error(w, "bad query", http.StatusBadRequest)
-			return
-		}
-		s.queries.Add(1)
-		rw := &httpWriter{}
-		h.ServeDNS(rw, m)
-		if rw.msg == nil {
-			http.Error(w, "no answer", http.StatusBadGateway)
-			return
-		}
-		out, _ := rw.msg.Pack()
-		w.Header().Set("Content-Type", "application/dns-message")
-		_, _ = w.Write(out)
+		doh.ServeHTTP(w, r)
 	}))
 	hs.EnableHTTP2 = true
 	hs.Config.ErrorLog = log.New(io.Discard, "", 0) // rejected handshakes are what some tests want
@@ -160,21 +151,6 @@ func StartDoH(tb testing.TB, h dns.Handler, c *Cert) *TLSServer {
 	s.URL = hs.URL + "/dns-query"
 	return s
 }
-
-// httpWriter captures the reply of a dns.Handler called from HTTP.
-type httpWriter struct{ msg *dns.Msg }
-
-func (w *httpWriter) LocalAddr() net.Addr       { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
-func (w *httpWriter) RemoteAddr() net.Addr      { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
-func (w *httpWriter) WriteMsg(m *dns.Msg) error { w.msg = m; return nil }
-func (w *httpWriter) Write(b []byte) (int, error) {
-	w.msg = new(dns.Msg)
-	return len(b), w.msg.Unpack(b)
-}
-func (w *httpWriter) Close() error        { return nil }
-func (w *httpWriter) TsigStatus() error   { return nil }
-func (w *httpWriter) TsigTimersOnly(bool) {}
-func (w *httpWriter) Hijack()             {}
 
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
