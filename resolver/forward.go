@@ -31,6 +31,7 @@ type Forward struct {
 
 	once   sync.Once
 	states []upstreamState
+	all    []int // 0..n-1: the order when every upstream is in rotation
 }
 
 // HealthPolicy: after FailThreshold consecutive failures an upstream is skipped for Cooldown,
@@ -57,7 +58,12 @@ var _ Resolver = (*Forward)(nil)
 // mismatched replies and SERVFAIL/REFUSED/FORMERR answers; when all fail it returns an error that
 // wraps ErrUpstreamsFailed and every upstream's error.
 func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) {
-	f.once.Do(func() { f.states = make([]upstreamState, len(f.Upstreams)) })
+	f.once.Do(func() {
+		f.states = make([]upstreamState, len(f.Upstreams))
+		for i := range f.Upstreams {
+			f.all = append(f.all, i)
+		}
+	})
 	q := upstreamQuery(req.Msg)
 	timeout := f.AttemptTimeout
 	if timeout <= 0 {
@@ -108,8 +114,20 @@ func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) 
 // order returns the upstreams to try, in configured order, leaving out those cooling down (or,
 // if all are, only the one whose cooldown ends first).
 func (f *Forward) order() []int {
-	out := make([]int, 0, len(f.Upstreams))
+	if f.Health == nil {
+		return f.all // no per-query allocation without health tracking
+	}
 	now := time.Now().UnixNano()
+	down := 0
+	for i := range f.states {
+		if f.states[i].downUntil.Load() > now {
+			down++
+		}
+	}
+	if down == 0 {
+		return f.all
+	}
+	out := make([]int, 0, len(f.Upstreams))
 	soonest, soonestAt := 0, int64(math.MaxInt64)
 	for i := range f.Upstreams {
 		until := f.states[i].downUntil.Load()
