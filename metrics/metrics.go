@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -37,6 +38,17 @@ type Metrics struct {
 	listInvalid      *prometheus.GaugeVec
 	configReloads    *prometheus.CounterVec
 	configLastOK     prometheus.Gauge
+	listInterval     *prometheus.GaugeVec
+	listRules        *prometheus.GaugeVec
+	upstreamLastOK   *prometheus.GaugeVec
+	cacheHits        prometheus.Counter
+	cacheMisses      prometheus.Counter
+	cacheStale       prometheus.Counter
+	cachePrefetches  prometheus.Counter
+	cacheEvictions   prometheus.Counter
+	cacheEntries     prometheus.GaugeFunc
+	cacheSize        atomic.Pointer[func() int]
+	paused           prometheus.Gauge
 
 	// durations by outcome, looked up once so the hot path does no label hashing for them.
 	durationByOutcome []prometheus.Observer
@@ -47,8 +59,8 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	m := &Metrics{
 		queries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "queries_total",
-			Help: "Queries answered, by query type, response code, outcome and transport (udp, tcp, tls, https).",
-		}, []string{"qtype", "rcode", "outcome", "transport"}),
+			Help: "Queries answered, by query type, response code, outcome, transport (udp, tcp, tls, https) and client group.",
+		}, []string{"qtype", "rcode", "outcome", "transport", "group"}),
 		queryDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Name: "query_duration_seconds",
 			Help:    "Time from receiving a query to having its reply, by outcome.",
@@ -111,7 +123,52 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "config", Name: "last_reload_success_timestamp_seconds",
 			Help: "Unix time the running config was loaded.",
 		}),
+		listInterval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "blocklist", Name: "refresh_interval_seconds",
+			Help: "How often each URL blocklist is downloaded again (absent for file lists, which reload on change).",
+		}, []string{"list"}),
+		listRules: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "blocklist", Name: "rules",
+			Help: "Rules served from each blocklist, by kind (domain, wildcard, allow, regex).",
+		}, []string{"list", "kind"}),
+		upstreamLastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "upstream", Name: "last_success_timestamp_seconds",
+			Help: "Unix time of the last successful exchange with each upstream.",
+		}, []string{"upstream"}),
+		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "cache", Name: "hits_total",
+			Help: "Queries answered from the response cache (fresh entries; stale ones are counted in stale_served_total).",
+		}),
+		cacheMisses: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "cache", Name: "misses_total",
+			Help: "Queries the response cache could not answer, so they were forwarded.",
+		}),
+		cacheStale: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "cache", Name: "stale_served_total",
+			Help: "Expired answers served because every upstream failed (RFC 8767 serve-stale).",
+		}),
+		cachePrefetches: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "cache", Name: "prefetches_total",
+			Help: "Popular entries refreshed from upstream shortly before they expired.",
+		}),
+		cacheEvictions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "cache", Name: "evictions_total",
+			Help: "Entries removed from the response cache to stay within its size bound.",
+		}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "blocking", Name: "paused",
+			Help: "1 while blocking is paused through the admin API (every query is answered normally), else 0.",
+		}),
 	}
+	m.cacheEntries = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: namespace, Subsystem: "cache", Name: "entries",
+		Help: "Entries in the response cache.",
+	}, func() float64 {
+		if f := m.cacheSize.Load(); f != nil {
+			return float64((*f)())
+		}
+		return 0
+	})
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help: "Always 1; labels say which build is running.",
@@ -125,6 +182,8 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	for _, c := range []prometheus.Collector{
 		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors, m.upstreamHealthy,
 		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.configReloads, m.configLastOK, buildInfo,
+		m.listInterval, m.listRules, m.upstreamLastOK, m.cacheHits, m.cacheMisses, m.cacheStale, m.cachePrefetches,
+		m.cacheEvictions, m.cacheEntries, m.paused,
 	} {
 		errs = append(errs, reg.Register(c))
 	}
@@ -143,7 +202,11 @@ func (m *Metrics) Middleware() resolver.Middleware {
 			if err == nil && resp != nil && resp.Msg != nil {
 				outcome, rcode = resp.Outcome, resp.Msg.Rcode
 			}
-			m.queries.WithLabelValues(qtypeLabel(req.Question().Qtype), rcodeLabel(rcode), outcome.String(), req.Transport.String()).Inc()
+			group := "default"
+			if req.Group != nil && req.Group.Name != "" {
+				group = req.Group.Name
+			}
+			m.queries.WithLabelValues(qtypeLabel(req.Question().Qtype), rcodeLabel(rcode), outcome.String(), req.Transport.String(), group).Inc()
 			if int(outcome) < len(m.durationByOutcome) {
 				m.durationByOutcome[outcome].Observe(time.Since(req.Received).Seconds())
 			}
@@ -171,7 +234,9 @@ func (m *Metrics) ObserveUpstream(upstream string, d time.Duration, err error) {
 	m.upstreamDuration.WithLabelValues(upstream).Observe(d.Seconds())
 	if err != nil {
 		m.upstreamErrors.WithLabelValues(upstream, resolver.ErrorReason(err)).Inc()
+		return
 	}
+	m.upstreamLastOK.WithLabelValues(upstream).SetToCurrentTime()
 }
 
 // InitUpstream creates an upstream's duration series so dashboards see it before its first query.
@@ -221,6 +286,43 @@ func (m *Metrics) ConfigLoaded(ok bool, at time.Time) {
 	}
 	m.configReloads.WithLabelValues("success").Inc()
 	m.configLastOK.Set(float64(at.Unix()))
+}
+
+// ListInterval records how often a URL list is refreshed, for alerts on stale lists.
+func (m *Metrics) ListInterval(list string, d time.Duration) {
+	m.listInterval.WithLabelValues(list).Set(d.Seconds())
+}
+
+// ListRules records how many rules of each kind a list serves.
+func (m *Metrics) ListRules(list string, byKind map[string]int) {
+	for kind, n := range byKind {
+		m.listRules.WithLabelValues(list, kind).Set(float64(n))
+	}
+}
+
+// Cache event counters; they fit the cache's observer callbacks.
+func (m *Metrics) CacheHit()      { m.cacheHits.Inc() }
+func (m *Metrics) CacheMiss()     { m.cacheMisses.Inc() }
+func (m *Metrics) CacheStale()    { m.cacheStale.Inc() }
+func (m *Metrics) CachePrefetch() { m.cachePrefetches.Inc() }
+func (m *Metrics) CacheEvict()    { m.cacheEvictions.Inc() }
+
+// CacheSize sets the function dnsfence_cache_entries reads (nil: 0); a rebuilt cache replaces it.
+func (m *Metrics) CacheSize(f func() int) {
+	if f == nil {
+		m.cacheSize.Store(nil)
+		return
+	}
+	m.cacheSize.Store(&f)
+}
+
+// Paused records whether blocking is paused.
+func (m *Metrics) Paused(paused bool) {
+	v := 0.0
+	if paused {
+		v = 1
+	}
+	m.paused.Set(v)
 }
 
 // InvalidPacket counts a packet that could not be parsed; it fits dns.Server.MsgInvalidFunc.

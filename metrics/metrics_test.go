@@ -39,6 +39,16 @@ func TestLint(t *testing.T) {
 	m.InitUpstream("udp://192.0.2.1:53")
 	m.UpstreamHealthy("udp://192.0.2.1:53", false)
 	m.InitList("ads", "", []string{"default"})
+	m.ListInterval("ads", time.Hour)
+	m.ListRules("ads", map[string]int{"domain": 3, "regex": 1})
+	m.ObserveUpstream("udp://192.0.2.1:53", time.Millisecond, nil)
+	m.CacheHit()
+	m.CacheMiss()
+	m.CacheStale()
+	m.CachePrefetch()
+	m.CacheEvict()
+	m.CacheSize(func() int { return 7 })
+	m.Paused(true)
 	r := m.Middleware()(resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
 		return &resolver.Response{Msg: new(dns.Msg).SetReply(req.Msg), Outcome: resolver.OutcomeBlocked, List: "ads"}, nil
 	}))
@@ -79,9 +89,9 @@ func TestMiddlewareCounts(t *testing.T) {
 		labels []string
 		want   float64
 	}{
-		{[]string{"AAAA", "NXDOMAIN", "blocked", "udp"}, 2},
-		{[]string{"AAAA", "NOERROR", "forwarded", "udp"}, 1},
-		{[]string{"AAAA", "SERVFAIL", "error", "udp"}, 1},
+		{[]string{"AAAA", "NXDOMAIN", "blocked", "udp", "default"}, 2},
+		{[]string{"AAAA", "NOERROR", "forwarded", "udp", "default"}, 1},
+		{[]string{"AAAA", "SERVFAIL", "error", "udp", "default"}, 1},
 	} {
 		if got := testutil.ToFloat64(m.queries.WithLabelValues(tc.labels...)); got != tc.want {
 			t.Errorf("queries%v = %v, want %v", tc.labels, got, tc.want)
@@ -136,5 +146,26 @@ func TestNewRejectsDoubleRegistration(t *testing.T) {
 	}
 	if _, err := New(reg, "b"); err == nil {
 		t.Error("second New on the same registry succeeded")
+	}
+}
+
+func TestCacheAndPauseGauges(t *testing.T) {
+	m, _ := newTest(t)
+	if got := testutil.ToFloat64(m.cacheEntries); got != 0 {
+		t.Errorf("cache entries without a cache = %v", got)
+	}
+	n := 3
+	m.CacheSize(func() int { return n })
+	n = 5
+	if got := testutil.ToFloat64(m.cacheEntries); got != 5 {
+		t.Errorf("cache entries = %v, want 5 (read at scrape time)", got)
+	}
+	m.Paused(true)
+	if got := testutil.ToFloat64(m.paused); got != 1 {
+		t.Errorf("paused = %v", got)
+	}
+	m.Paused(false)
+	if got := testutil.ToFloat64(m.paused); got != 0 {
+		t.Errorf("paused after resume = %v", got)
 	}
 }
