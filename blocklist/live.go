@@ -17,8 +17,8 @@ type Live struct {
 	onReload func(Result)
 	set      atomic.Pointer[Set]
 
-	mu   sync.Mutex // serializes Reload; guards good
-	good []parsed   // per source, the last parse that succeeded
+	mu      sync.Mutex // serializes Reload
+	initial Result     // the first load, see Initial
 }
 
 // Result describes one Reload.
@@ -56,19 +56,53 @@ func (r Result) Err() error {
 	return errors.Join(errs...)
 }
 
-// NewLive loads every source; unlike Reload it fails if any source does, so
-// that the server does not start with a list missing. onReload, if non-nil,
-// is called by each Reload (not for this initial load, whose state Set
-// reports); it must not call Reload.
+// NewLive loads every source; unlike Reload it fails if any source does, so that the server does
+// not start with a list missing (an Optional source whose file is missing starts empty; Initial
+// tells). onReload, if non-nil, is called by each Reload (not for this initial load); it must not
+// call Reload.
 func NewLive(sources []Source, onReload func(Result)) (*Live, error) {
 	sources = slices.Clone(sources)
-	ps, err := loadAll(sources)
-	if err != nil {
+	start := time.Now()
+	if err := checkSources(sources); err != nil {
 		return nil, err
 	}
-	l := &Live{sources: sources, onReload: onReload, good: ps}
-	l.set.Store(newSet(sources, ps))
+	s, failed := build(sources, nil, nil)
+	if len(failed) > 0 {
+		return nil, Result{Lists: s.Lists(), Failed: failed}.Err()
+	}
+	l := &Live{sources: sources, onReload: onReload}
+	l.set.Store(s)
+	l.initial = Result{Lists: s.Lists(), Entries: s.Len(), Duration: time.Since(start)}
+	for _, src := range sources {
+		if src.Optional && !src.exists() {
+			if l.initial.Failed == nil {
+				l.initial.Failed = map[string]error{}
+			}
+			l.initial.Failed[src.Name] = fmt.Errorf("blocklist %q: not downloaded yet, starting without it", src.Name)
+		}
+	}
 	return l, nil
+}
+
+// Initial describes the first load. Failed holds the Optional lists that started empty.
+func (l *Live) Initial() Result { return l.initial }
+
+// Sources returns the sources, in order.
+func (l *Live) Sources() []Source { return slices.Clone(l.sources) }
+
+// Explain explains name against the current Set (see Set.Explain) and locates each rule in its
+// list's files.
+func (l *Live) Explain(name string) Explanation {
+	e := l.set.Load().Explain(name)
+	for i := range e.Hits {
+		h := &e.Hits[i]
+		j := slices.IndexFunc(l.sources, func(s Source) bool { return s.Name == h.List })
+		if j < 0 {
+			continue
+		}
+		h.File, h.Line = l.sources[j].locate(h.Kind, h.value)
+	}
+	return e
 }
 
 // Match matches name against the current Set; see Set.Match.
@@ -109,24 +143,21 @@ func (l *Live) Set() *Set {
 //
 // Only a missing, unreadable or all-invalid file counts as a failure: list
 // files should be replaced atomically (write aside, then rename), or a reload
-// may read a truncated file as a valid, shorter list.
+// may read a truncated file as a valid, shorter list. The new Set is built
+// beside the old one, which serves until the swap.
 func (l *Live) Reload() Result {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	start := time.Now()
-	var failed map[string]error
-	for i, src := range l.sources {
-		p, err := src.read()
-		if err != nil {
-			if failed == nil {
-				failed = make(map[string]error)
-			}
-			failed[src.Name] = err
-			continue
-		}
-		l.good[i] = p
+	old := l.set.Load()
+	keep := make([]int, len(l.sources))
+	for i := range keep {
+		keep[i] = i
 	}
-	s := newSet(l.sources, l.good)
+	s, failed := build(l.sources, old, keep)
+	if len(failed) == 0 {
+		failed = nil
+	}
 	l.set.Store(s)
 	res := Result{Lists: s.Lists(), Failed: failed, Entries: s.Len(), Duration: time.Since(start)}
 	if l.onReload != nil {

@@ -77,7 +77,7 @@ func TestNewLive(t *testing.T) {
 	}
 
 	// Refuse to start when any source fails.
-	f.write("mal", "||garbage^\n")
+	f.write("mal", "garbage..x\n")
 	if _, err := NewLive(f.sources, nil); !errors.Is(err, ErrNoValidEntries) || !strings.Contains(err.Error(), `"mal"`) {
 		t.Errorf("NewLive with a garbage list: err = %v", err)
 	}
@@ -100,7 +100,7 @@ func TestReload(t *testing.T) {
 	}{
 		{name: "all good"},
 		{name: "file removed", breakAds: func(f *liveFixture) { f.remove("ads") }, wantFailed: true, wantErr: fs.ErrNotExist},
-		{name: "file garbage", breakAds: func(f *liveFixture) { f.write("ads", "||x.com^\n*.y.com\n") }, wantFailed: true, wantErr: ErrNoValidEntries},
+		{name: "file garbage", breakAds: func(f *liveFixture) { f.write("ads", "x..com\n*y.com\n") }, wantFailed: true, wantErr: ErrNoValidEntries},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

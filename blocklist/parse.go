@@ -1,8 +1,9 @@
-// Package blocklist loads lists of blocked domains and answers whether a
-// query name is covered by one of them.
+// Package blocklist loads lists of blocked (and allowed) domains and answers
+// whether a query name is covered by one of them.
 //
-// An entry blocks the name itself and every name below it: entry example.com
-// matches example.com and a.b.example.com, but not notexample.com.
+// A domain entry blocks the name itself and every name below it: entry
+// example.com matches example.com and a.b.example.com, but not
+// notexample.com. See Kind for the other rules.
 package blocklist
 
 import (
@@ -12,7 +13,10 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 const (
@@ -23,20 +27,86 @@ const (
 	maxExample  = 80 // bytes of offending text quoted in an example
 
 	readBufSize = 64 << 10 // a line that does not fit is over maxLineLen anyway
-	chunkSize   = 32 << 10 // entry bytes per shared string allocation
 )
 
 // ErrNoValidEntries is returned, wrapped, by Parse when the input holds
-// invalid lines but no valid entry: a corrupted or wrong-format file must not
-// silently replace a good list with nothing.
+// invalid or unsupported lines but no valid rule: a corrupted or wrong-format
+// file must not silently replace a good list with nothing.
 var ErrNoValidEntries = errors.New("no valid entries")
+
+// Kind is what a rule does.
+type Kind uint8
+
+// Rule kinds. Allow rules win over block rules whatever their lists: see Set.
+const (
+	Block       Kind = iota // the name and every name below it: "a.com", "0.0.0.0 a.com", "||a.com^"
+	BlockBelow              // only names below it: "*.a.com", "||*.a.com^"
+	Allow                   // allows the name and every name below it: "@@||a.com^", or a domain in an allowlist
+	AllowBelow              // allows only names below it: "@@||*.a.com^", or "*.a.com" in an allowlist
+	Regexp                  // blocks names the RE2 expression matches: "/^ad[0-9]+\\./"
+	AllowRegexp             // allows names the expression matches: "@@/…/", or "/…/" in an allowlist
+	numKinds
+)
+
+var kindNames = [numKinds]string{"block", "block-below", "allow", "allow-below", "regexp", "allow-regexp"}
+
+func (k Kind) String() string {
+	if k < numKinds {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
+// allowing returns the kind a rule has in an allowlist, where every rule allows.
+func (k Kind) allowing() Kind {
+	switch k {
+	case Block:
+		return Allow
+	case BlockBelow:
+		return AllowBelow
+	case Regexp:
+		return AllowRegexp
+	}
+	return k
+}
+
+// IsAllow reports whether the kind allows rather than blocks.
+func (k Kind) IsAllow() bool { return k == Allow || k == AllowBelow || k == AllowRegexp }
+
+// Rule is one parsed rule.
+type Rule struct {
+	Kind  Kind
+	Value string // a lowercase ASCII name, or the expression of a Regexp rule (without slashes)
+	Line  int
+}
+
+// String formats the rule in the syntax that states its kind.
+func (r Rule) String() string { return formatRule(r.Kind, r.Value) }
+
+func formatRule(k Kind, v string) string {
+	switch k {
+	case BlockBelow:
+		return "*." + v
+	case Allow:
+		return "@@||" + v + "^"
+	case AllowBelow:
+		return "@@||*." + v + "^"
+	case Regexp:
+		return "/" + v + "/"
+	case AllowRegexp:
+		return "@@/" + v + "/"
+	}
+	return v
+}
 
 // Stats describes one Parse run.
 type Stats struct {
-	Lines    int      // lines read
-	Entries  int      // valid names returned, duplicates included
-	Invalid  int      // rejected lines, or names in a hosts line
-	Examples []string // the first few rejections, as "path:line: reason: text"
+	Lines       int           // lines read
+	Rules       int           // valid rules, duplicates included
+	Kinds       [numKinds]int // valid rules by kind
+	Invalid     int           // rejected lines, or names in a hosts line
+	Unsupported int           // well-formed adblock rules dnsfence cannot honour (modifiers, cosmetic, paths)
+	Examples    []string      // the first few rejections, as "path:line: reason: text"
 }
 
 // Rejection reasons, as they appear in Stats.Examples.
@@ -49,25 +119,49 @@ const (
 	reasonNameTooLong = "name too long"
 	reasonEmptyLabel  = "empty label"
 	reasonLabelLong   = "label too long"
-	reasonAdblock     = "adblock rule"
-	reasonWildcard    = "wildcard"
-	reasonRegexp      = "regular expression"
 	reasonBadChar     = "invalid character"
+	reasonIDN         = "invalid internationalized name"
+	reasonBadRegexp   = "invalid regular expression"
+	reasonWildcard    = "wildcard other than a leading *."
+
+	// Unsupported, counted apart from invalid lines.
+	reasonModifiers = "unsupported: adblock rule with $modifiers"
+	reasonCosmetic  = "unsupported: cosmetic (element hiding) rule"
+	reasonURLRule   = "unsupported: adblock rule for a URL, not a domain"
 )
 
 var utf8BOM = []byte("\xef\xbb\xbf")
 
-// Parse reads a domain list: one domain per line, or hosts-file lines ("IP
-// name..."). Comments start with '#' or '!' at the beginning of a line, or
-// with '#' after whitespace. Names are lowercased and lose a trailing dot;
-// loopback names such as localhost are skipped silently. Anything else that
-// is not a valid host name is counted in Stats.Invalid.
+// Parse reads a list and returns its rules. Each line is one of: a domain;
+// a hosts-file line ("IP name..."); an adblock/AdGuard basic rule "||d^" or
+// exception "@@||d^"; a wildcard "*.d" (names below d only); a regular
+// expression "/re/" (RE2). Comments start with '#' or '!' at the beginning of
+// a line, or with '#' after whitespace. Names are lowercased, lose a trailing
+// dot, and internationalized names become punycode; loopback names such as
+// localhost are skipped silently. Adblock rules with modifiers ("$third-party")
+// and cosmetic rules are counted in Stats.Unsupported; anything else that is
+// not a valid rule is counted in Stats.Invalid.
 //
 // name identifies the input (usually its path) in Stats.Examples and errors.
 // A read error is returned wrapped; so is ErrNoValidEntries when the input has
-// invalid lines and no entry. Comment-only or empty input is not an error.
-func Parse(r io.Reader, name string) ([]string, Stats, error) {
-	p := parser{name: name}
+// rejected lines and no rule. Comment-only or empty input is not an error.
+func Parse(r io.Reader, name string) ([]Rule, Stats, error) {
+	var rules []Rule
+	st, err := scan(r, name, func(k Kind, v []byte, line int) {
+		rules = append(rules, Rule{Kind: k, Value: string(v), Line: line})
+	})
+	if err != nil {
+		return nil, st, err
+	}
+	return rules, st, nil
+}
+
+// emitFunc receives each valid rule; value is only valid during the call.
+type emitFunc func(kind Kind, value []byte, line int)
+
+// scan parses r, calling emit for every rule; see Parse.
+func scan(r io.Reader, name string, emit emitFunc) (Stats, error) {
+	p := parser{name: name, emit: emit}
 	br := bufio.NewReaderSize(r, readBufSize)
 	for {
 		line, err := br.ReadSlice('\n')
@@ -84,15 +178,14 @@ func Parse(r io.Reader, name string) ([]string, Stats, error) {
 			break
 		}
 		if err != nil {
-			return nil, p.st, fmt.Errorf("read %s: %w", name, err)
+			return p.st, fmt.Errorf("read %s: %w", name, err)
 		}
 	}
-	entries := p.names.finish()
-	p.st.Entries = len(entries)
-	if len(entries) == 0 && p.st.Invalid > 0 {
-		return nil, p.st, fmt.Errorf("%w: %d invalid, e.g. %s", ErrNoValidEntries, p.st.Invalid, p.st.Examples[0])
+	if p.st.Rules == 0 && p.st.Invalid+p.st.Unsupported > 0 {
+		return p.st, fmt.Errorf("%w: %d invalid and %d unsupported lines, e.g. %s",
+			ErrNoValidEntries, p.st.Invalid, p.st.Unsupported, p.st.Examples[0])
 	}
-	return entries, p.st, nil
+	return p.st, nil
 }
 
 // skipLine discards the rest of a line that overflowed the read buffer.
@@ -105,13 +198,18 @@ func skipLine(br *bufio.Reader) error {
 }
 
 type parser struct {
-	name  string
-	st    Stats
-	names stringBatch
+	name string
+	st   Stats
+	emit emitFunc
+	buf  [maxNameLen]byte
 }
 
 func (p *parser) reject(reason string, text []byte) {
-	p.st.Invalid++
+	if strings.HasPrefix(reason, "unsupported") {
+		p.st.Unsupported++
+	} else {
+		p.st.Invalid++
+	}
 	if len(p.st.Examples) >= maxExamples {
 		return
 	}
@@ -120,6 +218,12 @@ func (p *parser) reject(reason string, text []byte) {
 		text, suffix = text[:maxExample], "..."
 	}
 	p.st.Examples = append(p.st.Examples, fmt.Sprintf("%s:%d: %s: %q%s", p.name, p.st.Lines, reason, text, suffix))
+}
+
+func (p *parser) add(k Kind, v []byte) {
+	p.st.Rules++
+	p.st.Kinds[k]++
+	p.emit(k, v, p.st.Lines)
 }
 
 func (p *parser) parseLine(line []byte) {
@@ -133,7 +237,22 @@ func (p *parser) parseLine(line []byte) {
 		return
 	}
 	line = bytes.TrimSpace(cutComment(line))
-	if len(line) == 0 || line[0] == '!' {
+	switch {
+	case len(line) == 0 || line[0] == '!':
+		return
+	case line[0] == '[' && line[len(line)-1] == ']':
+		return // an adblock header such as [Adblock Plus 2.0]
+	case isCosmetic(line):
+		p.reject(reasonCosmetic, line)
+		return
+	}
+	allow := bytes.HasPrefix(line, []byte("@@"))
+	if allow || line[0] == '|' || bytes.HasPrefix(line, []byte("||")) || bytes.ContainsAny(line, "^$") && !bytes.ContainsAny(line, " \t") {
+		p.parseAdblock(line, allow)
+		return
+	}
+	if len(line) > 2 && line[0] == '/' && line[len(line)-1] == '/' {
+		p.addRegexp(line[1:len(line)-1], Regexp, line)
 		return
 	}
 	first, rest := nextField(line)
@@ -145,35 +264,82 @@ func (p *parser) parseLine(line []byte) {
 		for len(rest) > 0 {
 			var f []byte
 			f, rest = nextField(rest)
-			p.addName(f, true)
+			p.addName(f, true, false)
 		}
 		return
 	}
 	if len(rest) > 0 {
 		// Report why the first field is wrong if it is, as that is the
-		// likelier mistake (e.g. "||x^ $third-party").
+		// likelier mistake (e.g. a name followed by a stray word).
 		reason := reasonExtraFields
-		if r := checkName(bytes.TrimSuffix(first, []byte("."))); r != "" {
+		if _, r := p.normalize(bytes.TrimSuffix(first, []byte("."))); r != "" {
 			reason = r
 		}
 		p.reject(reason, line)
 		return
 	}
-	p.addName(first, false)
+	p.addName(first, false, false)
 }
 
-// addName validates, normalizes and keeps one name. inHosts tells whether it
-// follows an IP address, where a numeric name is a misplaced address.
-func (p *parser) addName(tok []byte, inHosts bool) {
-	tok = bytes.TrimSuffix(tok, []byte("."))
-	if reason := checkName(tok); reason != "" {
-		p.reject(reason, tok)
+// parseAdblock handles "||d^", "@@||d^", "||*.d^", "@@/re/" and rejects what
+// it cannot honour: a DNS filter sees names, not URLs, element hiding or
+// request types.
+func (p *parser) parseAdblock(line []byte, allow bool) {
+	body := line
+	if allow {
+		body = body[2:]
+	}
+	if len(body) > 2 && body[0] == '/' && body[len(body)-1] == '/' {
+		k := Regexp
+		if allow {
+			k = AllowRegexp
+		}
+		p.addRegexp(body[1:len(body)-1], k, line)
 		return
 	}
-	var buf [maxNameLen]byte
-	name := buf[:len(tok)]
-	for i, c := range tok {
-		name[i] = lower(c)
+	if bytes.IndexByte(body, '$') >= 0 {
+		p.reject(reasonModifiers, line)
+		return
+	}
+	if !bytes.HasPrefix(body, []byte("||")) {
+		p.reject(reasonURLRule, line)
+		return
+	}
+	body = body[2:]
+	body = bytes.TrimSuffix(body, []byte("|"))
+	body = bytes.TrimSuffix(body, []byte("^"))
+	if bytes.ContainsAny(body, "/^|:?=&") {
+		p.reject(reasonURLRule, line)
+		return
+	}
+	p.addName(body, false, allow)
+}
+
+func (p *parser) addRegexp(expr []byte, k Kind, line []byte) {
+	if _, err := compileRule(string(expr)); err != nil {
+		p.reject(reasonBadRegexp, line)
+		return
+	}
+	p.add(k, expr)
+}
+
+// addName validates, normalizes and keeps one name; a leading "*." makes it
+// a rule for the names below. inHosts tells whether it follows an IP address,
+// where a numeric name is a misplaced address.
+func (p *parser) addName(tok []byte, inHosts, allow bool) {
+	below := bytes.HasPrefix(tok, []byte("*."))
+	if below {
+		tok = tok[2:]
+	}
+	tok = bytes.TrimSuffix(tok, []byte("."))
+	if bytes.IndexByte(tok, '*') >= 0 {
+		p.reject(reasonWildcard, tok)
+		return
+	}
+	name, reason := p.normalize(tok)
+	if reason != "" {
+		p.reject(reason, tok)
+		return
 	}
 	if isLoopbackName(name) {
 		return
@@ -186,7 +352,49 @@ func (p *parser) addName(tok []byte, inHosts bool) {
 		p.reject(reason, tok)
 		return
 	}
-	p.names.add(name)
+	k := Block
+	switch {
+	case below && allow:
+		k = AllowBelow
+	case below:
+		k = BlockBelow
+	case allow:
+		k = Allow
+	}
+	p.add(k, name)
+}
+
+// normalize lowercases a name into p.buf, converting an internationalized name
+// to punycode, and returns why it is not a valid entry if it is not.
+func (p *parser) normalize(tok []byte) ([]byte, string) {
+	for _, c := range tok {
+		if c >= utf8.RuneSelf {
+			ascii, err := idna.Lookup.ToASCII(string(tok))
+			if err != nil {
+				return nil, reasonIDN
+			}
+			tok = []byte(ascii)
+			break
+		}
+	}
+	if reason := checkName(tok); reason != "" {
+		return nil, reason
+	}
+	name := p.buf[:len(tok)]
+	for i, c := range tok {
+		name[i] = lower(c)
+	}
+	return name, ""
+}
+
+// isCosmetic reports element-hiding and scriptlet rules ("example.com##.ad").
+func isCosmetic(line []byte) bool {
+	for _, m := range [...]string{"##", "#@#", "#?#", "#$#", "#%#"} {
+		if bytes.Contains(line, []byte(m)) {
+			return true
+		}
+	}
+	return false
 }
 
 // cutComment drops a comment: '#' at the start of the line or after
@@ -274,27 +482,13 @@ func checkName(name []byte) string {
 				return reasonLabelLong
 			}
 		default:
-			return syntaxReason(name)
+			return reasonBadChar
 		}
 	}
 	if label == 0 {
 		return reasonEmptyLabel
 	}
 	return ""
-}
-
-// syntaxReason names the list syntax a token with invalid characters seems
-// to use, to point at a list configured with the wrong format.
-func syntaxReason(tok []byte) string {
-	switch {
-	case bytes.HasPrefix(tok, []byte("||")), bytes.HasPrefix(tok, []byte("@@")), bytes.IndexByte(tok, '^') >= 0:
-		return reasonAdblock
-	case bytes.IndexByte(tok, '*') >= 0:
-		return reasonWildcard
-	case len(tok) > 1 && tok[0] == '/' && tok[len(tok)-1] == '/':
-		return reasonRegexp
-	}
-	return reasonBadChar
 }
 
 func isNameChar(c byte) bool {
@@ -306,47 +500,4 @@ func lower(c byte) byte {
 		return c + 'a' - 'A'
 	}
 	return c
-}
-
-// stringBatch turns names into strings that share one allocation per chunk:
-// a million separate small strings cost noticeably more heap and GC work.
-// Entries of one list live and die together, so sharing pins nothing extra.
-type stringBatch struct {
-	buf  []byte
-	ends []int
-	out  []string
-}
-
-func (b *stringBatch) add(name []byte) {
-	if len(b.buf)+len(name) > cap(b.buf) {
-		b.flush()
-		if b.buf == nil {
-			b.buf = make([]byte, 0, chunkSize)
-		}
-	}
-	b.buf = append(b.buf, name...)
-	b.ends = append(b.ends, len(b.buf))
-}
-
-func (b *stringBatch) flush() {
-	if len(b.ends) == 0 {
-		return
-	}
-	s := string(b.buf)
-	start := 0
-	for _, end := range b.ends {
-		b.out = append(b.out, s[start:end])
-		start = end
-	}
-	b.buf, b.ends = b.buf[:0], b.ends[:0]
-}
-
-// finish returns the names; the slice is kept for the list's lifetime, so
-// spare capacity left by append growth is dropped.
-func (b *stringBatch) finish() []string {
-	b.flush()
-	if cap(b.out)-len(b.out) > len(b.out)/8 {
-		return slices.Clone(b.out)
-	}
-	return b.out
 }

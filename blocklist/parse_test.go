@@ -3,6 +3,7 @@ package blocklist
 import (
 	"errors"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -22,12 +23,14 @@ func TestParse(t *testing.T) {
 		invalid  int
 		examples []string // substrings expected in Stats.Examples, in order
 		lines    int      // checked when non-zero
+
+		unsupported int
 	}{
 		{name: "one per line", in: "a.com\nb.org\n", want: []string{"a.com", "b.org"}, lines: 2},
 		{name: "no final newline", in: "a.com\nb.org", want: []string{"a.com", "b.org"}, lines: 2},
 		{name: "BOM", in: "\xef\xbb\xbfa.com\nb.com\n", want: []string{"a.com", "b.com"}},
-		{name: "BOM only on first line", in: "a.com\n\xef\xbb\xbfb.com\n", want: []string{"a.com"}, invalid: 1,
-			examples: []string{"t.txt:2: invalid character"}},
+		// Only line 1 may start with a BOM; elsewhere IDNA mapping drops it (a default-ignorable code point).
+		{name: "BOM after line 1", in: "a.com\n\xef\xbb\xbfb.com\n", want: []string{"a.com", "b.com"}},
 		{name: "CRLF", in: "a.com\r\nb.com\r\n", want: []string{"a.com", "b.com"}},
 		{name: "blank lines and whitespace", in: "\n  \n\t a.com \t\n\n", want: []string{"a.com"}, lines: 4},
 		{name: "comments", in: "# hash\n! bang\n  # indented\n!a.com\na.com\n", want: []string{"a.com"}},
@@ -61,19 +64,36 @@ func TestParse(t *testing.T) {
 			examples: []string{"t.txt:2: bare IP address"}},
 		{name: "numeric name that is no IP", in: "1.2.3\n", want: []string{"1.2.3"}},
 		{
-			name:    "other syntaxes",
-			in:      "a.com\n||ads.com^\n@@ok.com\n*.x.com\n/ads[0-9]+/\naddress=/x.com/0.0.0.0\nx.com/path\n",
-			want:    []string{"a.com"},
-			invalid: 6,
+			name: "adblock and other syntaxes",
+			in: "a.com\n||ads.com^\n@@||ok.com^\n*.x.com\n/ads[0-9]+\\./\n@@/^good/\n||Y.com^|\n||*.w.com^\n" +
+				"address=/x.com/0.0.0.0\nx.com/path\n",
+			want:    []string{"a.com", "ads.com", "@@||ok.com^", "*.x.com", "/ads[0-9]+\\./", "@@/^good/", "y.com", "*.w.com"},
+			invalid: 2,
 			examples: []string{
-				`t.txt:2: adblock rule: "||ads.com^"`,
-				`t.txt:3: adblock rule: "@@ok.com"`,
-				`t.txt:4: wildcard: "*.x.com"`,
-				`t.txt:5: regular expression: "/ads[0-9]+/"`,
-				`t.txt:6: invalid character: "address=/x.com/0.0.0.0"`,
+				`t.txt:9: invalid character: "address=/x.com/0.0.0.0"`,
+				`t.txt:10: invalid character: "x.com/path"`,
 			},
 		},
-		{name: "non-ASCII", in: "a.com\nbücher.de\n", want: []string{"a.com"}, invalid: 1, examples: []string{"t.txt:2: invalid character"}},
+		{
+			name: "adblock rules we cannot honour",
+			in: "[Adblock Plus 2.0]\n||a.com^\n||b.com^$third-party\n@@||c.com^$important\nexample.com##.banner\n" +
+				"example.org#@#.ad\n|http://x.com/ad\n||x.com/ad.js^\n@@ok.com\n/bad/$important\n",
+			want:        []string{"a.com"},
+			unsupported: 8,
+			examples: []string{
+				`t.txt:3: unsupported: adblock rule with $modifiers: "||b.com^$third-party"`,
+				`t.txt:4: unsupported: adblock rule with $modifiers`,
+				`t.txt:5: unsupported: cosmetic (element hiding) rule: "example.com##.banner"`,
+				`t.txt:6: unsupported: cosmetic`,
+				`t.txt:7: unsupported: adblock rule for a URL, not a domain`,
+			},
+		},
+		{name: "bad regexp", in: "/a(/\nok.com\n", want: []string{"ok.com"}, invalid: 1, examples: []string{`t.txt:1: invalid regular expression: "/a(/"`}},
+		{name: "wildcard elsewhere", in: "a.*.com\n*a.com\nok.com\n", want: []string{"ok.com"}, invalid: 2,
+			examples: []string{`t.txt:1: wildcard other than a leading *.: "a.*.com"`}},
+		{name: "hosts wildcard", in: "0.0.0.0 *.ads.com\n", want: []string{"*.ads.com"}},
+		{name: "IDN to punycode", in: "bücher.de\n||MÜNCHEN.de^\n*.café.fr\n", want: []string{"xn--bcher-kva.de", "xn--mnchen-3ya.de", "*.xn--caf-dma.fr"}},
+		{name: "bad IDN", in: "a.com\nb\u00fc\u0000cher.de\n", want: []string{"a.com"}, invalid: 1, examples: []string{"t.txt:2: invalid"}},
 		{name: "two names without IP", in: "a.com b.com\nc.com\n", want: []string{"c.com"}, invalid: 1,
 			examples: []string{`t.txt:1: several names without an IP address: "a.com b.com"`}},
 		{name: "empty labels", in: ".a.com\na..com\na.com..\nok.com\n..\n", want: []string{"ok.com"}, invalid: 4},
@@ -90,7 +110,7 @@ func TestParse(t *testing.T) {
 		{name: "comments only", in: "# nothing here\n\n! still nothing\n", want: nil},
 		{
 			name:     "examples capped",
-			in:       "a.com\n*.1\n*.2\n*.3\n*.4\n*.5\n*.6\n*.7\n",
+			in:       "a.com\n-a..1\n-a..2\n-a..3\n-a..4\n-a..5\n-a..6\n-a..7\n",
 			want:     []string{"a.com"},
 			invalid:  7,
 			examples: []string{"t.txt:2:", "t.txt:3:", "t.txt:4:", "t.txt:5:", "t.txt:6:"},
@@ -99,15 +119,19 @@ func TestParse(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, st, err := Parse(strings.NewReader(tt.in), "t.txt")
+			rules, st, err := Parse(strings.NewReader(tt.in), "t.txt")
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
+			got := ruleStrings(rules)
 			if !slices.Equal(got, tt.want) {
 				t.Errorf("entries = %q, want %q", got, tt.want)
 			}
-			if st.Entries != len(got) {
-				t.Errorf("Stats.Entries = %d, want %d", st.Entries, len(got))
+			if st.Rules != len(got) {
+				t.Errorf("Stats.Rules = %d, want %d", st.Rules, len(got))
+			}
+			if st.Unsupported != tt.unsupported {
+				t.Errorf("Stats.Unsupported = %d, want %d (examples %q)", st.Unsupported, tt.unsupported, st.Examples)
 			}
 			if st.Invalid != tt.invalid {
 				t.Errorf("Stats.Invalid = %d, want %d (examples %q)", st.Invalid, tt.invalid, st.Examples)
@@ -115,7 +139,7 @@ func TestParse(t *testing.T) {
 			if tt.lines != 0 && st.Lines != tt.lines {
 				t.Errorf("Stats.Lines = %d, want %d", st.Lines, tt.lines)
 			}
-			if len(st.Examples) != min(st.Invalid, maxExamples) {
+			if len(st.Examples) != min(st.Invalid+st.Unsupported, maxExamples) {
 				t.Errorf("%d examples for %d invalid: %q", len(st.Examples), st.Invalid, st.Examples)
 			}
 			for i, want := range tt.examples {
@@ -143,9 +167,9 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{
 			name:    "all invalid",
-			r:       strings.NewReader("# adblock list\n||a.com^\n||b.com^\n"),
+			r:       strings.NewReader("# broken list\na..com\n-b..com\n"),
 			wantErr: ErrNoValidEntries,
-			want:    `2 invalid, e.g. list.txt:2: adblock rule: "||a.com^"`,
+			want:    `2 invalid and 0 unsupported lines, e.g. list.txt:2: empty label: "a..com"`,
 		},
 		{
 			name:    "only bare IPs",
@@ -186,11 +210,48 @@ func TestParseChunks(t *testing.T) {
 		want = append(want, name)
 		b.WriteString(strings.ToUpper(name) + "\n")
 	}
-	got, _, err := Parse(strings.NewReader(b.String()), "t")
+	rules, _, err := Parse(strings.NewReader(b.String()), "t")
 	if err != nil {
 		t.Fatal(err)
 	}
+	got := ruleStrings(rules)
 	if !slices.Equal(got, want) {
 		t.Fatalf("chunked entries differ: got %d, want %d", len(got), len(want))
+	}
+}
+
+func ruleStrings(rules []Rule) []string {
+	var out []string
+	for _, r := range rules {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+// TestParseRealSamples: the same real list in hosts and in AdGuard syntax parses to the same names,
+// with nothing rejected.
+func TestParseRealSamples(t *testing.T) {
+	names := func(path string) []string {
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		rules, st, err := Parse(f, path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Invalid+st.Unsupported != 0 || st.Rules != st.Kinds[Block] || st.Lines != 2013 {
+			t.Errorf("%s: %+v", path, st)
+		}
+		var out []string
+		for _, r := range rules {
+			out = append(out, r.Value)
+		}
+		return out
+	}
+	hosts, adblock := names("testdata/basic-hosts-sample.txt"), names("testdata/basic-adblock-sample.txt")
+	if len(hosts) != 2000 || !slices.Equal(hosts, adblock) {
+		t.Errorf("hosts gives %d names, adblock %d; equal: %v", len(hosts), len(adblock), slices.Equal(hosts, adblock))
 	}
 }

@@ -4,171 +4,329 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/bits"
 	"os"
+	"path"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"sort"
+	"strings"
 )
 
-// Source is one named list read from a file.
+// Source is one named list: a file, or a directory whose regular files are read in name order.
 type Source struct {
-	Name string // list name; used as a metric label and in logs
-	Path string
-	FS   fs.FS // nil: the OS file system; else Path is an fs.FS path
+	Name     string // list name; used as a metric label and in logs
+	Category string // free-form grouping shown by check and explain (e.g. ads, malware, apps)
+	Path     string // file or directory; for a URL list, the downloaded copy
+	FS       fs.FS  // nil: the OS file system; else Path is an fs.FS path
+	URL      string // for a URL list, where Path was downloaded from (shown by Explain)
+	// Allow makes it an allowlist: every rule in it allows instead of blocks.
+	Allow bool
+	// Optional makes a missing Path an empty list rather than an error: a URL list whose first
+	// download has not succeeded yet.
+	Optional bool
+}
+
+// Origin is where the list comes from, for people: its URL, else its path.
+func (src Source) Origin() string {
+	if src.URL != "" {
+		return src.URL
+	}
+	return src.Path
 }
 
 // ListInfo describes one list of a Set.
 type ListInfo struct {
-	Name string
-	// Entries counts the distinct entries this list contributes to the Set.
-	// An entry also present in an earlier list is counted there only, so the
-	// sum over lists equals Set.Len.
-	Entries  int
-	Invalid  int      // rejected lines or names, see Stats.Invalid
-	Examples []string // the first few rejections, see Stats.Examples
+	Name     string
+	Category string
+	Origin   string
+	Allow    bool
+	// Entries counts the distinct names this list contributes to the Set. A name also present in
+	// an earlier list is counted there only, so the sum over lists equals Set.Len.
+	Entries     int
+	Rules       [numKinds]int // rules by kind, duplicates included
+	Invalid     int           // rejected lines or names, see Stats.Invalid
+	Unsupported int           // see Stats.Unsupported
+	Examples    []string      // the first few rejections, see Stats.Examples
+	Files       int           // files read (a directory list has several)
 }
 
-// Set is an immutable set of blocked domains, safe for concurrent use.
+// RulesByKind returns the non-zero rule counts by kind name, for logs and metrics.
+func (l ListInfo) RulesByKind() map[string]int {
+	m := map[string]int{}
+	for k, n := range l.Rules {
+		if n > 0 {
+			m[Kind(k).String()] = n
+		}
+	}
+	return m
+}
+
+// Set is an immutable set of rules from several lists, safe for concurrent use.
 type Set struct {
-	// index maps an entry to its position in the concatenation of entries;
-	// the first list containing an entry owns it. A position rather than a
-	// list number lets Match return the stored entry without allocating, at
-	// no extra cost: a string key pads a uint16 value to 8 bytes anyway.
-	index   map[string]ref
-	entries [][]string // per list, as parsed; the map keys share these strings
-	start   []int      // start[i] is the position of entries[i][0]; one extra at the end
-	lists   []ListInfo
+	t        *table
+	attrs    []attr // attrs[0] is the zero attr
+	regexps  []regexRule
+	lists    []ListInfo
+	hasAllow bool // any allow rule: a block hit must look further for one
 }
 
-// ref locates an entry: pos in the concatenation of entries (of its first list, whose copy of the
-// text Match returns) and the lists that contain it, one bit per list (the first 64 lists).
-type ref struct {
-	pos   int
-	lists uint64
+// attr says which lists hold which kinds of rule for one name, one bit per list.
+type attr struct {
+	block, below, allow, allowBelow uint64
 }
 
-// MaxMaskedLists is how many lists MatchIn can select among.
-const MaxMaskedLists = 64
+func (a *attr) set(k Kind, bit uint64) {
+	switch k {
+	case Block:
+		a.block |= bit
+	case BlockBelow:
+		a.below |= bit
+	case Allow:
+		a.allow |= bit
+	case AllowBelow:
+		a.allowBelow |= bit
+	}
+}
+
+func (a attr) any() uint64 { return a.block | a.below | a.allow | a.allowBelow }
+
+type regexRule struct {
+	list int
+	kind Kind
+	re   *regexp.Regexp
+	rule string // as written: "/expr/"
+}
+
+// caseless makes rule expressions match names in any case, as DNS names compare.
+const caseless = "(?i)"
+
+func compileRule(expr string) (*regexp.Regexp, error) { return regexp.Compile(caseless + expr) }
+
+// MaxLists is how many lists a Set can hold: a rule's lists are a 64-bit mask.
+const MaxLists = 64
+
+// MaxMaskedLists is how many lists MatchIn can select among (all of them).
+const MaxMaskedLists = MaxLists
 
 // ListMask selects lists by position (bit i is the i-th source) for MatchIn.
 type ListMask = uint64
 
-// parsed is one source's last good parse.
-type parsed struct {
-	entries []string
-	stats   Stats
-}
+const allLists ListMask = 1<<64 - 1
 
-func newSet(sources []Source, ps []parsed) *Set {
-	total := 0
-	for _, p := range ps {
-		total += len(p.entries)
-	}
-	s := &Set{
-		index:   make(map[string]ref, total),
-		entries: make([][]string, len(ps)),
-		start:   make([]int, len(ps)+1),
-		lists:   make([]ListInfo, len(ps)),
-	}
-	pos := 0
-	for i, p := range ps {
-		s.entries[i] = p.entries
-		s.start[i] = pos
-		owned := 0
-		var bit uint64
-		if i < MaxMaskedLists {
-			bit = 1 << i
-		}
-		for _, e := range p.entries {
-			if r, dup := s.index[e]; dup {
-				r.lists |= bit
-				s.index[e] = r
-			} else {
-				s.index[e] = ref{pos: pos, lists: bit}
-				owned++
-			}
-			pos++
-		}
-		s.lists[i] = ListInfo{
-			Name:     sources[i].Name,
-			Entries:  owned,
-			Invalid:  p.stats.Invalid,
-			Examples: p.stats.Examples,
-		}
-	}
-	s.start[len(ps)] = pos
-	return s
-}
-
-// Match reports whether name or one of its parent domains is in the set, and
-// if so the list and entry that matched; the longest matching entry wins.
-// name may be mixed case and have a trailing dot. Match does not allocate and
-// does one map lookup per label of name, whatever the size of the set.
-// A nil Set matches nothing.
+// Match reports whether name is blocked: a block rule covers it (the longest matching name wins;
+// regular expressions are tried only when no name matches) and no allow rule does. It returns the
+// list and rule that decided. name may be mixed case and have a trailing dot. Match does one table
+// lookup per label of name, whatever the size of the set, and allocates nothing except when a
+// "*.d" rule matches. A nil Set matches nothing.
 func (s *Set) Match(name string) (list, rule string, ok bool) {
-	return s.match(name, 0, false)
+	return s.match(name, allLists)
 }
 
-// MatchIn is Match restricted to the lists in mask (bit i: the i-th source; only the first
-// MaxMaskedLists lists can be selected). An entry found in several selected lists is reported for
+// MatchIn is Match restricted to the block rules of the lists in mask (bit i: the i-th source).
+// Allow rules apply whatever the mask. A rule found in several selected lists is reported for
 // the first of them.
 func (s *Set) MatchIn(name string, mask ListMask) (list, rule string, ok bool) {
-	return s.match(name, mask, true)
+	return s.match(name, mask)
 }
 
-func (s *Set) match(name string, mask ListMask, masked bool) (list, rule string, ok bool) {
-	if s == nil || len(s.index) == 0 {
+func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
+	if s == nil || s.t.n == 0 && len(s.regexps) == 0 {
 		return "", "", false
 	}
+	var buf [maxNameLen]byte
+	q, ok := lowerName(&buf, name)
+	if !ok {
+		return "", "", false
+	}
+	hit, hitSlot, below := -1, 0, false
+	for i := 0; ; {
+		if idx := s.t.find(q[i:]); idx >= 0 {
+			a := &s.attrs[s.t.slots[idx].attr]
+			blocks, allows := a.block, a.allow
+			if i > 0 { // q is below this name
+				blocks |= a.below
+				allows |= a.allowBelow
+			}
+			if allows != 0 {
+				return "", "", false
+			}
+			if hit < 0 && blocks&mask != 0 {
+				hit, hitSlot = bits.TrailingZeros64(blocks&mask), idx
+				below = a.block&mask&(1<<hit) == 0
+				if !s.hasAllow {
+					break
+				}
+			}
+		}
+		dot := bytes.IndexByte(q[i:], '.')
+		if dot < 0 {
+			break
+		}
+		i += dot + 1
+	}
+	// Expressions see the name as given (they are compiled case-insensitive): matching the
+	// lowered copy would move its buffer to the heap.
+	name = name[:len(q)]
+	if hit >= 0 {
+		if s.allowedByRegexp(name) {
+			return "", "", false
+		}
+		rule := s.t.nameString(s.t.slots[hitSlot].off)
+		if below {
+			rule = "*." + rule
+		}
+		return s.lists[hit].Name, rule, true
+	}
+	for _, r := range s.regexps {
+		if r.kind == Regexp && mask&(1<<r.list) != 0 && r.re.MatchString(name) {
+			if s.allowedByRegexp(name) {
+				return "", "", false
+			}
+			return s.lists[r.list].Name, r.rule, true
+		}
+	}
+	return "", "", false
+}
+
+func (s *Set) allowedByRegexp(name string) bool {
+	for _, r := range s.regexps {
+		if r.kind == AllowRegexp && r.re.MatchString(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// lowerName copies name into buf, lowercased and without a trailing dot; ok is false for names
+// no entry can equal (the root, empty, too long).
+func lowerName(buf *[maxNameLen]byte, name string) ([]byte, bool) {
 	n := len(name)
 	if n > 0 && name[n-1] == '.' {
 		n--
 	}
 	if n == 0 || n > maxNameLen {
-		return "", "", false // the root, or too long to equal any entry
+		return nil, false
 	}
-	var buf [maxNameLen]byte
 	for i := range n {
 		buf[i] = lower(name[i])
 	}
-	// Suffixes from the longest down, so the first hit is the most specific.
+	return buf[:n], true
+}
+
+// Hit is one rule that matches a name.
+type Hit struct {
+	List     string
+	Category string
+	Origin   string // the list's URL or path
+	Kind     Kind
+	Rule     string // as written in a list: "a.com", "*.a.com", "@@||a.com^", "/re/"
+	// File and Line locate the rule in the list's files; filled in by Live.Explain.
+	File string
+	Line int
+
+	value string // the name or expression, as stored
+}
+
+// Explanation says why a name is blocked or not.
+type Explanation struct {
+	Name    string
+	Blocked bool
+	// Decided is the rule that blocks the name (nil if not blocked); Overridden, the allow rule
+	// that let it through although block rules match (nil if none).
+	Decided    *Hit
+	Overridden *Hit
+	// Hits is every rule that matches, most specific name first, regular expressions last.
+	Hits []Hit
+}
+
+// Explain lists every rule of the set that matches name and says which decides; it follows the
+// same precedence as Match: an allow rule wins over any block rule; among block rules the most
+// specific name wins, and regular expressions count only when no name matches.
+func (s *Set) Explain(name string) Explanation {
+	e := Explanation{Name: strings.TrimSuffix(strings.ToLower(name), ".")}
+	if s == nil {
+		return e
+	}
+	var buf [maxNameLen]byte
+	q, ok := lowerName(&buf, name)
+	if !ok {
+		return e
+	}
+	hit := func(list int, k Kind, v string) Hit {
+		l := s.lists[list]
+		return Hit{List: l.Name, Category: l.Category, Origin: l.Origin, Kind: k, Rule: formatRule(k, v), value: v}
+	}
+	var named, regexps []Hit
 	for i := 0; ; {
-		if r, found := s.index[string(buf[i:n])]; found && (!masked || r.lists&mask != 0) {
-			owner := s.listAt(r.pos)
-			rule := s.entries[owner][r.pos-s.start[owner]]
-			if !masked {
-				return s.lists[owner].Name, rule, true
+		if idx := s.t.find(q[i:]); idx >= 0 {
+			a := s.attrs[s.t.slots[idx].attr]
+			v := s.t.nameString(s.t.slots[idx].off)
+			add := func(k Kind, m uint64) {
+				for ; m != 0; m &= m - 1 {
+					named = append(named, hit(bits.TrailingZeros64(m), k, v))
+				}
 			}
-			return s.lists[bits.TrailingZeros64(r.lists&mask)].Name, rule, true
+			add(Allow, a.allow)
+			add(Block, a.block)
+			if i > 0 {
+				add(AllowBelow, a.allowBelow)
+				add(BlockBelow, a.below)
+			}
 		}
-		dot := bytes.IndexByte(buf[i:n], '.')
+		dot := bytes.IndexByte(q[i:], '.')
 		if dot < 0 {
-			return "", "", false
+			break
 		}
 		i += dot + 1
 	}
-}
-
-// listAt returns the list whose entries hold position pos.
-func (s *Set) listAt(pos int) int {
-	lo, hi := 0, len(s.lists)-1
-	for lo < hi {
-		mid := int(uint(lo+hi+1) >> 1)
-		if s.start[mid] <= pos {
-			lo = mid
-		} else {
-			hi = mid - 1
+	for _, r := range s.regexps {
+		if r.re.Match(q) {
+			regexps = append(regexps, hit(r.list, r.kind, strings.TrimPrefix(r.re.String(), caseless)))
 		}
 	}
-	return lo
+	e.Hits = append(named, regexps...)
+	// The same precedence as match: any allow rule wins; the most specific named block rule
+	// decides, and a block expression only when no named block rule matches.
+	var block, allow *Hit
+	for i := range e.Hits {
+		h := &e.Hits[i]
+		switch {
+		case h.Kind.IsAllow():
+			if allow == nil {
+				allow = h
+			}
+		case block == nil:
+			block = h
+		}
+	}
+	if block == nil {
+		return e
+	}
+	e.Overridden = allow
+	if allow == nil {
+		e.Blocked, e.Decided = true, block
+	}
+	return e
 }
 
-// Len returns the number of distinct entries.
+// Len returns the number of distinct names (regular expressions not included).
 func (s *Set) Len() int {
 	if s == nil {
 		return 0
 	}
-	return len(s.index)
+	return s.t.n
+}
+
+// Bytes is the memory the set's table and names hold.
+func (s *Set) Bytes() int {
+	if s == nil {
+		return 0
+	}
+	return s.t.bytes()
 }
 
 // Lists describes each list, in source order. The result is a copy.
@@ -183,42 +341,33 @@ func (s *Set) Lists() []ListInfo {
 	return out
 }
 
-// Load reads every source and builds a Set. Any source that cannot be read or
-// parsed is an error naming it; errors of all sources are joined, and the Set
-// is nil.
+// Load reads every source and builds a Set. Any source that cannot be read or parsed is an error
+// naming it (an Optional source whose file is missing is an empty list); errors of all sources
+// are joined, and the Set is nil.
 func Load(sources []Source) (*Set, []ListInfo, error) {
-	ps, err := loadAll(sources)
-	if err != nil {
+	if err := checkSources(sources); err != nil {
 		return nil, nil, err
 	}
-	s := newSet(sources, ps)
-	return s, s.Lists(), nil
-}
-
-func loadAll(sources []Source) ([]parsed, error) {
-	if err := checkSources(sources); err != nil {
-		return nil, err
-	}
-	ps := make([]parsed, len(sources))
-	var errs []error
-	for i, src := range sources {
-		p, err := src.read()
-		if err != nil {
-			errs = append(errs, err)
-			continue
+	s, failed := build(sources, nil, nil)
+	if len(failed) > 0 {
+		errs := make([]error, 0, len(failed))
+		for _, src := range sources {
+			if err, ok := failed[src.Name]; ok {
+				errs = append(errs, err)
+			}
 		}
-		ps[i] = p
+		return nil, nil, errors.Join(errs...)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return ps, nil
+	return s, s.Lists(), nil
 }
 
 // checkSources rejects names that would make metrics and results ambiguous.
 func checkSources(sources []Source) error {
-	seen := make(map[string]bool, len(sources))
 	var errs []error
+	if len(sources) > MaxLists {
+		errs = append(errs, fmt.Errorf("%d lists configured; at most %d are supported (merge lists into a directory list)", len(sources), MaxLists))
+	}
+	seen := make(map[string]bool, len(sources))
 	for i, src := range sources {
 		switch {
 		case src.Name == "":
@@ -231,24 +380,318 @@ func checkSources(sources []Source) error {
 	return errors.Join(errs...)
 }
 
-// read opens and parses the source; errors name the list.
-func (src Source) read() (parsed, error) {
+// build makes a Set from sources. A source that fails is reported in failed and, when old is
+// given, keeps what it had in old (keep maps a source index to its index in old, -1 for none).
+// Reading a list can fail halfway (a read error after some rules were added); the build then
+// starts over with that list marked failed, so a Set never holds part of a list.
+func build(sources []Source, old *Set, keep []int) (*Set, map[string]error) {
+	failed := map[string]error{}
+	for {
+		hint := 0
+		for _, src := range sources {
+			if failed[src.Name] == nil {
+				hint += src.countLines()
+			}
+		}
+		if old != nil {
+			hint = max(hint, old.Len())
+		}
+		b := newBuilder(hint, len(sources))
+		restart := false
+		for i, src := range sources {
+			info := ListInfo{Name: src.Name, Category: src.Category, Origin: src.Origin(), Allow: src.Allow}
+			if failed[src.Name] == nil {
+				st, files, err := src.read(func(k Kind, v []byte, _ int) { b.add(i, k, v) })
+				info.Rules, info.Invalid, info.Unsupported, info.Examples, info.Files = st.Kinds, st.Invalid, st.Unsupported, st.Examples, files
+				if err != nil {
+					failed[src.Name] = err
+					if st.Rules > 0 { // part of it is in b
+						restart = true
+						break
+					}
+				}
+			}
+			if failed[src.Name] != nil {
+				info = ListInfo{Name: src.Name, Category: src.Category, Origin: src.Origin(), Allow: src.Allow}
+				if old != nil && keep != nil && keep[i] >= 0 {
+					b.copyList(old, keep[i], i)
+					info = old.lists[keep[i]]
+				}
+			}
+			b.lists = append(b.lists, info)
+		}
+		if !restart {
+			return b.finish(), failed
+		}
+	}
+}
+
+// builder accumulates rules into a new table.
+type builder struct {
+	t       *table
+	attrs   []attr
+	attrIdx map[attr]uint16
+	regexps []regexRule
+	lists   []ListInfo
+	owned   []int
+	err     error
+	// The last attr transition, reused: a list's rules nearly all turn one attr into the same next.
+	lastFrom, lastTo uint16
+	lastKind         Kind
+	lastList         int
+}
+
+func newBuilder(hint, nlists int) *builder {
+	return &builder{
+		t: newTable(hint), attrs: []attr{{}}, attrIdx: map[attr]uint16{{}: 0},
+		owned: make([]int, nlists), lastList: -1,
+	}
+}
+
+func (b *builder) add(list int, k Kind, v []byte) {
+	if k == Regexp || k == AllowRegexp {
+		re, err := compileRule(string(v)) // the parser checked it compiles
+		if err == nil {
+			b.regexps = append(b.regexps, regexRule{list: list, kind: k, re: re, rule: formatRule(k, string(v))})
+		}
+		return
+	}
+	idx, added := b.t.insert(v, 0)
+	if added {
+		b.owned[list]++
+	}
+	s := &b.t.slots[idx]
+	if list == b.lastList && k == b.lastKind && s.attr == b.lastFrom {
+		s.attr = b.lastTo
+		return
+	}
+	from := s.attr
+	a := b.attrs[from]
+	a.set(k, 1<<list)
+	to, ok := b.attrIdx[a]
+	if !ok {
+		if len(b.attrs) > 1<<16-1 {
+			b.err = errors.New("too many distinct combinations of lists and rule kinds")
+			return
+		}
+		to = uint16(len(b.attrs))
+		b.attrs = append(b.attrs, a)
+		b.attrIdx[a] = to
+	}
+	s.attr = to
+	b.lastList, b.lastKind, b.lastFrom, b.lastTo = list, k, from, to
+}
+
+// copyList adds the rules list from had in old as list to.
+func (b *builder) copyList(old *Set, from, to int) {
+	bit := uint64(1) << from
+	for _, s := range old.t.slots {
+		if s.off == 0 {
+			continue
+		}
+		a := old.attrs[s.attr]
+		if a.any()&bit == 0 {
+			continue
+		}
+		name := old.t.name(s.off)
+		for _, km := range [...]struct {
+			k Kind
+			m uint64
+		}{{Block, a.block}, {BlockBelow, a.below}, {Allow, a.allow}, {AllowBelow, a.allowBelow}} {
+			if km.m&bit != 0 {
+				b.add(to, km.k, name)
+			}
+		}
+	}
+	for _, r := range old.regexps {
+		if r.list == from {
+			r.list = to
+			b.regexps = append(b.regexps, r)
+		}
+	}
+}
+
+func (b *builder) finish() *Set {
+	b.t.trim()
+	s := &Set{t: b.t, attrs: slices.Clip(b.attrs), regexps: b.regexps, lists: b.lists}
+	for i := range s.lists {
+		s.lists[i].Entries = b.owned[i]
+	}
+	for _, a := range s.attrs {
+		s.hasAllow = s.hasAllow || a.allow|a.allowBelow != 0
+	}
+	// Block expressions first so Match stops early; allow ones are only tried after a block hit.
+	sort.SliceStable(s.regexps, func(i, j int) bool { return s.regexps[i].kind < s.regexps[j].kind })
+	return s
+}
+
+// files lists what to read: the file itself, or a directory's regular files in name order
+// (hidden files, such as a ConfigMap's ..data entries and editors' temporary files, skipped).
+func (src Source) files() ([]string, error) {
 	var (
-		f   fs.File
+		fi  fs.FileInfo
 		err error
 	)
 	if src.FS != nil {
-		f, err = src.FS.Open(src.Path)
+		fi, err = fs.Stat(src.FS, src.Path)
 	} else {
-		f, err = os.Open(src.Path)
+		fi, err = os.Stat(src.Path)
 	}
 	if err != nil {
-		return parsed{}, fmt.Errorf("blocklist %q: %w", src.Name, err)
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return []string{src.Path}, nil
+	}
+	var entries []fs.DirEntry
+	if src.FS != nil {
+		entries, err = fs.ReadDir(src.FS, src.Path)
+	} else {
+		entries, err = os.ReadDir(src.Path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(src.Path, e.Name())
+		if src.FS != nil {
+			p = path.Join(src.Path, e.Name())
+		}
+		// Follow symlinks (ConfigMap keys are links into ..data): stat, not the entry's type.
+		var fi fs.FileInfo
+		if src.FS != nil {
+			fi, err = fs.Stat(src.FS, p)
+		} else {
+			fi, err = os.Stat(p)
+		}
+		if err == nil && fi.Mode().IsRegular() {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// exists reports whether the source's path is there.
+func (src Source) exists() bool {
+	_, err := src.files()
+	return err == nil
+}
+
+func (src Source) open(p string) (io.ReadCloser, error) {
+	if src.FS != nil {
+		return src.FS.Open(p)
+	}
+	return os.Open(p)
+}
+
+// read parses every file of the source, calling emit for each rule (Allow sources turn every rule
+// into an allow rule). Errors name the list.
+func (src Source) read(emit emitFunc) (Stats, int, error) {
+	files, err := src.files()
+	if err != nil {
+		if src.Optional && errors.Is(err, fs.ErrNotExist) {
+			return Stats{}, 0, nil
+		}
+		return Stats{}, 0, fmt.Errorf("blocklist %q: %w", src.Name, err)
+	}
+	if src.Allow {
+		inner := emit
+		emit = func(k Kind, v []byte, line int) { inner(k.allowing(), v, line) }
+	}
+	var total Stats
+	var errs []error
+	for _, p := range files {
+		st, err := src.readFile(p, emit)
+		total.Lines += st.Lines
+		total.Rules += st.Rules
+		for k := range st.Kinds {
+			total.Kinds[k] += st.Kinds[k]
+		}
+		total.Invalid += st.Invalid
+		total.Unsupported += st.Unsupported
+		total.Examples = append(total.Examples, st.Examples...)[:min(maxExamples, len(total.Examples)+len(st.Examples))]
+		if err != nil && (len(files) == 1 || !errors.Is(err, ErrNoValidEntries)) {
+			errs = append(errs, err) // in a directory, one file of comments only is not an error
+		}
+	}
+	if src.Allow {
+		var kinds [numKinds]int
+		for k, n := range total.Kinds {
+			kinds[Kind(k).allowing()] += n
+		}
+		total.Kinds = kinds
+	}
+	if err := errors.Join(errs...); err != nil {
+		return total, len(files), fmt.Errorf("blocklist %q: %w", src.Name, err)
+	}
+	return total, len(files), nil
+}
+
+func (src Source) readFile(p string, emit emitFunc) (Stats, error) {
+	f, err := src.open(p)
+	if err != nil {
+		return Stats{}, err
 	}
 	defer f.Close()
-	entries, st, err := Parse(f, src.Path)
+	return scan(f, p, emit)
+}
+
+// countLines counts the lines of the source's files, to size the table before loading: a table
+// that grows while loading briefly holds its old and new slots.
+func (src Source) countLines() int {
+	files, err := src.files()
 	if err != nil {
-		return parsed{}, fmt.Errorf("blocklist %q: %w", src.Name, err)
+		return 0
 	}
-	return parsed{entries: entries, stats: st}, nil
+	n := 0
+	buf := make([]byte, 64<<10)
+	for _, p := range files {
+		f, err := src.open(p)
+		if err != nil {
+			continue
+		}
+		for {
+			k, err := f.Read(buf)
+			n += bytes.Count(buf[:k], []byte("\n"))
+			if err != nil {
+				break
+			}
+		}
+		f.Close()
+		n++ // a last line without a newline
+	}
+	return n
+}
+
+// locate finds the file and line of a rule in the source, reading it again: explaining is rare,
+// and keeping a line number per entry would cost memory on every entry.
+func (src Source) locate(k Kind, value string) (string, int) {
+	files, err := src.files()
+	if err != nil {
+		return "", 0
+	}
+	for _, p := range files {
+		f, err := src.open(p)
+		if err != nil {
+			continue
+		}
+		line := 0
+		_, _ = scan(f, p, func(rk Kind, v []byte, l int) {
+			if src.Allow {
+				rk = rk.allowing()
+			}
+			if line == 0 && rk == k && string(v) == value {
+				line = l
+			}
+		})
+		f.Close()
+		if line > 0 {
+			return p, line
+		}
+	}
+	return "", 0
 }
