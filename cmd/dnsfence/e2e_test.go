@@ -19,7 +19,7 @@ import (
 const testList = `# test list
 blocked.example
 ads.example.net
-||adblock-syntax.example^
+bad..name
 `
 
 func TestEndToEndForwardAndBlock(t *testing.T) {
