@@ -36,6 +36,7 @@ type Metrics struct {
 	listReloads      *prometheus.CounterVec
 	listLastSuccess  *prometheus.GaugeVec
 	listInvalid      *prometheus.GaugeVec
+	listLastOK       *prometheus.GaugeVec
 	configReloads    *prometheus.CounterVec
 	configLastOK     prometheus.Gauge
 	listInterval     *prometheus.GaugeVec
@@ -115,6 +116,10 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "blocklist", Name: "invalid_lines",
 			Help: "Lines of each blocklist skipped as invalid at its last successful load.",
 		}, []string{"list"}),
+		listLastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "blocklist", Name: "last_reload_success",
+			Help: "1 if the last load of each blocklist succeeded, 0 if it failed (the list then serves its last good entries).",
+		}, []string{"list"}),
 		configReloads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "config", Name: "reloads_total",
 			Help: "Config file reloads, by result (success, failure: the running config stays).",
@@ -181,7 +186,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors, m.upstreamHealthy,
-		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.configReloads, m.configLastOK, buildInfo,
+		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.listLastOK, m.configReloads, m.configLastOK, buildInfo,
 		m.listInterval, m.listRules, m.upstreamLastOK, m.cacheHits, m.cacheMisses, m.cacheStale, m.cachePrefetches,
 		m.cacheEvictions, m.cacheEntries, m.paused,
 	} {
@@ -260,9 +265,11 @@ func (m *Metrics) ListLoaded(list string, entries, invalid int, err error, at ti
 	m.listEntries.WithLabelValues(list).Set(float64(entries))
 	if err != nil {
 		m.listReloads.WithLabelValues(list, "failure").Inc()
+		m.listLastOK.WithLabelValues(list).Set(0)
 		return
 	}
 	m.listReloads.WithLabelValues(list, "success").Inc()
+	m.listLastOK.WithLabelValues(list).Set(1)
 	m.listInvalid.WithLabelValues(list).Set(float64(invalid))
 	m.listLastSuccess.WithLabelValues(list).Set(float64(at.Unix()))
 }
@@ -273,6 +280,9 @@ func (m *Metrics) InitList(list, app string, groups []string) {
 	if app == "" {
 		app = "other"
 	}
+	// Both results from the start, so increase() sees a list's first failure.
+	m.listReloads.WithLabelValues(list, "failure")
+	m.listReloads.WithLabelValues(list, "success")
 	for _, g := range groups {
 		m.blocked.WithLabelValues(list, app, g)
 	}
