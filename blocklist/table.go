@@ -2,7 +2,6 @@ package blocklist
 
 import (
 	"hash/maphash"
-	"math/bits"
 	"unsafe"
 )
 
@@ -50,8 +49,7 @@ func (t *table) hash(name []byte) (idx int, fp uint16) {
 	h := maphash.Bytes(t.seed, name)
 	// Multiply-shift maps the low half onto [0, len) without a power-of-two size, so the table
 	// can be sized to the list rather than rounded up to twice it.
-	hi, _ := bits.Mul64(h&0xffffffff, uint64(len(t.slots)))
-	return int(hi), uint16(h >> 48)
+	return int((h & 0xffffffff) * uint64(len(t.slots)) >> 32), uint16(h >> 48)
 }
 
 // name returns the stored name at off, without copying.
