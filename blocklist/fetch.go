@@ -35,6 +35,7 @@ const (
 	maxRetryAfter = time.Minute
 	maxBackoff    = time.Minute
 	backoffJitter = 0.2 // ±20% on each retry delay
+	refreshJitter = 0.1 // ±10% on each refresh interval, so lists sharing a host spread out
 	maxRedirects  = 10  // as net/http does when CheckRedirect is nil
 	drainLimit    = 4 << 10
 	// maxListNameLen leaves room, within a 255-byte file name, for the
@@ -417,6 +418,29 @@ func (f *Fetcher) cached(name, rawURL string) *cacheState {
 		return nil
 	}
 	return &cacheState{meta: meta, size: n}
+}
+
+// Refresh calls Fetch for name every interval, each wait jittered by ±10%,
+// until ctx is done, and calls done (if non-nil) after each attempt. The
+// first attempt comes after the first wait: the caller fetches at startup.
+// An attempt cut short by ctx is not reported. Refresh returns when ctx is
+// done, or at once if interval is not positive.
+func (f *Fetcher) Refresh(ctx context.Context, name, rawURL string, interval time.Duration, done func(FetchResult, error)) {
+	if interval <= 0 {
+		return
+	}
+	for {
+		if f.wait(ctx, f.jitter(interval, refreshJitter)) != nil {
+			return
+		}
+		res, err := f.Fetch(ctx, name, rawURL)
+		if ctx.Err() != nil {
+			return
+		}
+		if done != nil {
+			done(res, err)
+		}
+	}
 }
 
 // retryDelay says whether err after attempt (0-based) deserves another

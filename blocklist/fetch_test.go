@@ -865,7 +865,7 @@ func TestJitter(t *testing.T) {
 		want time.Duration
 	}{{0, 90 * time.Second}, {0.5, 100 * time.Second}, {0.75, 105 * time.Second}} {
 		f := &Fetcher{rand: func() float64 { return tc.r }}
-		if got := f.jitter(100*time.Second, 0.1); got != tc.want {
+		if got := f.jitter(100*time.Second, refreshJitter); got != tc.want {
 			t.Errorf("jitter with r=%v: %v, want %v", tc.r, got, tc.want)
 		}
 	}
@@ -882,4 +882,100 @@ func TestJitter(t *testing.T) {
 	if len(seen) < 2 {
 		t.Error("jitter is constant")
 	}
+}
+
+type refreshCall struct {
+	res FetchResult
+	err error
+}
+
+func TestRefresh(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	f := &Fetcher{CacheDir: t.TempDir()}
+	srv := newScriptServer(t, reply(200, listV1))
+	calls := make(chan refreshCall)
+	returned := make(chan struct{})
+	go func() {
+		defer close(returned)
+		f.Refresh(ctx, "ads", srv.URL, 20*time.Millisecond, func(res FetchResult, err error) {
+			select {
+			case calls <- refreshCall{res, err}:
+			case <-ctx.Done():
+			}
+		})
+	}()
+	for i := range 3 {
+		select {
+		case c := <-calls:
+			if c.err != nil || c.res.Status != 200 || c.res.Path != f.CachePath("ads") {
+				t.Errorf("call %d: %+v, %v", i, c.res, c.err)
+			}
+			if c.res.Changed != (i == 0) {
+				t.Errorf("call %d: Changed %v", i, c.res.Changed)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d refreshes", i)
+		}
+	}
+	cancel()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Refresh did not return after cancel")
+	}
+}
+
+// With the waits injected, Refresh is checked step by step: the first fetch
+// comes after the first wait, each wait is jittered, an error is reported,
+// and a fetch cut short by cancellation is not.
+func TestRefreshSteps(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	f := newTestClock().fetcher(t.TempDir())
+	f.Retries = -1
+	rands := []float64{0, 0.75, 0.5, 0.5}
+	f.rand = func() float64 {
+		r := rands[0]
+		rands = rands[1:]
+		return r
+	}
+	srv := newScriptServer(t, reply(200, listV1), reply(404, ""), func(w http.ResponseWriter, r *http.Request) {
+		cancel()
+		reply(200, listV2)(w, r)
+	})
+	var waits []time.Duration
+	f.sleep = func(ctx context.Context, d time.Duration) error {
+		if len(srv.requests()) != len(waits) {
+			t.Errorf("wait %d after %d fetches", len(waits), len(srv.requests()))
+		}
+		waits = append(waits, d)
+		return ctx.Err()
+	}
+	var calls []refreshCall
+	f.Refresh(ctx, "ads", srv.URL, 100*time.Second, func(res FetchResult, err error) {
+		calls = append(calls, refreshCall{res, err})
+	})
+
+	wantWaits := []time.Duration{90 * time.Second, 105 * time.Second, 100 * time.Second}
+	if !equalDurations(waits, wantWaits) {
+		t.Errorf("waits %v, want %v", waits, wantWaits)
+	}
+	if len(calls) != 2 {
+		t.Fatalf("%d calls, want 2: %+v", len(calls), calls)
+	}
+	if calls[0].err != nil || !calls[0].res.Changed {
+		t.Errorf("first call: %+v", calls[0])
+	}
+	if calls[1].err == nil || calls[1].res.Status != 404 || !calls[1].res.FromCache {
+		t.Errorf("second call: %+v", calls[1])
+	}
+}
+
+func TestRefreshBadInterval(t *testing.T) {
+	f := &Fetcher{CacheDir: t.TempDir(), sleep: func(context.Context, time.Duration) error {
+		t.Error("Refresh waited with a zero interval")
+		return nil
+	}}
+	f.Refresh(t.Context(), "ads", "http://127.0.0.1:1/", 0, func(FetchResult, error) { t.Error("Refresh fetched with a zero interval") })
 }
