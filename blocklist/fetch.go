@@ -65,6 +65,10 @@ type Fetcher struct {
 	Retries   int           // extra attempts after network errors, 5xx and 429; 0: 2, < 0: none
 	Backoff   time.Duration // first retry delay, doubled on each retry (capped at 1m), ±20% jitter; <= 0: 1s
 	UserAgent string        // "": "dnsfence"
+	// Check, if set, vets a new download before it replaces the cached copy (e.g. that it parses
+	// to at least one rule): a server's error page or an empty body must not become the copy a
+	// restart without network falls back on. An error keeps the old copy and is returned.
+	Check func(io.Reader) error
 
 	// Test hooks; nil means the real thing.
 	now   func() time.Time
@@ -338,6 +342,14 @@ func (f *Fetcher) save(actx context.Context, name, rawURL, shown string, resp *h
 		Fetched:      f.clock(),
 	}
 	res.Path, res.Bytes, res.Fetched = f.CachePath(name), n, meta.Fetched
+	if f.Check != nil && (prev == nil || prev.meta.SHA256 != meta.SHA256) {
+		if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+			return FetchResult{Status: res.Status}, fmt.Errorf("cache: %w", err)
+		}
+		if err := f.Check(tmp); err != nil {
+			return FetchResult{Status: res.Status}, fmt.Errorf("GET %s: %w", shown, err)
+		}
+	}
 	if prev == nil || prev.meta.SHA256 != meta.SHA256 {
 		if err := commitTemp(tmp, res.Path); err != nil {
 			return FetchResult{Status: res.Status}, fmt.Errorf("cache: %w", err)

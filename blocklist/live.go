@@ -57,7 +57,7 @@ func (r Result) Err() error {
 }
 
 // NewLive loads every source; unlike Reload it fails if any source does, so that the server does
-// not start with a list missing (an Optional source whose file is missing starts empty; Initial
+// not start with a list missing (an Optional source that is missing or fails starts empty; Initial
 // tells). onReload, if non-nil, is called by each Reload (not for this initial load); it must not
 // call Reload.
 func NewLive(sources []Source, onReload func(Result)) (*Live, error) {
@@ -67,19 +67,23 @@ func NewLive(sources []Source, onReload func(Result)) (*Live, error) {
 		return nil, err
 	}
 	s, failed := build(sources, nil, nil)
-	if len(failed) > 0 {
-		return nil, Result{Lists: s.Lists(), Failed: failed}.Err()
+	fatal := map[string]error{}
+	for _, src := range sources {
+		switch err := failed[src.Name]; {
+		case err != nil && !src.Optional:
+			fatal[src.Name] = err
+		case err == nil && src.Optional && !src.exists():
+			failed[src.Name] = fmt.Errorf("blocklist %q: not downloaded yet, starting without it", src.Name)
+		}
+	}
+	if len(fatal) > 0 {
+		return nil, Result{Lists: s.Lists(), Failed: fatal}.Err()
 	}
 	l := &Live{sources: sources, onReload: onReload}
 	l.set.Store(s)
 	l.initial = Result{Lists: s.Lists(), Entries: s.Len(), Duration: time.Since(start)}
-	for _, src := range sources {
-		if src.Optional && !src.exists() {
-			if l.initial.Failed == nil {
-				l.initial.Failed = map[string]error{}
-			}
-			l.initial.Failed[src.Name] = fmt.Errorf("blocklist %q: not downloaded yet, starting without it", src.Name)
-		}
+	if len(failed) > 0 {
+		l.initial.Failed = failed
 	}
 	return l, nil
 }

@@ -156,6 +156,15 @@ func Parse(r io.Reader, name string) ([]Rule, Stats, error) {
 	return rules, st, nil
 }
 
+// CheckList returns an error unless r parses to at least one rule; it fits Fetcher.Check.
+func CheckList(r io.Reader) error {
+	st, err := scan(r, "download", func(Kind, []byte, int) {})
+	if err == nil && st.Rules == 0 {
+		err = fmt.Errorf("%w: the list has no rules", ErrNoValidEntries)
+	}
+	return err
+}
+
 // emitFunc receives each valid rule; value is only valid during the call.
 type emitFunc func(kind Kind, value []byte, line int)
 

@@ -618,6 +618,11 @@ func (src Source) read(emit emitFunc) (Stats, int, error) {
 			errs = append(errs, err) // in a directory, one file of comments only is not an error
 		}
 	}
+	if src.URL != "" && total.Rules == 0 && len(errs) == 0 {
+		// A download that came back empty (a server error page, a truncated body) must not
+		// replace a good list with nothing.
+		errs = append(errs, fmt.Errorf("%w: the downloaded copy of %s has no rules", ErrNoValidEntries, src.URL))
+	}
 	if src.Allow {
 		var kinds [numKinds]int
 		for k, n := range total.Kinds {

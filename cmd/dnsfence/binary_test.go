@@ -232,7 +232,7 @@ func TestBinaryCommands(t *testing.T) {
 		{"help", []string{"-h"}, 0, nil, []string{"Usage:", "-listen", "-upstream", "-blocklist", "-http", "-config", "SIGHUP"}},
 		{"version", []string{"version"}, 0, []string{"dnsfence "}, nil},
 		{"check", []string{"check", "api.alipay.com", "example.com"}, 0,
-			[]string{`api.alipay.com: blocked by list "alipay" (app alipay), entry "alipay.com"`, "example.com: not blocked"}, nil},
+			[]string{`api.alipay.com: blocked by list "alipay" (app alipay), rule "alipay.com"`, "blocklists/apps/alipay.txt:", "example.com: not blocked"}, nil},
 		{"config.check ok", []string{"-config.check"}, 0, []string{"built-in config: OK"}, nil},
 		{"config.check bad", []string{"-config", bad, "-config.check"}, 1, nil, []string{"line 3: blocking.mode", "zeroip"}},
 		{"bad flag", []string{"-nope"}, 2, nil, []string{"flag provided but not defined"}},

@@ -9,7 +9,9 @@ import (
 	"io/fs"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -37,6 +39,8 @@ type Config struct {
 	Blocking        BlockingConfig `yaml:"blocking"`
 	Apps            AppSelection   `yaml:"apps"`
 	Blocklists      []ListConfig   `yaml:"blocklists"`
+	Allowlists      []ListConfig   `yaml:"allowlists"`
+	Downloads       DownloadConfig `yaml:"downloads"`
 	Groups          []GroupConfig  `yaml:"groups"`
 	Access          AccessConfig   `yaml:"access"`
 	Limits          LimitsConfig   `yaml:"limits"`
@@ -69,16 +73,56 @@ type BlockingConfig struct {
 	BlockedNets []string `yaml:"blocked_nets"`
 }
 
-// ListConfig is one blocklist: a file (path) or a list built into the binary (builtin). App, if
-// set, files its blocks under one of the curated apps (metrics, EDE text, check).
+// ListConfig is one list: a file or directory (path), an HTTP(S) URL (url, downloaded every
+// refresh into downloads.cache_dir) or a list built into the binary (builtin). App, if set, files
+// its blocks under one of the curated apps (metrics, EDE text, check).
 type ListConfig struct {
-	Name    string `yaml:"name"`
-	Path    string `yaml:"path"`
-	Builtin string `yaml:"builtin"`
-	App     string `yaml:"app"`
+	Name     string        `yaml:"name"`
+	Path     string        `yaml:"path"`
+	URL      string        `yaml:"url"`
+	Builtin  string        `yaml:"builtin"`
+	Category string        `yaml:"category"`
+	Refresh  time.Duration `yaml:"refresh"`
+	App      string        `yaml:"app"`
 	// Mode overrides blocking.mode for this list (nxdomain, null, refused; custom uses
 	// blocking.ipv4/ipv6). The built-in doh-bypass list defaults to nxdomain.
 	Mode string `yaml:"mode"`
+}
+
+// DownloadConfig is how URL lists are downloaded.
+type DownloadConfig struct {
+	// CacheDir keeps the last good download of each URL list, so a restart without network
+	// still serves it. Empty: $CACHE_DIRECTORY (systemd's CacheDirectory=), else the user's
+	// cache directory (~/.cache/dnsfence).
+	CacheDir  string        `yaml:"cache_dir"`
+	Timeout   time.Duration `yaml:"timeout"`
+	MaxSizeMB int           `yaml:"max_size_mb"`
+	Retries   int           `yaml:"retries"`
+}
+
+// defaultRefresh is how often a URL list is downloaded again when its refresh is not set.
+const defaultRefresh = 24 * time.Hour
+
+// refresh is the list's refresh interval.
+func (l ListConfig) refresh() time.Duration {
+	if l.Refresh > 0 {
+		return l.Refresh
+	}
+	return defaultRefresh
+}
+
+// cacheDir is where URL lists are cached.
+func (c *Config) cacheDir() string {
+	if c.Downloads.CacheDir != "" {
+		return c.Downloads.CacheDir
+	}
+	if d := os.Getenv("CACHE_DIRECTORY"); d != "" {
+		return strings.Split(d, ":")[0]
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "dnsfence")
+	}
+	return filepath.Join(os.TempDir(), "dnsfence-cache")
 }
 
 // mode is the sinkhole mode that applies to list l ("" means blocking.mode).
@@ -322,6 +366,7 @@ func defaults() Config {
 		RateLimit:       RateConfig{ClientQPS: 200, ClientBurst: 400, Slip: 2},
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
+		Downloads:       DownloadConfig{Timeout: 30 * time.Second, MaxSizeMB: 64, Retries: 2},
 		Log:             LogConfig{Format: "console", Level: "info"},
 	}
 }
@@ -529,34 +574,19 @@ func (c *Config) Validate() error {
 		}
 		names[id] = true
 	}
-	for i, l := range c.Blocklists {
-		p := fmt.Sprintf("blocklists[%d]", i)
-		switch {
-		case l.Name == "":
-			errs = append(errs, c.problem(p, "name is required"))
-		case names[l.Name] && configs.IsApp(l.Name):
-			errs = append(errs, c.problem(p+".name", "list name %q is taken by the enabled app list; name it otherwise (and set app: %s to file it under that app)", l.Name, l.Name))
-		case names[l.Name]:
-			errs = append(errs, c.problem(p+".name", "duplicate list name %q", l.Name))
-		}
-		if m := l.mode(); m != "" {
-			if _, err := resolver.ParseSinkholeMode(m); err != nil {
-				errs = append(errs, c.problem(p+".mode", "%v", err))
-			}
-		}
-		if l.App != "" && !configs.IsApp(l.App) {
-			errs = append(errs, c.problem(p+".app", "unknown app %q (valid: %s)", l.App, valid))
-		}
-		names[l.Name] = true
-		if (l.Path == "") == (l.Builtin == "") {
-			errs = append(errs, c.problem(p, "exactly one of path or builtin is required"))
-		}
-		if l.Builtin != "" {
-			if _, err := fs.Stat(configs.Lists(), configs.BuiltinPath(l.Builtin)); err != nil {
-				errs = append(errs, c.problem(p+".builtin", "unknown built-in list %q (built in: %s)",
-					l.Builtin, strings.Join(configs.Builtins(), ", ")))
-			}
-		}
+	errs = append(errs, c.validateLists("blocklists", c.Blocklists, names, valid)...)
+	errs = append(errs, c.validateLists("allowlists", c.Allowlists, names, valid)...)
+	if n := len(c.Apps) + len(c.Blocklists) + len(c.Allowlists); n > blocklist.MaxLists {
+		errs = append(errs, c.problem("blocklists", "at most %d lists (apps, blocklists and allowlists together) are supported, %d are configured; put files in a directory list", blocklist.MaxLists, n))
+	}
+	if c.Downloads.Timeout <= 0 {
+		errs = append(errs, c.problem("downloads.timeout", "must be positive"))
+	}
+	if c.Downloads.MaxSizeMB <= 0 {
+		errs = append(errs, c.problem("downloads.max_size_mb", "must be positive"))
+	}
+	if c.Downloads.Retries < 0 {
+		errs = append(errs, c.problem("downloads.retries", "must be 0 or more"))
 	}
 	errs = append(errs, c.validateGroups(names)...)
 	for _, l := range []struct {
@@ -657,15 +687,73 @@ func (c *Config) exposedListeners() []string {
 	return out
 }
 
+// validateLists checks the blocklists or allowlists section; names collects the list names so far.
+func (c *Config) validateLists(section string, lists []ListConfig, names map[string]bool, validApps string) []error {
+	var errs []error
+	allow := section == "allowlists"
+	for i, l := range lists {
+		p := fmt.Sprintf("%s[%d]", section, i)
+		switch {
+		case l.Name == "":
+			errs = append(errs, c.problem(p, "name is required"))
+		case names[l.Name] && configs.IsApp(l.Name):
+			errs = append(errs, c.problem(p+".name", "list name %q is taken by the enabled app list; name it otherwise (and set app: %s to file it under that app)", l.Name, l.Name))
+		case names[l.Name]:
+			errs = append(errs, c.problem(p+".name", "duplicate list name %q", l.Name))
+		}
+		names[l.Name] = true
+		if m := l.mode(); m != "" {
+			if allow {
+				errs = append(errs, c.problem(p+".mode", "an allowlist blocks nothing, so it has no sinkhole mode"))
+			} else if _, err := resolver.ParseSinkholeMode(m); err != nil {
+				errs = append(errs, c.problem(p+".mode", "%v", err))
+			}
+		}
+		switch {
+		case l.App != "" && allow:
+			errs = append(errs, c.problem(p+".app", "an allowlist blocks nothing, so it is filed under no app"))
+		case l.App != "" && !configs.IsApp(l.App):
+			errs = append(errs, c.problem(p+".app", "unknown app %q (valid: %s)", l.App, validApps))
+		}
+		set := 0
+		for _, v := range []string{l.Path, l.URL, l.Builtin} {
+			if v != "" {
+				set++
+			}
+		}
+		if set != 1 {
+			errs = append(errs, c.problem(p, "exactly one of path, url or builtin is required"))
+		}
+		if l.Builtin != "" {
+			if _, err := fs.Stat(configs.Lists(), configs.BuiltinPath(l.Builtin)); err != nil {
+				errs = append(errs, c.problem(p+".builtin", "unknown built-in list %q (built in: %s)",
+					l.Builtin, strings.Join(configs.Builtins(), ", ")))
+			}
+		}
+		if l.URL != "" {
+			if u, err := url.Parse(l.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, c.problem(p+".url", "want an http:// or https:// URL, got %q", l.URL))
+			}
+			if strings.ContainsAny(l.Name, `/\`) || strings.HasPrefix(l.Name, ".") {
+				errs = append(errs, c.problem(p+".name", "a URL list's name names its cache file: no slashes or leading dot"))
+			}
+		}
+		switch {
+		case l.Refresh != 0 && l.URL == "":
+			errs = append(errs, c.problem(p+".refresh", "only URL lists are refreshed (files reload when they change)"))
+		case l.Refresh != 0 && l.Refresh < time.Minute:
+			errs = append(errs, c.problem(p+".refresh", "at least 1m, got %s (be kind to list hosts)", l.Refresh))
+		}
+	}
+	return errs
+}
+
 // validateGroups checks the client groups; lists are the names of the enabled apps and lists.
 func (c *Config) validateGroups(lists map[string]bool) []error {
 	if len(c.Groups) == 0 {
 		return nil
 	}
 	var errs []error
-	if n := len(c.Apps) + len(c.Blocklists); n > blocklist.MaxMaskedLists {
-		errs = append(errs, c.problem("groups", "groups can select among at most %d lists; %d are configured", blocklist.MaxMaskedLists, n))
-	}
 	enabledApps := map[string]bool{}
 	for _, a := range c.Apps {
 		enabledApps[a] = true

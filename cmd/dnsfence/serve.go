@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -147,27 +149,62 @@ func listName(path string, existing []ListConfig) string {
 	}
 }
 
-// loadSet loads the configured lists once, for commands that do not serve.
+// loadSet loads the configured lists once, for commands that do not serve (URL lists from their
+// cached copy only: these commands do not download).
 func loadSet(cfg *Config) (*blocklist.Set, []blocklist.ListInfo, error) {
-	set, infos, err := blocklist.Load(listSources(cfg))
+	set, infos, err := blocklist.Load(listSources(cfg, newFetcher(cfg)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: blocklists: %w", cfg.source, err)
 	}
 	return set, infos, nil
 }
 
-// listSources are the lists to load: the enabled app lists first, then the configured ones.
-func listSources(cfg *Config) []blocklist.Source {
+// newFetcher downloads URL lists into the configured cache directory.
+func newFetcher(cfg *Config) *blocklist.Fetcher {
+	retries := cfg.Downloads.Retries
+	if retries == 0 {
+		retries = -1 // the Fetcher reads 0 as its default
+	}
+	return &blocklist.Fetcher{
+		CacheDir: cfg.cacheDir(), Timeout: cfg.Downloads.Timeout, Retries: retries,
+		MaxBytes: int64(cfg.Downloads.MaxSizeMB) << 20, UserAgent: "dnsfence/" + version,
+		Check: blocklist.CheckList,
+	}
+}
+
+// listSources are the lists to load: the enabled app lists first, then the configured blocklists,
+// then the allowlists. A URL list is read from its cached download.
+func listSources(cfg *Config, f *blocklist.Fetcher) []blocklist.Source {
 	var out []blocklist.Source
 	for _, id := range cfg.Apps {
-		out = append(out, blocklist.Source{Name: id, Path: configs.AppPath(id), FS: configs.Lists()})
+		out = append(out, blocklist.Source{Name: id, Category: "apps", Path: configs.AppPath(id), FS: configs.Lists()})
+	}
+	add := func(l ListConfig, allow bool) {
+		src := blocklist.Source{Name: l.Name, Category: l.Category, Path: l.Path, Allow: allow}
+		switch {
+		case l.Builtin != "":
+			src.Path, src.FS = configs.BuiltinPath(l.Builtin), configs.Lists()
+		case l.URL != "":
+			src.Path, src.URL, src.Optional = f.CachePath(l.Name), l.URL, true
+		}
+		out = append(out, src)
 	}
 	for _, l := range cfg.Blocklists {
-		if l.Builtin != "" {
-			out = append(out, blocklist.Source{Name: l.Name, Path: configs.BuiltinPath(l.Builtin), FS: configs.Lists()})
-			continue
+		add(l, false)
+	}
+	for _, l := range cfg.Allowlists {
+		add(l, true)
+	}
+	return out
+}
+
+// urlLists are the configured lists downloaded from a URL.
+func urlLists(cfg *Config) []ListConfig {
+	var out []ListConfig
+	for _, l := range slices.Concat(cfg.Blocklists, cfg.Allowlists) {
+		if l.URL != "" {
+			out = append(out, l)
 		}
-		out = append(out, blocklist.Source{Name: l.Name, Path: l.Path})
 	}
 	return out
 }
@@ -188,9 +225,9 @@ func listApps(cfg *Config) map[string]string {
 
 // logInvalid warns about a list's skipped lines, with the first few as file:line examples.
 func logInvalid(log *zap.Logger, l blocklist.ListInfo) {
-	if l.Invalid > 0 {
-		log.Warn("blocklist has invalid lines (skipped)", zap.String("list", l.Name),
-			zap.Int("invalid", l.Invalid), zap.Strings("examples", l.Examples))
+	if l.Invalid+l.Unsupported > 0 {
+		log.Warn("blocklist has lines it cannot use (skipped)", zap.String("list", l.Name),
+			zap.Int("invalid", l.Invalid), zap.Int("unsupported", l.Unsupported), zap.Strings("examples", l.Examples))
 	}
 }
 
@@ -320,6 +357,16 @@ type env struct {
 	metrics       *metrics.Metrics
 	report        *report.Report
 	inst          *instance
+	fetcher       *blocklist.Fetcher
+	// refreshed carries the results of URL list downloads to the reload loop.
+	refreshed chan refreshEvent
+}
+
+// refreshEvent is one background download of a URL list.
+type refreshEvent struct {
+	list string
+	res  blocklist.FetchResult
+	err  error
 }
 
 // state is everything built from one config: its lists and the query chain.
@@ -328,6 +375,8 @@ type state struct {
 	lists     *blocklist.Live
 	chain     resolver.Resolver
 	upstreams []string
+	// stop ends the state's URL list refreshes; a new state starts its own.
+	stop context.CancelFunc
 }
 
 // build makes a state from cfg aside from the running one; an error leaves nothing behind.
@@ -352,10 +401,12 @@ func (e *env) build(cfg *Config) (*state, error) {
 		}
 		upstreams = append(upstreams, up)
 	}
+	e.download(cfg, func(l ListConfig) bool { _, ok := e.fetcher.Cached(l.Name, l.URL); return !ok })
 	onReload := func(r blocklist.Result) {
 		now := time.Now()
 		for _, l := range r.Lists {
 			m.ListLoaded(l.Name, l.Entries, l.Invalid, r.Failed[l.Name], now)
+			m.ListRules(l.Name, l.RulesByKind())
 			logInvalid(log, l)
 		}
 		if err := r.Err(); err != nil {
@@ -365,10 +416,11 @@ func (e *env) build(cfg *Config) (*state, error) {
 			log.Info("blocklists reloaded", zap.Int("entries", r.Entries), zap.Duration("took", r.Duration))
 		}
 	}
-	lists, err := blocklist.NewLive(listSources(cfg), onReload)
+	lists, err := blocklist.NewLive(listSources(cfg, e.fetcher), onReload)
 	if err != nil {
 		return nil, fmt.Errorf("blocklists: %w", err)
 	}
+	pending := lists.Initial().Failed
 	apps := listApps(cfg)
 	groups, err := buildGroups(cfg, lists, log)
 	if err != nil {
@@ -383,8 +435,15 @@ func (e *env) build(cfg *Config) (*state, error) {
 	}
 	for _, l := range lists.Set().Lists() {
 		m.InitList(l.Name, apps[l.Name], groupNames(cfg))
-		m.ListLoaded(l.Name, l.Entries, l.Invalid, nil, time.Now())
+		m.ListLoaded(l.Name, l.Entries, l.Invalid, pending[l.Name], time.Now())
+		m.ListRules(l.Name, l.RulesByKind())
 		logInvalid(log, l)
+		if err := pending[l.Name]; err != nil {
+			log.Warn("URL list unreachable and not cached: starting without it; retrying in the background", zap.String("list", l.Name), zap.Error(err))
+		}
+	}
+	for _, l := range urlLists(cfg) {
+		m.ListInterval(l.Name, l.refresh())
 	}
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
@@ -398,7 +457,104 @@ func (e *env) build(cfg *Config) (*state, error) {
 			}
 		},
 	})
-	return &state{cfg: cfg, lists: lists, chain: chain, upstreams: upstreamURLs}, nil
+	return &state{cfg: cfg, lists: lists, chain: chain, upstreams: upstreamURLs, stop: func() {}}, nil
+}
+
+// download fetches the URL lists that need it (e.g. those without a cached copy) concurrently,
+// each bounded by downloads.timeout per attempt; failures are logged, returned by list name and
+// left to the refresh loop to retry.
+func (e *env) download(cfg *Config, need func(ListConfig) bool) map[string]error {
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed = map[string]error{}
+	)
+	for _, l := range urlLists(cfg) {
+		if !need(l) {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*cfg.Downloads.Timeout)
+			defer cancel()
+			res, err := e.fetcher.Fetch(ctx, l.Name, l.URL)
+			if err != nil {
+				e.log.Warn("URL list download failed", zap.String("list", l.Name), zap.String("url", l.URL),
+					zap.Bool("cached_copy", res.FromCache), zap.Error(err))
+				mu.Lock()
+				failed[l.Name] = err
+				mu.Unlock()
+				return
+			}
+			e.log.Info("URL list downloaded", zap.String("list", l.Name), zap.Bool("changed", res.Changed), zap.Int64("bytes", res.Bytes))
+		})
+	}
+	wg.Wait()
+	return failed
+}
+
+// refresh starts the background downloads of a state's URL lists: at once for a list served from
+// an older cached copy, then every refresh interval; a list with no copy yet is retried sooner,
+// with backoff. Results go to the reload loop, so reloads stay single-threaded.
+func (e *env) refresh(st *state) {
+	ctx, cancel := context.WithCancel(context.Background())
+	st.stop = cancel
+	report := func(name string) func(blocklist.FetchResult, error) {
+		return func(res blocklist.FetchResult, err error) {
+			select {
+			case e.refreshed <- refreshEvent{list: name, res: res, err: err}:
+			case <-ctx.Done():
+			}
+		}
+	}
+	for _, l := range urlLists(st.cfg) {
+		go func() {
+			done := report(l.Name)
+			_, have := e.fetcher.Cached(l.Name, l.URL)
+			for delay := 30 * time.Second; !have; delay = min(2*delay, l.refresh()) {
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(delay):
+				}
+				res, err := e.fetcher.Fetch(ctx, l.Name, l.URL)
+				if ctx.Err() != nil {
+					return
+				}
+				done(res, err)
+				have = err == nil
+			}
+			e.fetcher.Refresh(ctx, l.Name, l.URL, l.refresh(), done)
+		}()
+	}
+}
+
+// refreshed handles one background download: new content reloads the lists; an unchanged list
+// counts as a successful refresh; a failure is logged and counted, and the last good copy serves on.
+func (e *env) onRefreshed(cur *state, ev refreshEvent) {
+	info, ok := listInfo(cur.lists, ev.list)
+	if !ok {
+		return // a list of a config since replaced
+	}
+	switch {
+	case ev.err != nil:
+		e.log.Error("URL list refresh failed; serving the last good copy", zap.String("list", ev.list),
+			zap.Bool("cached_copy", ev.res.FromCache), zap.Error(ev.err))
+		e.metrics.ListLoaded(ev.list, info.Entries, info.Invalid, ev.err, time.Now())
+	case ev.res.Changed:
+		e.log.Info("URL list changed; reloading", zap.String("list", ev.list), zap.Int64("bytes", ev.res.Bytes))
+		cur.lists.Reload()
+	default:
+		e.metrics.ListLoaded(ev.list, info.Entries, info.Invalid, nil, time.Now())
+	}
+}
+
+func listInfo(l *blocklist.Live, name string) (blocklist.ListInfo, bool) {
+	for _, li := range l.Set().Lists() {
+		if li.Name == name {
+			return li, true
+		}
+	}
+	return blocklist.ListInfo{}, false
 }
 
 // restartNeeded names the settings that changed but only apply at the next start (new sockets,
@@ -415,6 +571,7 @@ func restartNeeded(old, cfg *Config) []string {
 		{"limits.max_tcp_connections", old.Limits.MaxTCPConnections, cfg.Limits.MaxTCPConnections},
 		{"limits.max_tcp_queries", old.Limits.MaxTCPQueries, cfg.Limits.MaxTCPQueries},
 		{"log", old.Log.Format + old.Log.Level, cfg.Log.Format + cfg.Log.Level},
+		{"downloads", old.Downloads, cfg.Downloads},
 	} {
 		if fmt.Sprint(f.old) != fmt.Sprint(f.new) {
 			out = append(out, f.name)
@@ -426,14 +583,29 @@ func restartNeeded(old, cfg *Config) []string {
 // reload re-reads the config file (with the same flags on top). Unchanged: the lists are reloaded.
 // Changed and valid: a whole new state is built aside and swapped in. Invalid, or failing to
 // build: the running state stays, every problem is logged with its line, and it is counted.
-func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) *state {
+//
+// With download (SIGHUP, the admin API; not file changes), URL lists are downloaded first
+// (conditional requests, so an unchanged list costs one round trip).
+func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download bool) *state {
+	var failed map[string]error
+	if download {
+		failed = e.download(cur.cfg, func(ListConfig) bool { return true })
+	}
+	reloadLists := func() {
+		cur.lists.Reload()
+		for name, err := range failed { // counted after the reload, which counts the re-read as a success
+			if info, ok := listInfo(cur.lists, name); ok {
+				e.metrics.ListLoaded(name, info.Entries, info.Invalid, err, time.Now())
+			}
+		}
+	}
 	if o.config == "" {
-		cur.lists.Reload() // the built-in config cannot change
+		reloadLists() // the built-in config cannot change
 		return cur
 	}
 	cfg, err := loadConfig(o)
 	if err == nil && configEqual(cur.cfg, cfg) {
-		cur.lists.Reload()
+		reloadLists()
 		return cur
 	}
 	var next *state
@@ -449,6 +621,8 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) *state {
 		e.log.Warn("config changes that need a restart to apply", zap.Strings("settings", changed))
 	}
 	chain.Store(next.chain)
+	cur.stop()
+	e.refresh(next)
 	e.metrics.ConfigLoaded(true, time.Now())
 	e.log.Info("config reloaded", zap.String("config", o.config), zap.Int("blocked_names", next.lists.Set().Len()))
 	return next
@@ -475,11 +649,14 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 		return fmt.Errorf("metrics: %w", err)
 	}
 	inst := &instance{}
-	e := &env{log: log, queryLog: queryLog, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst}
+	e := &env{log: log, queryLog: queryLog, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
+		fetcher: newFetcher(cfg), refreshed: make(chan refreshEvent, 16)}
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
 	}
+	e.refresh(cur)
+	defer func() { cur.stop() }()
 	m.ConfigLoaded(true, time.Now())
 	rep := e.report
 	lists, upstreamURLs := cur.lists, cur.upstreams
@@ -575,9 +752,6 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 		zap.Dict("blocklists", listFields...),
 		zap.Int("blocked_names", lists.Set().Len()),
 	)
-	if h.ready != nil {
-		h.ready(inst)
-	}
 
 	// One goroutine (this one) does every reload: SIGHUP, file changes and test triggers feed it,
 	// so reloads never race.
@@ -599,6 +773,9 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 	}
 	watch()
 	defer func() { stopWatch() }()
+	if h.ready != nil { // after the watch is set up, so tests can change files at once
+		h.ready(inst)
+	}
 	var runErr error
 loop:
 	for {
@@ -607,22 +784,24 @@ loop:
 			break loop
 		case <-hup:
 			log.Info("SIGHUP: reloading the config and blocklists")
-			if next := e.reload(cur, o, chain); next != cur {
+			if next := e.reload(cur, o, chain, true); next != cur {
 				cur = next
 				watch()
 			}
 		case <-changed:
 			log.Info("files changed: reloading the config and blocklists")
-			if next := e.reload(cur, o, chain); next != cur {
+			if next := e.reload(cur, o, chain, false); next != cur {
 				cur = next
 				watch() // the new config may name other files
 			}
 		case done := <-h.reload:
-			if next := e.reload(cur, o, chain); next != cur {
+			if next := e.reload(cur, o, chain, true); next != cur {
 				cur = next
 				watch()
 			}
 			close(done)
+		case ev := <-e.refreshed:
+			e.onRefreshed(cur, ev)
 		case err := <-httpErr:
 			runErr = fmt.Errorf("http server: %w", err)
 			break loop

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -20,8 +22,14 @@ func watchFiles(ctx context.Context, paths []string, debounce time.Duration, log
 	if err != nil {
 		return nil, err
 	}
-	var dirs []string
+	var dirs, listDirs []string
 	for _, p := range paths {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			listDirs = append(listDirs, p) // a directory list: any change inside it counts
+			if !slices.Contains(dirs, p) {
+				dirs = append(dirs, p)
+			}
+		}
 		if d := filepath.Dir(p); !slices.Contains(dirs, d) {
 			dirs = append(dirs, d)
 		}
@@ -43,7 +51,7 @@ func watchFiles(ctx context.Context, paths []string, debounce time.Duration, log
 				if !ok {
 					return
 				}
-				if relevant(ev.Name, paths) {
+				if relevant(ev.Name, paths) || slices.Contains(listDirs, filepath.Dir(ev.Name)) && !strings.HasPrefix(filepath.Base(ev.Name), ".") {
 					timer = time.After(debounce)
 				}
 			case err, ok := <-w.Errors:
@@ -74,7 +82,7 @@ func relevant(name string, paths []string) bool {
 }
 
 // watchedPaths are the files whose change should trigger a reload: the config file and the list
-// and hosts files it names.
+// (or list directory) and hosts files it names. URL lists are refreshed on their own schedule.
 func watchedPaths(cfg *Config, configPath string) []string {
 	var out []string
 	add := func(p string) {
@@ -83,7 +91,7 @@ func watchedPaths(cfg *Config, configPath string) []string {
 		}
 	}
 	add(configPath)
-	for _, l := range cfg.Blocklists {
+	for _, l := range slices.Concat(cfg.Blocklists, cfg.Allowlists) {
 		add(l.Path)
 	}
 	for _, h := range cfg.HostsFiles {
