@@ -251,12 +251,12 @@ func (p *parser) parseLine(line []byte) {
 		return
 	case line[0] == '[' && line[len(line)-1] == ']':
 		return // an adblock header such as [Adblock Plus 2.0]
-	case isCosmetic(line):
+	case bytes.IndexByte(line, '#') >= 0 && isCosmetic(line): // cutComment left only a '#' inside a token
 		p.reject(reasonCosmetic, line)
 		return
 	}
-	allow := bytes.HasPrefix(line, []byte("@@"))
-	if allow || line[0] == '|' || bytes.HasPrefix(line, []byte("||")) || bytes.ContainsAny(line, "^$") && !bytes.ContainsAny(line, " \t") {
+	allow := len(line) > 1 && line[0] == '@' && line[1] == '@'
+	if allow || line[0] == '|' || (bytes.IndexByte(line, '^') >= 0 || bytes.IndexByte(line, '$') >= 0) && !bytes.ContainsAny(line, " \t") {
 		p.parseAdblock(line, allow)
 		return
 	}

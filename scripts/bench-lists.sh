@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Process-level figures for a big blocklist, loopback only: how long until the first answer, RSS
+# after load, peak RSS while loading and while reloading, and what reloads under load cost (lost
+# queries, max latency) against a run without reloads measured in the same invocation.
+#
+# Needs dnsperf (Debian: apt-get install dnsperf) and dig, and the 1.16M-domain real list at
+# ../shared/data/blocklists/big-real.txt (or LIST=path). Usage: scripts/bench-lists.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LIST=${LIST:-../shared/data/blocklists/big-real.txt}
+QPS=${QPS:-5000}
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+RELOADS=${RELOADS:-3}
+DNS_PORT=15463 HTTP=127.0.0.1:19263 UP=127.0.0.1:15399
+
+for tool in dnsperf dig; do
+  command -v "$tool" >/dev/null || { echo "bench-lists: $tool not installed (apt-get install dnsperf dnsutils)" >&2; exit 2; }
+done
+[ -r "$LIST" ] || { echo "bench-lists: $LIST not readable" >&2; exit 2; }
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+go build -trimpath -o "$work/dnsfence" ./cmd/dnsfence
+go build -o "$work/loopdns" ./scripts/loopdns
+"$work/loopdns" -listen "$UP" & pids+=("$!")
+cp "$LIST" "$work/big.txt"
+entries=$(wc -l < "$work/big.txt")
+first=$(head -1 "$work/big.txt")
+cat > "$work/dnsfence.yaml" <<YAML
+listen: ["127.0.0.1:$DNS_PORT"]
+upstreams: ["$UP"]
+rate_limit: {client_qps: 0}
+http: {listen: "$HTTP"}
+log: {level: warn}
+blocklists: [{name: big, path: "$work/big.txt"}]
+YAML
+
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }   # KiB
+hwm() { awk '/^VmHWM/ {print $2}' "/proc/$1/status"; }   # KiB, the peak so far
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+# Time to first answer: from exec to the first NXDOMAIN for a list entry.
+t0=$(date +%s%N)
+/usr/bin/time -v -o "$work/time.txt" "$work/dnsfence" -config "$work/dnsfence.yaml" 2> "$work/dnsfence.log" &
+timepid=$!; pids+=("$timepid")
+until dig +tries=1 +time=1 -p "$DNS_PORT" @127.0.0.1 "$first" 2>/dev/null | grep -q NXDOMAIN; do
+  kill -0 "$timepid" 2>/dev/null || { cat "$work/dnsfence.log" >&2; exit 1; }
+  sleep 0.01
+done
+t1=$(date +%s%N)
+pid=$(pgrep -P "$timepid" dnsfence)
+sleep 2
+load_peak=$(hwm "$pid"); steady=$(rss "$pid")
+
+# Query mix: half list names, half allowed names (answered by the loopback upstream).
+awk -v n=20000 'NR % 50 == 0 && c < n/2 { print $1 " A"; c++ } END { for (i = 0; i < n/2; i++) printf "host-%d.allowed.bench A\n", i % 1000 }' \
+  "$work/big.txt" | shuf --random-source=<(yes) > "$work/queries"
+perf() { dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$work/queries" -l "$SECONDS_PER_RUN" -Q "$QPS" -c 4 -t 2 2>&1; }
+field() { awk -v k="$1" '$0 ~ k { print $NF; exit }' <<<"$2"; }
+lost() { awk '/Queries lost:/ { print $3; exit }' <<<"$1"; }
+maxlat() { awk '/Average Latency/ { gsub(/[(),]/, ""); for (i = 1; i <= NF; i++) if ($i == "max") print $(i+1)*1000; exit }' <<<"$1"; }
+
+base=$(perf)
+( sleep 2; for _ in $(seq "$RELOADS"); do touch "$work/big.txt"; kill -HUP "$pid"; sleep 2; done ) &
+with=$(perf)
+wait $! 2>/dev/null || true
+reload_peak=$(hwm "$pid")
+grep -c "blocklists reloaded" "$work/dnsfence.log" > "$work/reloads" || true
+kill "$pid"; wait "$timepid" 2>/dev/null || true
+
+printf '\nlist: %s (%s entries)\n' "$LIST" "$entries"
+printf 'first answer after start:   %d ms\n' $(( (t1 - t0) / 1000000 ))
+printf 'RSS after load:             %s MiB\n' "$(mib "$steady")"
+printf 'peak RSS while loading:     %s MiB (%.2fx steady)\n' "$(mib "$load_peak")" "$(awk -v a="$load_peak" -v b="$steady" 'BEGIN{print a/b}')"
+printf 'peak RSS after %d reloads:   %s MiB (%.2fx steady)\n' "$RELOADS" "$(mib "$reload_peak")" "$(awk -v a="$reload_peak" -v b="$steady" 'BEGIN{print a/b}')"
+printf 'max RSS (/usr/bin/time -v): %s MiB\n' "$(mib "$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$work/time.txt")")"
+printf 'reloads logged:             %s\n' "$(cat "$work/reloads")"
+printf 'dnsperf at %s qps, %ss:      without reloads lost %s, max %s ms; with %d reloads lost %s, max %s ms\n' \
+  "$QPS" "$SECONDS_PER_RUN" "$(lost "$base")" "$(maxlat "$base")" "$RELOADS" "$(lost "$with")" "$(maxlat "$with")"
