@@ -575,9 +575,6 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 		zap.Dict("blocklists", listFields...),
 		zap.Int("blocked_names", lists.Set().Len()),
 	)
-	if h.ready != nil {
-		h.ready(inst)
-	}
 
 	// One goroutine (this one) does every reload: SIGHUP, file changes and test triggers feed it,
 	// so reloads never race.
@@ -599,6 +596,10 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 	}
 	watch()
 	defer func() { stopWatch() }()
+	// Ready only once the watches are in place: a file replaced earlier would be missed.
+	if h.ready != nil {
+		h.ready(inst)
+	}
 	var runErr error
 loop:
 	for {
