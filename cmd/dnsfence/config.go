@@ -303,6 +303,13 @@ type LogConfig struct {
 	Format  string `yaml:"format"`
 	Level   string `yaml:"level"`
 	Queries bool   `yaml:"queries"`
+	// QueryFile, if set, receives the query log as JSON lines, rotated by size, instead of stderr.
+	QueryFile       string `yaml:"query_file"`
+	QueryMaxSizeMB  int    `yaml:"query_max_size_mb"`
+	QueryMaxBackups int    `yaml:"query_max_backups"`
+	QueryMaxAgeDays int    `yaml:"query_max_age_days"`
+	// QueryClient is how much of the client address the query log keeps: full, truncate, omit.
+	QueryClient string `yaml:"query_client"`
 }
 
 // defaults are applied before decoding, so a key absent from the file keeps its default. They equal
@@ -322,7 +329,7 @@ func defaults() Config {
 		RateLimit:       RateConfig{ClientQPS: 200, ClientBurst: 400, Slip: 2},
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
-		Log:             LogConfig{Format: "console", Level: "info"},
+		Log:             LogConfig{Format: "console", Level: "info", QueryMaxSizeMB: 100, QueryMaxBackups: 3, QueryClient: "full"},
 	}
 }
 
@@ -601,6 +608,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, c.problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
 	}
+	errs = append(errs, c.validateQueryLog()...)
 	return errors.Join(errs...)
 }
 

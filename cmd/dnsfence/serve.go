@@ -79,12 +79,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 			cfg.source, len(cfg.Listen), len(infos), set.Len())
 		return nil
 	}
-	log, queryLog, err := newLogger(cfg.Log, stderr)
+	logs, err := newLoggers(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
-	return serve(ctx, cfg, opts, log, queryLog, h)
+	defer func() { _ = logs.main.Sync() }()
+	err = serve(ctx, cfg, opts, logs, h)
+	return errors.Join(err, logs.close())
 }
 
 // loadConfig reads the config (the built-in one without -config), applies the flags and validates.
@@ -203,6 +204,7 @@ type chainParts struct {
 	metrics   *metrics.Metrics
 	report    *report.Report
 	queryLog  *zap.Logger
+	policyLog *zap.Logger
 	onHealth  func(upstream string, healthy bool)
 	upOpts    resolver.UpstreamOptions
 	local     *resolver.LocalData
@@ -221,12 +223,12 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		}, nil)
 	}
 	if cfg.Log.Queries {
-		ql = resolver.QueryLog(p.queryLog)
+		ql = resolver.QueryLog(p.queryLog, cfg.clientPrivacy())
 	}
 	if p.groups != nil {
 		policy = resolver.Policy(p.groups)
 		if !cfg.Log.Queries { // the query log already has these lines
-			policyLog = resolver.PolicyLog(p.queryLog.Named("policy"))
+			policyLog = resolver.PolicyLog(p.policyLog)
 		}
 	}
 	// Outermost first. Why this order:
@@ -316,10 +318,10 @@ const fileDebounce = 300 * time.Millisecond
 
 // env is what outlives a config reload: logs, metrics, the report and the reload notifications.
 type env struct {
-	log, queryLog *zap.Logger
-	metrics       *metrics.Metrics
-	report        *report.Report
-	inst          *instance
+	log, queryLog, policyLog *zap.Logger
+	metrics                  *metrics.Metrics
+	report                   *report.Report
+	inst                     *instance
 }
 
 // state is everything built from one config: its lists and the query chain.
@@ -388,7 +390,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 	}
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
-		metrics: m, report: e.report, queryLog: e.queryLog, upOpts: upOpts, local: local,
+		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
 		onHealth: func(upstream string, healthy bool) {
 			m.UpstreamHealthy(upstream, healthy)
 			if healthy {
@@ -414,7 +416,7 @@ func restartNeeded(old, cfg *Config) []string {
 		{"limits.max_inflight", old.Limits.MaxInflight, cfg.Limits.MaxInflight},
 		{"limits.max_tcp_connections", old.Limits.MaxTCPConnections, cfg.Limits.MaxTCPConnections},
 		{"limits.max_tcp_queries", old.Limits.MaxTCPQueries, cfg.Limits.MaxTCPQueries},
-		{"log", old.Log.Format + old.Log.Level, cfg.Log.Format + cfg.Log.Level},
+		{"log", logSettings(old.Log), logSettings(cfg.Log)},
 	} {
 		if fmt.Sprint(f.old) != fmt.Sprint(f.new) {
 			out = append(out, f.name)
@@ -462,7 +464,8 @@ func configEqual(a, b *Config) bool {
 }
 
 // serve runs the DNS and HTTP listeners until ctx is done.
-func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logger, h hooks) error {
+func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) error {
+	log := logs.main
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return err
@@ -475,7 +478,7 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 		return fmt.Errorf("metrics: %w", err)
 	}
 	inst := &instance{}
-	e := &env{log: log, queryLog: queryLog, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst}
+	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst}
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
