@@ -293,9 +293,13 @@ func (a *AppSelection) UnmarshalYAML(n *yaml.Node) error {
 	return fmt.Errorf("line %d: apps: want all, none or a list of app ids", n.Line)
 }
 
-// HTTPConfig is the metrics and health listener.
+// HTTPConfig is the metrics, health and admin API listener.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+	// Token (or the first line of TokenFile) is the admin API's bearer token; required when
+	// Listen is not loopback.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
 }
 
 // LogConfig is logging.
@@ -609,6 +613,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
 	}
 	errs = append(errs, c.validateQueryLog()...)
+	errs = append(errs, c.validateHTTP()...)
 	return errors.Join(errs...)
 }
 

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -206,6 +207,9 @@ type chainParts struct {
 	queryLog  *zap.Logger
 	policyLog *zap.Logger
 	onHealth  func(upstream string, healthy bool)
+	observe   func(upstream string, d time.Duration, err error) // every upstream exchange
+	stats     resolver.Middleware
+	pause     *resolver.Pause
 	upOpts    resolver.UpstreamOptions
 	local     *resolver.LocalData
 }
@@ -233,6 +237,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	}
 	// Outermost first. Why this order:
 	//   metrics:   first, so it sees every outcome (invalid, blocked, errors) and the full duration;
+	//   stats:     beside metrics, for the admin API's counts, for the same reason;
 	//   querylog:  next, for the same reason, and optional;
 	//   access:    refuses (or drops) clients outside access.allow before any work is done for them;
 	//   ratelimit: then bounds what each allowed client (and /24, /56) may ask over UDP;
@@ -250,6 +255,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	return resolver.Chain(
 		router,
 		p.metrics.Middleware(),
+		p.stats,
 		ql,
 		resolver.Access(allowed, cfg.Access.Action == "drop"),
 		rateLimit,
@@ -261,6 +267,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		resolver.Block(resolver.Blocker{
 			Matcher: p.lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: p.apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
+			Pause: p.pause,
 		}),
 	)
 }
@@ -273,7 +280,7 @@ func buildRouter(cfg *Config, p chainParts) *resolver.Router {
 		for i := range limits {
 			limits[i] = resolver.NewLimiter(cfg.Limits.UpstreamMaxInflight)
 		}
-		return &resolver.Forward{Upstreams: ups, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream,
+		return &resolver.Forward{Upstreams: ups, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.observe,
 			Limits: limits, Health: cfg.healthPolicy(), OnHealth: p.onHealth}
 	}
 	parse := func(urls []string) []resolver.Upstream {
@@ -322,6 +329,11 @@ type env struct {
 	metrics                  *metrics.Metrics
 	report                   *report.Report
 	inst                     *instance
+	stats                    *stats
+	pauser                   *pauser
+	upstreams                *upstreamLiveness
+	// cur is the running state, for the HTTP handlers; the serve loop stores it.
+	cur atomic.Pointer[state]
 }
 
 // state is everything built from one config: its lists and the query chain.
@@ -391,6 +403,11 @@ func (e *env) build(cfg *Config) (*state, error) {
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
 		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
+		stats: e.stats.middleware(), pause: &e.pauser.pause,
+		observe: func(upstream string, d time.Duration, err error) {
+			m.ObserveUpstream(upstream, d, err)
+			e.upstreams.observe(err)
+		},
 		onHealth: func(upstream string, healthy bool) {
 			m.UpstreamHealthy(upstream, healthy)
 			if healthy {
@@ -428,15 +445,15 @@ func restartNeeded(old, cfg *Config) []string {
 // reload re-reads the config file (with the same flags on top). Unchanged: the lists are reloaded.
 // Changed and valid: a whole new state is built aside and swapped in. Invalid, or failing to
 // build: the running state stays, every problem is logged with its line, and it is counted.
-func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) *state {
+// The result says what was done (for the admin API); the error, why a config was refused.
+func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) (*state, reloaded, error) {
 	if o.config == "" {
-		cur.lists.Reload() // the built-in config cannot change
-		return cur
+		// The built-in config cannot change.
+		return cur, listsReloaded("built-in", cur.lists.Reload()), nil
 	}
 	cfg, err := loadConfig(o)
 	if err == nil && configEqual(cur.cfg, cfg) {
-		cur.lists.Reload()
-		return cur
+		return cur, listsReloaded("unchanged", cur.lists.Reload()), nil
 	}
 	var next *state
 	if err == nil {
@@ -445,7 +462,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) *state {
 	if err != nil {
 		e.log.Error("config reload refused; the running config stays", zap.String("config", o.config), zap.Error(err))
 		e.metrics.ConfigLoaded(false, time.Now())
-		return cur
+		return cur, reloaded{}, fmt.Errorf("config reload refused; the running config stays: %w", err)
 	}
 	if changed := restartNeeded(cur.cfg, cfg); len(changed) > 0 {
 		e.log.Warn("config changes that need a restart to apply", zap.Strings("settings", changed))
@@ -453,7 +470,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable) *state {
 	chain.Store(next.chain)
 	e.metrics.ConfigLoaded(true, time.Now())
 	e.log.Info("config reloaded", zap.String("config", o.config), zap.Int("blocked_names", next.lists.Set().Len()))
-	return next
+	return next, listsReloaded("reloaded", blocklist.Result{Lists: next.lists.Set().Lists(), Entries: next.lists.Set().Len()}), nil
 }
 
 // configEqual compares two configs as the user wrote them.
@@ -478,11 +495,14 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		return fmt.Errorf("metrics: %w", err)
 	}
 	inst := &instance{}
-	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst}
+	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
+		stats: newStats(), pauser: newPauser(m, log), upstreams: &upstreamLiveness{now: time.Now}}
+	defer e.pauser.stop()
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
 	}
+	e.cur.Store(cur)
 	m.ConfigLoaded(true, time.Now())
 	rep := e.report
 	lists, upstreamURLs := cur.lists, cur.upstreams
@@ -541,9 +561,34 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		inst.dnsAddrs = append(inst.dnsAddrs, addr)
 	}
 
+	// The admin API's reloads go through the serve loop below, like SIGHUP's.
+	apiReload := make(chan chan<- reloadReply)
+	loopDone := make(chan struct{}) // closed when the loop stops taking requests
+	askReload := func(ctx context.Context) (reloaded, error) {
+		reply := make(chan reloadReply, 1)
+		select {
+		case apiReload <- reply:
+		case <-loopDone:
+			return reloaded{}, errShuttingDown
+		case <-ctx.Done():
+			return reloaded{}, ctx.Err()
+		}
+		select {
+		case r := <-reply:
+			return r.res, r.err
+		case <-ctx.Done():
+			return reloaded{}, ctx.Err()
+		}
+	}
+
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
 	if cfg.HTTP.Listen != "" {
+		token, err := cfg.httpToken()
+		if err != nil { // validated, but the file may have changed since
+			_ = shutdownDNS(context.Background())
+			return fmt.Errorf("http.token_file: %w", err)
+		}
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			_ = shutdownDNS(context.Background())
@@ -555,7 +600,10 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})
-		mux.Handle("GET /report", reportHandler(rep))
+		mux.Handle("GET /readyz", readyHandler(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams))
+		api := newAdmin(token, e.stats, e.pauser, askReload, explainMatch(e.cur.Load))
+		mux.Handle("/api/", api)
+		mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { httpErr <- httpSrv.Serve(ln) }()
 	}
@@ -603,6 +651,15 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 	if h.ready != nil {
 		h.ready(inst)
 	}
+	reload := func() (reloaded, error) {
+		next, res, err := e.reload(cur, o, chain)
+		if next != cur {
+			cur = next
+			e.cur.Store(cur)
+			watch() // the new config may name other files
+		}
+		return res, err
+	}
 	var runErr error
 loop:
 	for {
@@ -611,28 +668,24 @@ loop:
 			break loop
 		case <-hup:
 			log.Info("SIGHUP: reloading the config and blocklists")
-			if next := e.reload(cur, o, chain); next != cur {
-				cur = next
-				watch()
-			}
+			_, _ = reload()
 		case <-changed:
 			log.Info("files changed: reloading the config and blocklists")
-			if next := e.reload(cur, o, chain); next != cur {
-				cur = next
-				watch() // the new config may name other files
-			}
+			_, _ = reload()
 		case done := <-h.reload:
-			if next := e.reload(cur, o, chain); next != cur {
-				cur = next
-				watch()
-			}
+			_, _ = reload()
 			close(done)
+		case reply := <-apiReload:
+			log.Info("admin API: reloading the config and blocklists")
+			res, err := reload()
+			reply <- reloadReply{res, err}
 		case err := <-httpErr:
 			runErr = fmt.Errorf("http server: %w", err)
 			break loop
 		}
 	}
 
+	close(loopDone)
 	log.Info("shutting down", zap.Duration("drain_timeout", cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
