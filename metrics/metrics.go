@@ -73,7 +73,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 		}, []string{"list", "app", "group"}),
 		allowed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "policy_allowed_queries_total",
-			Help: "Queries that matched a blocklist but were answered normally, by list, app, client group and reason (log-only, exempt).",
+			Help: "Queries that matched a blocklist but were answered normally, by list, app, client group and reason (log-only, exempt, paused).",
 		}, []string{"list", "app", "group", "reason"}),
 		upstreamDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "request_duration_seconds",

@@ -146,6 +146,8 @@ type Blocker struct {
 	Now func() time.Time
 	// Skip, if set, exempts names from blocking altogether (trusted zones).
 	Skip func(name string) bool
+	// Pause, if set, lets every match through while it is active (read with Now).
+	Pause *Pause
 }
 
 func (b *Blocker) match(req *Request, name string) (list, rule string, ok bool) {
@@ -155,8 +157,11 @@ func (b *Blocker) match(req *Request, name string) (list, rule string, ok bool) 
 	return b.Matcher.MatchIn(name, req.Group.Lists)
 }
 
-// allowance says whether the client's group lets a match of list through anyway.
+// allowance says whether a pause or the client's group lets a match of list through anyway.
 func (b *Blocker) allowance(req *Request, list string) Allowance {
+	if b.Pause != nil && b.Pause.active(b.Now) {
+		return AllowedPaused
+	}
 	g := req.Group
 	switch {
 	case g == nil:
@@ -169,10 +174,13 @@ func (b *Blocker) allowance(req *Request, list string) Allowance {
 	return NotAllowed
 }
 
-// allow passes a matched query on (log-only group or exemption) and annotates the answer with
-// what would have blocked it.
+// allow passes a matched query on (log-only group, exemption, pause) and annotates the answer
+// with what would have blocked it.
 func (b *Blocker) allow(resp *Response, req *Request, list, rule string, why Allowance, record dns.RR) *Response {
-	resp.List, resp.Rule, resp.App, resp.Allowed, resp.Group = list, rule, b.Apps[list], why, req.Group.Name
+	resp.List, resp.Rule, resp.App, resp.Allowed = list, rule, b.Apps[list], why
+	if req.Group != nil {
+		resp.Group = req.Group.Name
+	}
 	if record != nil {
 		resp.Record = record.String()
 	}

@@ -123,7 +123,9 @@ func TestDoHUpstream(t *testing.T) {
 	if n := srv.HTTP2(); n != 31 {
 		t.Errorf("%d of 31 requests over HTTP/2", n)
 	}
-	bad := &resolver.Forward{Upstreams: []resolver.Upstream{encUpstream(t, srv.URL, resolver.UpstreamOptions{})}, AttemptTimeout: time.Second}
+	// A generous timeout: verifying against the system roots first loads them, which alone takes
+	// most of a second under -race on a busy machine.
+	bad := &resolver.Forward{Upstreams: []resolver.Upstream{encUpstream(t, srv.URL, resolver.UpstreamOptions{})}, AttemptTimeout: 10 * time.Second}
 	if _, err := forward(t, bad, resolvertest.Query("c.example", dns.TypeA, false)); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted DoH certificate: err = %v", err)
 	}

@@ -105,7 +105,7 @@ type Response struct {
 	// Group names the client's policy group ("" without groups).
 	Group string
 	// Allowed says why a query that matched a list was answered normally anyway (log-only group,
-	// exemption); List, Rule and App then name what would have blocked it.
+	// exemption, blocking paused); List, Rule and App then name what would have blocked it.
 	Allowed Allowance
 	// Record is the answer record that got a forwarded answer blocked (CNAME cloaking, blocked
 	// address), in presentation format; empty when the question itself was blocked.
@@ -120,6 +120,8 @@ const (
 	NotAllowed Allowance = iota
 	AllowedLogOnly
 	AllowedExempt
+	// AllowedPaused: blocking was paused (Blocker.Pause).
+	AllowedPaused
 )
 
 func (a Allowance) String() string {
@@ -128,6 +130,8 @@ func (a Allowance) String() string {
 		return "log-only"
 	case AllowedExempt:
 		return "exempt"
+	case AllowedPaused:
+		return "paused"
 	}
 	return ""
 }

@@ -217,7 +217,7 @@ groups:
 			t.Errorf("logs lack %s", want)
 		}
 	}
-	if strings.Contains(logs, `"name":"api.intsig.net."`) {
+	if strings.Contains(logs, `"qname":"api.intsig.net."`) {
 		t.Error("a blocked query was logged without the query log")
 	}
 	if strings.Contains(logs, "expired already") {

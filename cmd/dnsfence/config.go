@@ -337,9 +337,13 @@ func (a *AppSelection) UnmarshalYAML(n *yaml.Node) error {
 	return fmt.Errorf("line %d: apps: want all, none or a list of app ids", n.Line)
 }
 
-// HTTPConfig is the metrics and health listener.
+// HTTPConfig is the metrics, health and admin API listener.
 type HTTPConfig struct {
 	Listen string `yaml:"listen"`
+	// Token (or the first line of TokenFile) is the admin API's bearer token; required when
+	// Listen is not loopback.
+	Token     string `yaml:"token"`
+	TokenFile string `yaml:"token_file"`
 }
 
 // LogConfig is logging.
@@ -347,6 +351,13 @@ type LogConfig struct {
 	Format  string `yaml:"format"`
 	Level   string `yaml:"level"`
 	Queries bool   `yaml:"queries"`
+	// QueryFile, if set, receives the query log as JSON lines, rotated by size, instead of stderr.
+	QueryFile       string `yaml:"query_file"`
+	QueryMaxSizeMB  int    `yaml:"query_max_size_mb"`
+	QueryMaxBackups int    `yaml:"query_max_backups"`
+	QueryMaxAgeDays int    `yaml:"query_max_age_days"`
+	// QueryClient is how much of the client address the query log keeps: full, truncate, omit.
+	QueryClient string `yaml:"query_client"`
 }
 
 // defaults are applied before decoding, so a key absent from the file keeps its default. They equal
@@ -367,7 +378,7 @@ func defaults() Config {
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
 		Downloads:       DownloadConfig{Timeout: 30 * time.Second, MaxSizeMB: 64, Retries: 2},
-		Log:             LogConfig{Format: "console", Level: "info"},
+		Log:             LogConfig{Format: "console", Level: "info", QueryMaxSizeMB: 100, QueryMaxBackups: 3, QueryClient: "full"},
 	}
 }
 
@@ -631,6 +642,8 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, c.problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
 	}
+	errs = append(errs, c.validateQueryLog()...)
+	errs = append(errs, c.validateHTTP()...)
 	return errors.Join(errs...)
 }
 

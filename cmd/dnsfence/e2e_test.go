@@ -261,7 +261,7 @@ func TestEndToEndHealthzAndQueryLog(t *testing.T) {
 	resolvertest.Exchange(t, "udp", loud.dnsAddrs[0], resolvertest.Query("logged.example", dns.TypeA, false))
 	resolvertest.Exchange(t, "udp", loud.dnsAddrs[0], resolvertest.Query("x.alipay.com", dns.TypeA, false))
 	logs := loud.log.String()
-	for _, want := range []string{`"name":"logged.example."`, `"outcome":"forwarded"`, `"outcome":"blocked"`, `"list":"alipay"`, `"app":"alipay"`} {
+	for _, want := range []string{`"qname":"logged.example."`, `"outcome":"forwarded"`, `"outcome":"blocked"`, `"list":"alipay"`, `"app":"alipay"`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("query log lacks %s:\n%s", want, logs)
 		}

@@ -73,7 +73,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) for tls:// and https:// listeners")
 	fs.Var(listFlag{&o.upstreams}, "upstream", "upstream `URL` (udp://IP:port, tcp://IP:port, IP[:port]); repeatable; replaces the config's upstreams")
 	fs.Var(listFlag{&o.blocklists}, "blocklist", "blocklist `file` to add to the configured lists; repeatable")
-	fs.StringVar(&o.http, "http", "", "HTTP listen `host:port` for /metrics and /healthz (\"\" in the config disables it)")
+	fs.StringVar(&o.http, "http", "", "HTTP listen `host:port` for /metrics, /healthz, /readyz and the admin API (\"\" in the config disables it)")
 	fs.StringVar(&o.logFormat, "log.format", "", "log `format`: console or json (overrides log.format)")
 	fs.StringVar(&o.logLevel, "log.level", "", "log `level`: debug, info, warn, error (overrides log.level)")
 	if err := fs.Parse(args); err != nil {

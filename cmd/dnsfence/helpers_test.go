@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -39,6 +40,8 @@ type running struct {
 	*instance
 	log    *syncBuffer
 	reload chan chan struct{}
+	// stop stops dnsfence and returns what it exited with; later calls return the same.
+	stop func() error
 }
 
 // start runs dnsfence in-process with args (plus listen/http on random loopback ports unless given)
@@ -71,15 +74,22 @@ func start(t *testing.T, args ...string) *running {
 		cancel()
 		t.Fatalf("dnsfence did not start\n%s", r.log)
 	}
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("dnsfence exited with %v", err)
+	var once sync.Once
+	var exitErr error
+	r.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case exitErr = <-done:
+			case <-time.After(10 * time.Second):
+				exitErr = errors.New("dnsfence did not stop")
 			}
-		case <-time.After(10 * time.Second):
-			t.Error("dnsfence did not stop")
+		})
+		return exitErr
+	}
+	t.Cleanup(func() {
+		if err := r.stop(); err != nil {
+			t.Errorf("dnsfence exited with %v", err)
 		}
 	})
 	return r

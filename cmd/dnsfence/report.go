@@ -45,8 +45,9 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	addr := fs.String("http", "127.0.0.1:9253", "the running dnsfence's HTTP `host:port`")
 	asJSON := fs.Bool("json", false, "print JSON")
 	top := fs.Int("top", 20, "how many top `clients` to show")
+	tokenFile := fs.String("token-file", "", "`file` with the server's http.token, if it has one")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: dnsfence report [-http host:port] [-json] [-top N]\n\nAttempts per app and top clients since the server started (from its /report endpoint).")
+		fmt.Fprintln(stderr, "Usage: dnsfence report [-http host:port] [-json] [-top N] [-token-file FILE]\n\nAttempts per app and top clients since the server started (from its /report endpoint).")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -56,8 +57,19 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	if *asJSON {
 		q.Set("format", "json")
 	}
+	req, err := http.NewRequest(http.MethodGet, "http://"+*addr+"/report?"+q.Encode(), nil)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if *tokenFile != "" {
+		tok, err := (&Config{HTTP: HTTPConfig{TokenFile: *tokenFile}}).httpToken()
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
 	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + *addr + "/report?" + q.Encode())
+	resp, err := c.Do(req)
 	if err != nil {
 		return fmt.Errorf("report: %w (is dnsfence running with http.listen %s?)", err, *addr)
 	}

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -81,12 +82,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 			cfg.source, len(cfg.Listen), len(infos), set.Len())
 		return nil
 	}
-	log, queryLog, err := newLogger(cfg.Log, stderr)
+	logs, err := newLoggers(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = log.Sync() }()
-	return serve(ctx, cfg, opts, log, queryLog, h)
+	defer func() { _ = logs.main.Sync() }()
+	err = serve(ctx, cfg, opts, logs, h)
+	return errors.Join(err, logs.close())
 }
 
 // loadConfig reads the config (the built-in one without -config), applies the flags and validates.
@@ -240,7 +242,11 @@ type chainParts struct {
 	metrics   *metrics.Metrics
 	report    *report.Report
 	queryLog  *zap.Logger
+	policyLog *zap.Logger
 	onHealth  func(upstream string, healthy bool)
+	observe   func(upstream string, d time.Duration, err error) // every upstream exchange
+	stats     resolver.Middleware
+	pause     *resolver.Pause
 	upOpts    resolver.UpstreamOptions
 	local     *resolver.LocalData
 }
@@ -258,16 +264,17 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		}, nil)
 	}
 	if cfg.Log.Queries {
-		ql = resolver.QueryLog(p.queryLog)
+		ql = resolver.QueryLog(p.queryLog, cfg.clientPrivacy())
 	}
 	if p.groups != nil {
 		policy = resolver.Policy(p.groups)
 		if !cfg.Log.Queries { // the query log already has these lines
-			policyLog = resolver.PolicyLog(p.queryLog.Named("policy"))
+			policyLog = resolver.PolicyLog(p.policyLog)
 		}
 	}
 	// Outermost first. Why this order:
 	//   metrics:   first, so it sees every outcome (invalid, blocked, errors) and the full duration;
+	//   stats:     beside metrics, for the admin API's counts, for the same reason;
 	//   querylog:  next, for the same reason, and optional;
 	//   access:    refuses (or drops) clients outside access.allow before any work is done for them;
 	//   ratelimit: then bounds what each allowed client (and /24, /56) may ask over UDP;
@@ -285,6 +292,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	return resolver.Chain(
 		router,
 		p.metrics.Middleware(),
+		p.stats,
 		ql,
 		resolver.Access(allowed, cfg.Access.Action == "drop"),
 		rateLimit,
@@ -296,6 +304,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		resolver.Block(resolver.Blocker{
 			Matcher: p.lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: p.apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
+			Pause: p.pause,
 		}),
 	)
 }
@@ -308,7 +317,7 @@ func buildRouter(cfg *Config, p chainParts) *resolver.Router {
 		for i := range limits {
 			limits[i] = resolver.NewLimiter(cfg.Limits.UpstreamMaxInflight)
 		}
-		return &resolver.Forward{Upstreams: ups, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.metrics.ObserveUpstream,
+		return &resolver.Forward{Upstreams: ups, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.observe,
 			Limits: limits, Health: cfg.healthPolicy(), OnHealth: p.onHealth}
 	}
 	parse := func(urls []string) []resolver.Upstream {
@@ -353,11 +362,16 @@ const fileDebounce = 300 * time.Millisecond
 
 // env is what outlives a config reload: logs, metrics, the report and the reload notifications.
 type env struct {
-	log, queryLog *zap.Logger
-	metrics       *metrics.Metrics
-	report        *report.Report
-	inst          *instance
-	fetcher       *blocklist.Fetcher
+	log, queryLog, policyLog *zap.Logger
+	metrics                  *metrics.Metrics
+	report                   *report.Report
+	inst                     *instance
+	stats                    *stats
+	pauser                   *pauser
+	upstreams                *upstreamLiveness
+	// cur is the running state, for the HTTP handlers; the serve loop stores it.
+	cur     atomic.Pointer[state]
+	fetcher *blocklist.Fetcher
 	// refreshed carries the results of URL list downloads to the reload loop.
 	refreshed chan refreshEvent
 }
@@ -447,7 +461,12 @@ func (e *env) build(cfg *Config) (*state, error) {
 	}
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
-		metrics: m, report: e.report, queryLog: e.queryLog, upOpts: upOpts, local: local,
+		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
+		stats: e.stats.middleware(), pause: &e.pauser.pause,
+		observe: func(upstream string, d time.Duration, err error) {
+			m.ObserveUpstream(upstream, d, err)
+			e.upstreams.observe(err)
+		},
 		onHealth: func(upstream string, healthy bool) {
 			m.UpstreamHealthy(upstream, healthy)
 			if healthy {
@@ -570,7 +589,7 @@ func restartNeeded(old, cfg *Config) []string {
 		{"limits.max_inflight", old.Limits.MaxInflight, cfg.Limits.MaxInflight},
 		{"limits.max_tcp_connections", old.Limits.MaxTCPConnections, cfg.Limits.MaxTCPConnections},
 		{"limits.max_tcp_queries", old.Limits.MaxTCPQueries, cfg.Limits.MaxTCPQueries},
-		{"log", old.Log.Format + old.Log.Level, cfg.Log.Format + cfg.Log.Level},
+		{"log", logSettings(old.Log), logSettings(cfg.Log)},
 		{"downloads", old.Downloads, cfg.Downloads},
 	} {
 		if fmt.Sprint(f.old) != fmt.Sprint(f.new) {
@@ -583,30 +602,31 @@ func restartNeeded(old, cfg *Config) []string {
 // reload re-reads the config file (with the same flags on top). Unchanged: the lists are reloaded.
 // Changed and valid: a whole new state is built aside and swapped in. Invalid, or failing to
 // build: the running state stays, every problem is logged with its line, and it is counted.
+// The result says what was done (for the admin API); the error, why a config was refused.
 //
 // With download (SIGHUP, the admin API; not file changes), URL lists are downloaded first
 // (conditional requests, so an unchanged list costs one round trip).
-func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download bool) *state {
+func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download bool) (*state, reloaded, error) {
 	var failed map[string]error
 	if download {
 		failed = e.download(cur.cfg, func(ListConfig) bool { return true })
 	}
-	reloadLists := func() {
-		cur.lists.Reload()
+	reloadLists := func() blocklist.Result {
+		res := cur.lists.Reload()
 		for name, err := range failed { // counted after the reload, which counts the re-read as a success
 			if info, ok := listInfo(cur.lists, name); ok {
 				e.metrics.ListLoaded(name, info.Entries, info.Invalid, err, time.Now())
 			}
 		}
+		return res
 	}
 	if o.config == "" {
-		reloadLists() // the built-in config cannot change
-		return cur
+		// The built-in config cannot change.
+		return cur, listsReloaded("built-in", reloadLists()), nil
 	}
 	cfg, err := loadConfig(o)
 	if err == nil && configEqual(cur.cfg, cfg) {
-		reloadLists()
-		return cur
+		return cur, listsReloaded("unchanged", reloadLists()), nil
 	}
 	var next *state
 	if err == nil {
@@ -615,7 +635,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	if err != nil {
 		e.log.Error("config reload refused; the running config stays", zap.String("config", o.config), zap.Error(err))
 		e.metrics.ConfigLoaded(false, time.Now())
-		return cur
+		return cur, reloaded{}, fmt.Errorf("config reload refused; the running config stays: %w", err)
 	}
 	if changed := restartNeeded(cur.cfg, cfg); len(changed) > 0 {
 		e.log.Warn("config changes that need a restart to apply", zap.Strings("settings", changed))
@@ -625,7 +645,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	e.refresh(next)
 	e.metrics.ConfigLoaded(true, time.Now())
 	e.log.Info("config reloaded", zap.String("config", o.config), zap.Int("blocked_names", next.lists.Set().Len()))
-	return next
+	return next, listsReloaded("reloaded", blocklist.Result{Lists: next.lists.Set().Lists(), Entries: next.lists.Set().Len()}), nil
 }
 
 // configEqual compares two configs as the user wrote them.
@@ -636,7 +656,8 @@ func configEqual(a, b *Config) bool {
 }
 
 // serve runs the DNS and HTTP listeners until ctx is done.
-func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logger, h hooks) error {
+func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) error {
+	log := logs.main
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return err
@@ -649,12 +670,15 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 		return fmt.Errorf("metrics: %w", err)
 	}
 	inst := &instance{}
-	e := &env{log: log, queryLog: queryLog, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
+	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
+		stats: newStats(), pauser: newPauser(m, log), upstreams: &upstreamLiveness{now: time.Now},
 		fetcher: newFetcher(cfg), refreshed: make(chan refreshEvent, 16)}
+	defer e.pauser.stop()
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
 	}
+	e.cur.Store(cur)
 	e.refresh(cur)
 	defer func() { cur.stop() }()
 	m.ConfigLoaded(true, time.Now())
@@ -715,9 +739,34 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 		inst.dnsAddrs = append(inst.dnsAddrs, addr)
 	}
 
+	// The admin API's reloads go through the serve loop below, like SIGHUP's.
+	apiReload := make(chan chan<- reloadReply)
+	loopDone := make(chan struct{}) // closed when the loop stops taking requests
+	askReload := func(ctx context.Context) (reloaded, error) {
+		reply := make(chan reloadReply, 1)
+		select {
+		case apiReload <- reply:
+		case <-loopDone:
+			return reloaded{}, errShuttingDown
+		case <-ctx.Done():
+			return reloaded{}, ctx.Err()
+		}
+		select {
+		case r := <-reply:
+			return r.res, r.err
+		case <-ctx.Done():
+			return reloaded{}, ctx.Err()
+		}
+	}
+
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
 	if cfg.HTTP.Listen != "" {
+		token, err := cfg.httpToken()
+		if err != nil { // validated, but the file may have changed since
+			_ = shutdownDNS(context.Background())
+			return fmt.Errorf("http.token_file: %w", err)
+		}
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			_ = shutdownDNS(context.Background())
@@ -729,7 +778,10 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})
-		mux.Handle("GET /report", reportHandler(rep))
+		mux.Handle("GET /readyz", readyHandler(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams))
+		api := newAdmin(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
+		mux.Handle("/api/", api)
+		mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { httpErr <- httpSrv.Serve(ln) }()
 	}
@@ -773,8 +825,18 @@ func serve(ctx context.Context, cfg *Config, o *options, log, queryLog *zap.Logg
 	}
 	watch()
 	defer func() { stopWatch() }()
-	if h.ready != nil { // after the watch is set up, so tests can change files at once
+	// Ready only once the watches are in place: a file replaced earlier would be missed.
+	if h.ready != nil {
 		h.ready(inst)
+	}
+	reload := func(download bool) (reloaded, error) {
+		next, res, err := e.reload(cur, o, chain, download)
+		if next != cur {
+			cur = next
+			e.cur.Store(cur)
+			watch() // the new config may name other files
+		}
+		return res, err
 	}
 	var runErr error
 loop:
@@ -784,22 +846,17 @@ loop:
 			break loop
 		case <-hup:
 			log.Info("SIGHUP: reloading the config and blocklists")
-			if next := e.reload(cur, o, chain, true); next != cur {
-				cur = next
-				watch()
-			}
+			_, _ = reload(true)
 		case <-changed:
 			log.Info("files changed: reloading the config and blocklists")
-			if next := e.reload(cur, o, chain, false); next != cur {
-				cur = next
-				watch() // the new config may name other files
-			}
+			_, _ = reload(false)
 		case done := <-h.reload:
-			if next := e.reload(cur, o, chain, true); next != cur {
-				cur = next
-				watch()
-			}
+			_, _ = reload(true)
 			close(done)
+		case reply := <-apiReload:
+			log.Info("admin API: reloading the config and blocklists")
+			res, err := reload(true)
+			reply <- reloadReply{res, err}
 		case ev := <-e.refreshed:
 			e.onRefreshed(cur, ev)
 		case err := <-httpErr:
@@ -808,6 +865,7 @@ loop:
 		}
 	}
 
+	close(loopDone)
 	log.Info("shutting down", zap.Duration("drain_timeout", cfg.ShutdownTimeout))
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
