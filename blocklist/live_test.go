@@ -199,7 +199,7 @@ func TestReloadConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const reloads, readers = 50, 4
+	const reloads, readers = 50, 4 // two writers: 100 reloads
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for range readers {
