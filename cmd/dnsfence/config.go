@@ -41,6 +41,7 @@ type Config struct {
 	Blocklists      []ListConfig   `yaml:"blocklists"`
 	Allowlists      []ListConfig   `yaml:"allowlists"`
 	Downloads       DownloadConfig `yaml:"downloads"`
+	Cache           CacheConfig    `yaml:"cache"`
 	Groups          []GroupConfig  `yaml:"groups"`
 	Access          AccessConfig   `yaml:"access"`
 	Limits          LimitsConfig   `yaml:"limits"`
@@ -87,6 +88,20 @@ type ListConfig struct {
 	// Mode overrides blocking.mode for this list (nxdomain, null, refused; custom uses
 	// blocking.ipv4/ipv6). The built-in doh-bypass list defaults to nxdomain.
 	Mode string `yaml:"mode"`
+}
+
+// CacheConfig is the response cache.
+type CacheConfig struct {
+	// MaxEntries bounds the cache; 0 turns it off.
+	MaxEntries     int           `yaml:"max_entries"`
+	MinTTL         time.Duration `yaml:"min_ttl"`
+	MaxTTL         time.Duration `yaml:"max_ttl"`
+	NegativeMaxTTL time.Duration `yaml:"negative_max_ttl"`
+	ServFailTTL    time.Duration `yaml:"servfail_ttl"`
+	ServeStale     bool          `yaml:"serve_stale"`
+	StaleMaxAge    time.Duration `yaml:"stale_max_age"`
+	// PrefetchHits: an entry hit this often is refreshed shortly before it expires; 0 turns it off.
+	PrefetchHits int `yaml:"prefetch_hits"`
 }
 
 // DownloadConfig is how URL lists are downloaded.
@@ -378,6 +393,8 @@ func defaults() Config {
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
 		Downloads:       DownloadConfig{Timeout: 30 * time.Second, MaxSizeMB: 64, Retries: 2},
+		Cache: CacheConfig{MaxEntries: 20000, MaxTTL: 24 * time.Hour, NegativeMaxTTL: time.Hour, ServFailTTL: 5 * time.Second,
+			ServeStale: true, StaleMaxAge: 24 * time.Hour, PrefetchHits: 3},
 		Log:             LogConfig{Format: "console", Level: "info", QueryMaxSizeMB: 100, QueryMaxBackups: 3, QueryClient: "full"},
 	}
 }
@@ -589,6 +606,23 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.validateLists("allowlists", c.Allowlists, names, valid)...)
 	if n := len(c.Apps) + len(c.Blocklists) + len(c.Allowlists); n > blocklist.MaxLists {
 		errs = append(errs, c.problem("blocklists", "at most %d lists (apps, blocklists and allowlists together) are supported, %d are configured; put files in a directory list", blocklist.MaxLists, n))
+	}
+	for _, d := range []struct {
+		path string
+		v    time.Duration
+	}{
+		{"cache.min_ttl", c.Cache.MinTTL}, {"cache.max_ttl", c.Cache.MaxTTL}, {"cache.negative_max_ttl", c.Cache.NegativeMaxTTL},
+		{"cache.servfail_ttl", c.Cache.ServFailTTL}, {"cache.stale_max_age", c.Cache.StaleMaxAge},
+	} {
+		if d.v < 0 {
+			errs = append(errs, c.problem(d.path, "must not be negative"))
+		}
+	}
+	if c.Cache.MaxEntries < 0 || c.Cache.PrefetchHits < 0 {
+		errs = append(errs, c.problem("cache", "max_entries and prefetch_hits must be 0 (off) or more"))
+	}
+	if c.Cache.MaxTTL > 0 && c.Cache.MinTTL > c.Cache.MaxTTL {
+		errs = append(errs, c.problem("cache.min_ttl", "is above cache.max_ttl"))
 	}
 	if c.Downloads.Timeout <= 0 {
 		errs = append(errs, c.problem("downloads.timeout", "must be positive"))
