@@ -32,9 +32,8 @@ type kubeObject struct {
 	APIVersion string `yaml:"apiVersion"`
 	Kind       string `yaml:"kind"`
 	Metadata   struct {
-		Name        string            `yaml:"name"`
-		Labels      map[string]string `yaml:"labels"`
-		Annotations map[string]string `yaml:"annotations"`
+		Name   string            `yaml:"name"`
+		Labels map[string]string `yaml:"labels"`
 	} `yaml:"metadata"`
 	Data map[string]string `yaml:"data"`
 	Spec struct {
@@ -48,7 +47,7 @@ type kubeObject struct {
 			} `yaml:"metadata"`
 			Spec podSpec `yaml:"spec"`
 		} `yaml:"template"`
-		// Service (its selector is a plain map, read from ServiceSelector)
+		// Service (its selector, a bare map, lands in Selector too)
 		Ports []struct {
 			Name       string `yaml:"name"`
 			Port       int    `yaml:"port"`
@@ -87,7 +86,6 @@ func (s *labelSelector) UnmarshalYAML(n *yaml.Node) error {
 type podSpec struct {
 	SecurityContext struct {
 		RunAsNonRoot *bool `yaml:"runAsNonRoot"`
-		RunAsUser    *int  `yaml:"runAsUser"`
 	} `yaml:"securityContext"`
 	Containers []kubeContainer `yaml:"containers"`
 	Volumes    []struct {
