@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS    ?=
 FUZZTIME ?= 30s
 
-.PHONY: help build run test lint fuzz clean
+.PHONY: help build run test lint fuzz release clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,5 +25,8 @@ lint: ## gofmt check, go vet, staticcheck
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s), e.g. make fuzz FUZZTIME=5m
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
 
+release: ## static binaries for Linux amd64, arm64, armv7, armv6, mips, mipsle and SHA256SUMS in dist/
+	VERSION=$(VERSION) scripts/release.sh
+
 clean: ## remove build output
-	rm -rf bin
+	rm -rf bin dist
