@@ -296,9 +296,9 @@ func (c *Config) validateHTTP() []error {
 	if err != nil {
 		errs = append(errs, c.problem("http.token_file", "%v", err))
 	}
-	if _, _, perr := net.SplitHostPort(c.HTTP.Listen); perr == nil && tok == "" && err == nil && !loopbackListen(c.HTTP.Listen) {
+	if _, _, perr := net.SplitHostPort(c.HTTP.Listen); perr == nil && c.HTTP.API && tok == "" && err == nil && !loopbackListen(c.HTTP.Listen) {
 		errs = append(errs, c.problem("http.listen", "%q is not a loopback address, so the admin API (/api/) would be open "+
-			"to the network: set http.token or http.token_file (or listen on 127.0.0.1 or [::1])", c.HTTP.Listen))
+			"to the network: set http.token or http.token_file, or http.api: false (or listen on 127.0.0.1 or [::1])", c.HTTP.Listen))
 	}
 	return errs
 }

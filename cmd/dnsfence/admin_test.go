@@ -458,3 +458,31 @@ func TestReportCommandToken(t *testing.T) {
 		t.Errorf("report output: %s", out.String())
 	}
 }
+
+// TestAdminAPIOff: with http.api false, /api/ and /report are not served and a non-loopback
+// listen needs no token (metrics and probes only).
+func TestAdminAPIOff(t *testing.T) {
+	cfg, err := parseConfig([]byte("http:\n  listen: 0.0.0.0:9253\n  api: false\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("api off on a public listen: %v", err)
+	}
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	path := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:0]\nhttp:\n  api: false\n")
+	d := start(t, "-config", path, "-upstream", up.Addr)
+	for _, p := range []string{"/api/stats", "/report"} {
+		resp, err := http.Get("http://" + d.httpAddr + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s with the API off: %d", p, resp.StatusCode)
+		}
+	}
+	if v := value(scrape(t, d.httpAddr), "dnsfence_build_info"); v != 1 {
+		t.Errorf("metrics not served with the API off")
+	}
+}

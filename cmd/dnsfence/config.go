@@ -359,6 +359,9 @@ type HTTPConfig struct {
 	// Listen is not loopback.
 	Token     string `yaml:"token"`
 	TokenFile string `yaml:"token_file"`
+	// API serves /api/ and /report; off leaves /metrics, /healthz and /readyz only (and needs
+	// no token), e.g. for a container whose metrics port is scraped from the network.
+	API bool `yaml:"api"`
 }
 
 // LogConfig is logging.
@@ -391,7 +394,7 @@ func defaults() Config {
 		Access:          AccessConfig{Allow: prefixStrings(resolver.DefaultAllowedNets()), Action: "refuse"},
 		RateLimit:       RateConfig{ClientQPS: 200, ClientBurst: 400, Slip: 2},
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000},
-		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253"},
+		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253", API: true},
 		Downloads:       DownloadConfig{Timeout: 30 * time.Second, MaxSizeMB: 64, Retries: 2},
 		Cache: CacheConfig{MaxEntries: 20000, MaxTTL: 24 * time.Hour, NegativeMaxTTL: time.Hour, ServFailTTL: 5 * time.Second,
 			ServeStale: true, StaleMaxAge: 24 * time.Hour, PrefetchHits: 3},

@@ -797,9 +797,11 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 			fmt.Fprintln(w, "ok")
 		})
 		mux.Handle("GET /readyz", readyHandler(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams))
-		api := newAdmin(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
-		mux.Handle("/api/", api)
-		mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
+		if cfg.HTTP.API {
+			api := newAdmin(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
+			mux.Handle("/api/", api)
+			mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
+		}
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { httpErr <- httpSrv.Serve(ln) }()
 	}
