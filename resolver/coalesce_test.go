@@ -1,0 +1,206 @@
+package resolver_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+)
+
+// heldUpstream answers A queries (TTL 300) once released; received gets a value per query.
+type heldUpstream struct {
+	srv      *resolvertest.Server
+	received chan struct{}
+	release  chan struct{}
+	once     sync.Once
+}
+
+func startHeld(t *testing.T) *heldUpstream {
+	u := &heldUpstream{received: make(chan struct{}, 100), release: make(chan struct{})}
+	u.srv = resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		u.received <- struct{}{}
+		<-u.release
+		answerA(300)(w, r)
+	}))
+	t.Cleanup(u.Release) // before the server shuts down
+	return u
+}
+
+func (u *heldUpstream) Release() { u.once.Do(func() { close(u.release) }) }
+
+type result struct {
+	resp *resolver.Response
+	err  error
+}
+
+// coalesceRun sends n identical queries through chain while the upstream holds the first: the
+// first with leaderCtx, the others once it has reached the upstream; joined must yield once per
+// query that joins. It releases the upstream when all have joined (after cancelLeader, if set)
+// and returns the results, the leader's first.
+func coalesceRun(t *testing.T, chain resolver.Resolver, u *heldUpstream, joined <-chan struct{}, n int,
+	leaderCtx context.Context, cancelLeader func()) []result {
+	t.Helper()
+	names := []string{"same.example", "SAME.example", "Same.Example"}
+	ask := func(ctx context.Context, i int, out chan<- result) {
+		m := resolvertest.Query(names[i%len(names)], dns.TypeA, i%2 == 0) // EDNS or not: one key
+		resp, err := chain.Resolve(ctx, &resolver.Request{Msg: m, Received: time.Now()})
+		out <- result{resp, err}
+	}
+	leader := make(chan result, 1)
+	go ask(leaderCtx, 0, leader)
+	wait(t, u.received, "the first query to reach the upstream")
+	followers := make(chan result, n)
+	for i := 1; i < n; i++ {
+		go ask(context.Background(), i, followers)
+	}
+	for i := 1; i < n; i++ {
+		wait(t, joined, "the other queries to join the first")
+	}
+	if cancelLeader != nil {
+		cancelLeader()
+		leader <- wait(t, leader, "the canceled query to return")
+	}
+	u.Release()
+	results := []result{<-leader}
+	for i := 1; i < n; i++ {
+		results = append(results, <-followers)
+	}
+	return results
+}
+
+// wait receives from ch; the timeout only turns a deadlock (the feature broken) into a failure.
+func wait[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(30 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+	panic("unreachable")
+}
+
+func checkShared(t *testing.T, u *heldUpstream, results []result) {
+	t.Helper()
+	if got := u.srv.Queries(); got != 1 {
+		t.Errorf("upstream queries = %d, want 1", got)
+	}
+	msgs := map[*dns.Msg]bool{}
+	rrs := map[dns.RR]bool{}
+	for i, r := range results {
+		if r.err != nil {
+			t.Errorf("query %d: %v", i, r.err)
+			continue
+		}
+		if len(r.resp.Msg.Answer) != 1 {
+			t.Errorf("query %d: %v", i, r.resp.Msg)
+			continue
+		}
+		if msgs[r.resp.Msg] || rrs[r.resp.Msg.Answer[0]] {
+			t.Errorf("query %d shares its reply with another", i)
+		}
+		msgs[r.resp.Msg], rrs[r.resp.Msg.Answer[0]] = true, true
+	}
+}
+
+func TestCoalesce(t *testing.T) {
+	const n = 20
+	u := startHeld(t)
+	joined := make(chan struct{}, n)
+	fwd := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
+	chain := resolver.Chain(fwd, resolver.CoalesceWithJoinHook(time.Minute, func() { joined <- struct{}{} }))
+	results := coalesceRun(t, chain, u, joined, n, context.Background(), nil)
+	checkShared(t, u, results)
+
+	// Once answered, the next query is a new exchange (Coalesce alone does not cache).
+	if _, err := chain.Resolve(context.Background(), &resolver.Request{Msg: resolvertest.Query("same.example", dns.TypeA, false)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.srv.Queries(); got != 2 {
+		t.Errorf("upstream queries after the flight = %d, want 2", got)
+	}
+}
+
+func TestCacheCoalescesMisses(t *testing.T) {
+	const n = 20
+	u := startHeld(t)
+	clock := newFakeClock()
+	var counts cacheCounts
+	c := resolver.NewCache(resolver.CacheOptions{Now: clock.Now, FetchTimeout: time.Minute}, counts.observer())
+	t.Cleanup(c.Close)
+	joined := make(chan struct{}, n)
+	resolver.SetCacheJoinHook(c, func() { joined <- struct{}{} })
+	fwd := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
+	chain := resolver.Chain(fwd, c.Middleware())
+
+	results := coalesceRun(t, chain, u, joined, n, context.Background(), nil)
+	checkShared(t, u, results)
+	if m, h := counts.miss.Load(), counts.hit.Load(); m != n || h != 0 {
+		t.Errorf("misses %d hits %d, want %d and 0", m, h, n)
+	}
+	resp, err := chain.Resolve(context.Background(), &resolver.Request{Msg: resolvertest.Query("same.example", dns.TypeA, false)})
+	if err != nil || resp.Outcome != resolver.OutcomeCached || u.srv.Queries() != 1 {
+		t.Errorf("after the flight: %v %v, upstream queries %d; want a hit", resp, err, u.srv.Queries())
+	}
+}
+
+func TestCoalesceLeaderCanceled(t *testing.T) {
+	const n = 10
+	for _, tc := range []struct {
+		name  string
+		chain func(t *testing.T, next resolver.Resolver, joined chan struct{}) resolver.Resolver
+	}{
+		{"Coalesce", func(_ *testing.T, next resolver.Resolver, joined chan struct{}) resolver.Resolver {
+			return resolver.Chain(next, resolver.CoalesceWithJoinHook(time.Minute, func() { joined <- struct{}{} }))
+		}},
+		{"Cache", func(t *testing.T, next resolver.Resolver, joined chan struct{}) resolver.Resolver {
+			c := resolver.NewCache(resolver.CacheOptions{FetchTimeout: time.Minute}, resolver.CacheObserver{})
+			t.Cleanup(c.Close)
+			resolver.SetCacheJoinHook(c, func() { joined <- struct{}{} })
+			return resolver.Chain(next, c.Middleware())
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u := startHeld(t)
+			joined := make(chan struct{}, n)
+			fwd := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			results := coalesceRun(t, tc.chain(t, fwd, joined), u, joined, n, ctx, cancel)
+			if !errors.Is(results[0].err, context.Canceled) {
+				t.Errorf("canceled leader: %v, %v; want its context's error", results[0].resp, results[0].err)
+			}
+			// The followers still get the one shared answer.
+			checkShared(t, u, results[1:])
+		})
+	}
+}
+
+func TestCoalescePanicBecomesError(t *testing.T) {
+	next := resolver.ResolverFunc(func(context.Context, *resolver.Request) (*resolver.Response, error) {
+		panic("boom")
+	})
+	chain := resolver.Chain(next, resolver.Coalesce(time.Minute))
+	_, err := chain.Resolve(context.Background(), &resolver.Request{Msg: resolvertest.Query("p.example", dns.TypeA, false)})
+	if err == nil {
+		t.Fatal("a panic below a shared query was not reported")
+	}
+}
+
+func TestCacheAfterCloseStillAnswers(t *testing.T) {
+	env := newCacheEnv(t, answerA(300), resolver.CacheOptions{PrefetchHits: 1})
+	env.cache.Close()
+	q := resolvertest.Query("late.example", dns.TypeA, false)
+	env.want(t, q, resolver.OutcomeForwarded, 1) // the miss runs in the caller
+	env.clock.Advance(295 * time.Second)
+	env.want(t, q, resolver.OutcomeCached, 1) // would prefetch, but the cache is closed
+	if p := env.n.prefetch.Load(); p != 0 {
+		t.Errorf("prefetches after Close: %d", p)
+	}
+}
