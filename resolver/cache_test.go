@@ -377,11 +377,13 @@ func TestCacheServFail(t *testing.T) {
 }
 
 func TestCacheSkipsTruncated(t *testing.T) {
-	// Truncated over UDP and TCP alike: Forward returns the TC reply, which must not be kept.
+	// Truncated over UDP and TCP alike: Forward returns the TC reply, which must not be kept
+	// although its (partial) answer would be cacheable.
 	h := func(w dns.ResponseWriter, r *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(r)
 		m.Truncated = true
+		m.Answer = []dns.RR{&dns.TXT{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 300}, Txt: []string{"part"}}}
 		_ = w.WriteMsg(m)
 	}
 	env := newCacheEnv(t, dns.HandlerFunc(h), resolver.CacheOptions{})
@@ -617,7 +619,7 @@ func TestCachePrefetch(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the hit that started a prefetch waited for it")
 	}
-	<-received                                // the refresh reached the upstream
+	wait(t, received, "the refresh to reach the upstream")
 	env.want(t, q, resolver.OutcomeCached, 2) // a third hit starts no second refresh
 	once.Do(func() { close(release) })
 	resolver.WaitCacheIdle(env.cache)
@@ -632,6 +634,33 @@ func TestCachePrefetch(t *testing.T) {
 	env.clock.Advance(20 * time.Second)
 	if got := ttl(t, env.want(t, q, resolver.OutcomeCached, 2)); got != 80 {
 		t.Errorf("TTL %d, want 100-20 from the refresh", got)
+	}
+}
+
+func TestCachePrefetchFailsOnce(t *testing.T) {
+	up := &flaky{ttl: 100}
+	env := newCacheEnv(t, up, resolver.CacheOptions{PrefetchHits: 1})
+	q := resolvertest.Query("hot.example", dns.TypeA, false)
+	env.want(t, q, resolver.OutcomeForwarded, 1)
+	up.mode.Store(1) // SERVFAIL from now on
+	env.clock.Advance(95 * time.Second)
+	if resp, err := env.resolve(q); err != nil || resp.Outcome != resolver.OutcomeCached {
+		t.Fatalf("hit: %v %v", resp, err)
+	}
+	resolver.WaitCacheIdle(env.cache)
+	if got := env.srv.Queries(); got != 2 {
+		t.Fatalf("upstream queries %d, want 2: the hit should have started a refresh", got)
+	}
+	// The refresh failed: the entry still answers until it expires, and is not refreshed again.
+	for range 3 {
+		env.clock.Advance(time.Second)
+		if got := ttl(t, env.want(t, q, resolver.OutcomeCached, 2)); got > 4 {
+			t.Errorf("TTL %d: the failed refresh replaced the entry", got)
+		}
+		resolver.WaitCacheIdle(env.cache)
+	}
+	if p := env.n.prefetch.Load(); p != 1 {
+		t.Errorf("prefetches %d, want 1", p)
 	}
 }
 
