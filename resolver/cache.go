@@ -181,7 +181,7 @@ func (c *Cache) Middleware() Middleware {
 	}
 }
 
-// Close stops background refreshes and shared fetches and waits for them. The cache still
+// Close cancels background refreshes and shared fetches and waits for them. The cache still
 // answers afterwards (an old chain may finish its queries after a reload), without prefetch.
 func (c *Cache) Close() { c.bg.Close() }
 
@@ -228,7 +228,7 @@ func (c *Cache) resolve(ctx context.Context, next Resolver, fetch fetchFunc, req
 	switch st {
 	case entryFresh:
 		c.obs.Hit()
-		if prefetch && c.co.detached(&k, req, fetch) {
+		if prefetch && c.co.detached(k, req, fetch) {
 			c.obs.Prefetch()
 		}
 		return c.answer(e, req, &k, now, false), nil
@@ -237,7 +237,7 @@ func (c *Cache) resolve(ctx context.Context, next Resolver, fetch fetchFunc, req
 		return c.answer(e, req, &k, now, true), nil
 	}
 	c.obs.Miss()
-	resp, err := c.co.do(ctx, &k, req, fetch)
+	resp, err := c.co.do(ctx, k, req, fetch)
 	if st == entryStale && failed(resp, err) {
 		now = c.opts.Now()
 		if e := c.staleEntry(&k, now); e != nil {

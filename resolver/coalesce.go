@@ -19,10 +19,11 @@ const defaultFetchTimeout = 5 * time.Second
 // Coalesce returns a stage that lets identical concurrent queries (same name in any case, type,
 // class, DO and CD bits) share one call to next. Followers get their own copy of the reply.
 //
-// The shared call runs in its own goroutine on a context detached from every client and bounded
-// by timeout (zero means 5s): a client whose context ends stops waiting and gets its context's
-// error, while the others keep waiting for the shared answer. The goroutine therefore can outlive
-// all of its clients by up to timeout. Queries with an EDNS Client Subnet option are not shared.
+// The first query (the leader) makes the shared call itself, on a context detached from every
+// client's and bounded by timeout (zero means 5s), so one client's cancellation cannot fail the
+// others. A follower whose context ends stops waiting and gets its context's error; the leader
+// returns when the shared call does, even if its own context ended first. Queries with an EDNS
+// Client Subnet option are not shared.
 //
 // Stages below must answer by the question alone (not by client or group): only the first
 // client's Request reaches them. The Cache coalesces its own misses, so it needs no Coalesce below.
@@ -39,7 +40,7 @@ func coalesce(co *coalescer) Middleware {
 			if !ok {
 				return next.Resolve(ctx, req)
 			}
-			return co.do(ctx, &k, req, fetch)
+			return co.do(ctx, k, req, fetch)
 		})
 	}
 }
@@ -113,20 +114,21 @@ func (co *coalescer) join(k *qkey) (f *flight, leader bool) {
 	return f, true
 }
 
-// do answers req through the flight for k, starting it with fn if there is none.
-func (co *coalescer) do(ctx context.Context, k *qkey, req *Request, fn fetchFunc) (*Response, error) {
-	f, leader := co.join(k)
-	if f == nil {
-		return fn(ctx, k, req)
-	}
-	if leader && !co.start(f, req, fn) {
-		// Closed: no more background work, so the leader runs it itself on its own context.
-		co.run(ctx, f, req, fn, true)
-	}
-	select {
-	case <-f.done:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("waiting for a shared query: %w", context.Cause(ctx))
+// do answers req through the flight for k, running fn if there is none.
+func (co *coalescer) do(ctx context.Context, k qkey, req *Request, fn fetchFunc) (*Response, error) {
+	f, leader := co.join(&k)
+	switch {
+	case f == nil:
+		alone := k
+		return fn(ctx, &alone, req)
+	case leader:
+		co.lead(ctx, f, req, fn)
+	default:
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for a shared query: %w", context.Cause(ctx))
+		}
 	}
 	if f.resp == nil || leader && !f.shared {
 		return f.resp, f.err
@@ -141,8 +143,8 @@ func (co *coalescer) do(ctx context.Context, k *qkey, req *Request, fn fetchFunc
 
 // detached starts a flight for k with nobody waiting (a prefetch) unless one is running already.
 // It reports whether it started one.
-func (co *coalescer) detached(k *qkey, req *Request, fn fetchFunc) bool {
-	f, leader := co.join(k)
+func (co *coalescer) detached(k qkey, req *Request, fn fetchFunc) bool {
+	f, leader := co.join(&k)
 	if !leader {
 		return false
 	}
@@ -154,7 +156,20 @@ func (co *coalescer) detached(k *qkey, req *Request, fn fetchFunc) bool {
 	return true
 }
 
-// start runs the flight in the background; false once the background is closed.
+// lead runs f in the leader's goroutine (no hand-off to another goroutine on every miss) but on
+// a context of its own: Close cancels it, the timeout bounds it.
+func (co *coalescer) lead(ctx context.Context, f *flight, req *Request, fn fetchFunc) {
+	if !co.bg.enter() {
+		co.run(ctx, f, req, fn, true) // closed: no detached work any more
+		return
+	}
+	defer co.bg.leave()
+	fctx, cancel := context.WithTimeout(co.bg.ctx, co.timeout)
+	defer cancel()
+	co.run(fctx, f, req, fn, true)
+}
+
+// start runs the flight in a goroutine; false once the background is closed.
 func (co *coalescer) start(f *flight, req *Request, fn fetchFunc) bool {
 	return co.bg.Go(func(base context.Context) {
 		ctx, cancel := context.WithTimeout(base, co.timeout)
@@ -194,9 +209,10 @@ func (co *coalescer) finish(f *flight) {
 
 var errClosed = errors.New("resolver: cache closed")
 
-// background runs goroutines that Close can cancel and wait for.
+// background tracks work detached from clients' contexts (shared fetches, prefetches), which
+// Close cancels and waits for.
 type background struct {
-	mu     sync.RWMutex // read-held to start a goroutine, so none starts once Close has begun
+	mu     sync.RWMutex // read-held to enter, so nothing enters once Close has begun
 	closed bool
 	wg     sync.WaitGroup
 	ctx    context.Context
@@ -208,16 +224,26 @@ func newBackground() *background {
 	return &background{ctx: ctx, cancel: cancel}
 }
 
-// Go runs f in a goroutine with a context that Close cancels; false if closed.
-func (b *background) Go(f func(ctx context.Context)) bool {
+// enter registers work that Close must wait for; false if closed. Each enter needs a leave.
+func (b *background) enter() bool {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
 		return false
 	}
 	b.wg.Add(1)
+	return true
+}
+
+func (b *background) leave() { b.wg.Done() }
+
+// Go runs f in a goroutine with a context that Close cancels; false if closed.
+func (b *background) Go(f func(ctx context.Context)) bool {
+	if !b.enter() {
+		return false
+	}
 	go func() {
-		defer b.wg.Done()
+		defer b.leave()
 		f(b.ctx)
 	}()
 	return true

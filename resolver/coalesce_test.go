@@ -41,8 +41,8 @@ type result struct {
 
 // coalesceRun sends n identical queries through chain while the upstream holds the first: the
 // first with leaderCtx, the others once it has reached the upstream; joined must yield once per
-// query that joins. It releases the upstream when all have joined (after cancelLeader, if set)
-// and returns the results, the leader's first.
+// query that joins. It releases the upstream when all have joined (after calling cancelLeader,
+// if set) and returns the results, the leader's first.
 func coalesceRun(t *testing.T, chain resolver.Resolver, u *heldUpstream, joined <-chan struct{}, n int,
 	leaderCtx context.Context, cancelLeader func()) []result {
 	t.Helper()
@@ -64,7 +64,6 @@ func coalesceRun(t *testing.T, chain resolver.Resolver, u *heldUpstream, joined 
 	}
 	if cancelLeader != nil {
 		cancelLeader()
-		leader <- wait(t, leader, "the canceled query to return")
 	}
 	u.Release()
 	results := []result{<-leader}
@@ -173,23 +172,70 @@ func TestCoalesceLeaderCanceled(t *testing.T) {
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			results := coalesceRun(t, tc.chain(t, fwd, joined), u, joined, n, ctx, cancel)
-			if !errors.Is(results[0].err, context.Canceled) {
-				t.Errorf("canceled leader: %v, %v; want its context's error", results[0].resp, results[0].err)
-			}
-			// The followers still get the one shared answer.
-			checkShared(t, u, results[1:])
+			// The shared exchange does not run on the leader's context: everyone gets the answer,
+			// the leader too (it made the exchange, and waited for it).
+			checkShared(t, u, results)
 		})
 	}
 }
 
-func TestCoalescePanicBecomesError(t *testing.T) {
+func TestCoalesceFollowerCanceled(t *testing.T) {
+	u := startHeld(t)
+	joined := make(chan struct{}, 1)
+	fwd := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
+	chain := resolver.Chain(fwd, resolver.CoalesceWithJoinHook(time.Minute, func() { joined <- struct{}{} }))
+	ask := func(ctx context.Context, out chan<- result) {
+		resp, err := chain.Resolve(ctx, &resolver.Request{Msg: resolvertest.Query("same.example", dns.TypeA, false)})
+		out <- result{resp, err}
+	}
+	leader, follower := make(chan result, 1), make(chan result, 1)
+	go ask(context.Background(), leader)
+	wait(t, u.received, "the first query to reach the upstream")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go ask(ctx, follower)
+	wait(t, joined, "the second query to join")
+	cancel()
+	// The follower stops waiting at once, while the upstream still holds the shared exchange.
+	if r := wait(t, follower, "the canceled follower"); !errors.Is(r.err, context.Canceled) {
+		t.Errorf("canceled follower: %v, %v; want its context's error", r.resp, r.err)
+	}
+	u.Release()
+	checkShared(t, u, []result{wait(t, leader, "the leader")})
+}
+
+func TestCoalescePanic(t *testing.T) {
+	// The leader's panic reaches its own caller (the Handler recovers and counts it); the
+	// followers get an error instead of waiting forever.
+	entered, release := make(chan struct{}), make(chan struct{})
 	next := resolver.ResolverFunc(func(context.Context, *resolver.Request) (*resolver.Response, error) {
+		close(entered)
+		<-release
 		panic("boom")
 	})
-	chain := resolver.Chain(next, resolver.Coalesce(time.Minute))
-	_, err := chain.Resolve(context.Background(), &resolver.Request{Msg: resolvertest.Query("p.example", dns.TypeA, false)})
-	if err == nil {
-		t.Fatal("a panic below a shared query was not reported")
+	joined := make(chan struct{}, 1)
+	chain := resolver.Chain(next, resolver.CoalesceWithJoinHook(time.Minute, func() { joined <- struct{}{} }))
+	ask := func() (*resolver.Response, error) {
+		return chain.Resolve(context.Background(), &resolver.Request{Msg: resolvertest.Query("p.example", dns.TypeA, false)})
+	}
+	panicked := make(chan any, 1)
+	go func() {
+		defer func() { panicked <- recover() }()
+		_, _ = ask()
+	}()
+	wait(t, entered, "the leader to call next")
+	follower := make(chan result, 1)
+	go func() {
+		resp, err := ask()
+		follower <- result{resp, err}
+	}()
+	wait(t, joined, "the follower to join")
+	close(release)
+	if v := wait(t, panicked, "the leader"); v != "boom" {
+		t.Errorf("leader recovered %v, want the panic", v)
+	}
+	if r := wait(t, follower, "the follower"); r.err == nil {
+		t.Errorf("follower got %v, want an error", r.resp)
 	}
 }
 
