@@ -302,7 +302,8 @@ func (c *Cache) staleEntry(k *qkey, now time.Time) *cacheEntry {
 // answer is the reply to req from e: a copy with the TTLs aged (or set to the stale TTL).
 // The Handler sets ID, question spelling and EDNS; what depends on the entry's age is done here.
 func (c *Cache) answer(e *cacheEntry, req *Request, k *qkey, now time.Time, stale bool) *Response {
-	m := copyMsg(e.msg, req.Msg.Question)
+	h := new(hitReply)
+	m := h.copyMsg(e.msg, req.Msg.Question)
 	switch {
 	case stale:
 		setTTLs(m, c.staleTTL, 0)
@@ -326,18 +327,31 @@ func (c *Cache) answer(e *cacheEntry, req *Request, k *qkey, now time.Time, stal
 	if m.AuthenticatedData && k.flags&keyDO == 0 && !req.Msg.AuthenticatedData {
 		m.AuthenticatedData = false
 	}
-	return &Response{Msg: m, Outcome: OutcomeCached, Upstream: e.upstream}
+	h.resp = Response{Msg: m, Outcome: OutcomeCached, Upstream: e.upstream}
+	return &h.resp
 }
 
-// copyMsg deep-copies the records of src (a stored message) under question, which is shared:
-// like the Handler, the reply carries the request's own question.
-func copyMsg(src *dns.Msg, question []dns.Question) *dns.Msg {
-	m := &dns.Msg{MsgHdr: src.MsgHdr, Compress: src.Compress, Question: question[:len(question):len(question)]}
+// hitReply is what a hit allocates, in one allocation when the answer has at most len(rrs)
+// records (most do): two fewer allocations per hit than separate Response, Msg and section array.
+type hitReply struct {
+	resp Response
+	msg  dns.Msg
+	rrs  [4]dns.RR
+}
+
+// copyMsg deep-copies the records of src (a stored message) into h.msg under question, which is
+// shared: like the Handler, the reply carries the request's own question.
+func (h *hitReply) copyMsg(src *dns.Msg, question []dns.Question) *dns.Msg {
+	m := &h.msg
+	*m = dns.Msg{MsgHdr: src.MsgHdr, Compress: src.Compress, Question: question[:len(question):len(question)]}
 	na, nn, nx := len(src.Answer), len(src.Ns), len(src.Extra)
 	if na+nn+nx == 0 {
 		return m
 	}
-	rrs := make([]dns.RR, 0, na+nn+nx) // one array for the three sections, as Msg.Copy does
+	rrs := h.rrs[:0] // one array for the three sections, as Msg.Copy does
+	if na+nn+nx > len(h.rrs) {
+		rrs = make([]dns.RR, 0, na+nn+nx)
+	}
 	for _, sec := range [3][]dns.RR{src.Answer, src.Ns, src.Extra} {
 		for _, rr := range sec {
 			rrs = append(rrs, dns.Copy(rr))
