@@ -12,17 +12,19 @@ import (
 	"github.com/miekg/dns"
 )
 
-// CacheOptions configure a Cache. Zero values mean the defaults.
+// CacheOptions configure a Cache. Zero values mean the defaults, except where said otherwise.
 type CacheOptions struct {
 	// MaxEntries bounds the entries held; default 10000.
 	MaxEntries int
-	// MinTTL and MaxTTL clamp the TTLs of positive answers; defaults 0 and 24h.
+	// MinTTL and MaxTTL clamp the TTLs of positive answers; defaults 0 and 24h. MaxTTL wins
+	// over a larger MinTTL.
 	MinTTL, MaxTTL time.Duration
 	// NegativeMaxTTL caps how long NXDOMAIN and NODATA answers are kept (their TTL is the SOA's
 	// min(TTL, MINIMUM), RFC 2308); default 1h.
 	NegativeMaxTTL time.Duration
-	// ServFailTTL is how long an upstream's SERVFAIL is kept (RFC 2308 §7.1, RFC 9520): clients
-	// retrying a broken name do not each reach the upstreams. Default 5s; negative disables.
+	// ServFailTTL is how long an upstream's SERVFAIL is kept (RFC 2308 §7.1, RFC 9520), so that
+	// clients retrying a broken name do not each reach the upstreams; 5s is a good value.
+	// Zero disables it. Timeouts are never cached: they may be ours, not the upstream's.
 	ServFailTTL time.Duration
 	// ServeStale answers from an expired entry when the upstreams fail (RFC 8767).
 	ServeStale bool
@@ -114,9 +116,6 @@ func NewCache(o CacheOptions, obs CacheObserver) *Cache {
 	o.MinTTL = max(o.MinTTL, 0)
 	def(&o.MaxTTL, 24*time.Hour)
 	def(&o.NegativeMaxTTL, time.Hour)
-	if o.ServFailTTL == 0 {
-		o.ServFailTTL = 5 * time.Second
-	}
 	def(&o.StaleMaxAge, 24*time.Hour)
 	def(&o.StaleAnswerTTL, 30*time.Second)
 	if o.PrefetchWindow <= 0 || o.PrefetchWindow > 1 {
@@ -423,7 +422,7 @@ func (c *Cache) store(k *qkey, req *Request, resp *Response, err error) {
 		life, upstream = time.Duration(ttl)*time.Second, resp.Upstream
 	}
 	if servfail {
-		if c.opts.ServFailTTL < 0 {
+		if c.opts.ServFailTTL <= 0 {
 			return
 		}
 		m = &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Rcode: dns.RcodeServerFailure}}

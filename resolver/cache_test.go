@@ -349,8 +349,8 @@ func TestCacheServFail(t *testing.T) {
 			t.Errorf("after ServFailTTL: err %v, upstream queries %d; want a new SERVFAIL from the upstream", err, env.srv.Queries())
 		}
 	})
-	t.Run("disabled", func(t *testing.T) {
-		env := newCacheEnv(t, resolvertest.Rcode(dns.RcodeServerFailure), resolver.CacheOptions{ServFailTTL: -1})
+	t.Run("off by default", func(t *testing.T) {
+		env := newCacheEnv(t, resolvertest.Rcode(dns.RcodeServerFailure), resolver.CacheOptions{})
 		q := resolvertest.Query("broken.example", dns.TypeA, false)
 		for i := range 2 {
 			if _, err := env.resolve(q); err == nil {
@@ -362,7 +362,7 @@ func TestCacheServFail(t *testing.T) {
 		}
 	})
 	t.Run("timeouts are not cached", func(t *testing.T) {
-		env := newCacheEnv(t, resolvertest.Silent(), resolver.CacheOptions{})
+		env := newCacheEnv(t, resolvertest.Silent(), resolver.CacheOptions{ServFailTTL: 5 * time.Second})
 		env.fwd.AttemptTimeout = 50 * time.Millisecond
 		q := resolvertest.Query("silent.example", dns.TypeA, false)
 		for i := range 2 {
@@ -741,7 +741,7 @@ func TestCacheConcurrent(t *testing.T) {
 	const maxEntries = 32
 	var n cacheCounts
 	c := resolver.NewCache(resolver.CacheOptions{MaxEntries: maxEntries, Shards: 4, ServeStale: true, StaleMaxAge: 5 * time.Second,
-		PrefetchHits: 2, PrefetchWindow: 0.5, Now: clock.Now}, n.observer())
+		ServFailTTL: time.Second, PrefetchHits: 2, PrefetchWindow: 0.5, Now: clock.Now}, n.observer())
 	chain := resolver.Chain(next, c.Middleware())
 
 	var wg sync.WaitGroup
