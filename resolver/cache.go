@@ -1,0 +1,584 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"hash/maphash"
+	"math"
+	"math/bits"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// CacheOptions configure a Cache. Zero values mean the defaults, except where said otherwise.
+type CacheOptions struct {
+	// MaxEntries bounds the entries held; default 10000.
+	MaxEntries int
+	// MinTTL and MaxTTL clamp the TTLs of positive answers; defaults 0 and 24h. MaxTTL wins
+	// over a larger MinTTL.
+	MinTTL, MaxTTL time.Duration
+	// NegativeMaxTTL caps how long NXDOMAIN and NODATA answers are kept (their TTL is the SOA's
+	// min(TTL, MINIMUM), RFC 2308); default 1h.
+	NegativeMaxTTL time.Duration
+	// ServFailTTL is how long an upstream's SERVFAIL is kept (RFC 2308 §7.1, RFC 9520), so that
+	// clients retrying a broken name do not each reach the upstreams; 5s is a good value.
+	// Zero disables it. Timeouts are never cached: they may be ours, not the upstream's.
+	ServFailTTL time.Duration
+	// ServeStale answers from an expired entry when the upstreams fail (RFC 8767).
+	ServeStale bool
+	// StaleMaxAge is how long past expiry an entry may be served stale; default 24h.
+	StaleMaxAge time.Duration
+	// StaleAnswerTTL is the TTL of stale answers, and how long after a failed refresh stale
+	// answers are given without asking the upstreams again (RFC 8767's failure recheck); default 30s.
+	StaleAnswerTTL time.Duration
+	// PrefetchHits enables prefetch: an entry hit at least this many times since it was stored
+	// is refreshed in the background, once, by the first hit in the last PrefetchWindow (a
+	// fraction, default 0.1) of its TTL. Zero disables.
+	PrefetchHits   int
+	PrefetchWindow float64
+	// FetchTimeout bounds an upstream fetch that runs detached from any one client (a coalesced
+	// miss, a prefetch); default 5s, the Handler's default query timeout.
+	FetchTimeout time.Duration
+	// Shards is the number of independently locked parts (rounded up to a power of two,
+	// at most MaxEntries); default 64.
+	Shards int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// CacheObserver receives cache events, e.g. for Prometheus counters. Nil fields are fine.
+// Hit counts fresh answers (including cached SERVFAILs), Miss queries passed on, Stale stale
+// answers, Prefetch background refreshes started, Evict live entries removed to stay in bounds.
+type CacheObserver struct {
+	Hit, Miss, Stale, Prefetch, Evict func()
+}
+
+// Cache is the response cache stage. Only forwarded answers are stored (Outcome ==
+// OutcomeForwarded); hits are answered with OutcomeCached and the Upstream that gave the answer.
+// Concurrent misses for one question share one call to the next stage (see Coalesce).
+type Cache struct {
+	opts   CacheOptions
+	obs    CacheObserver
+	seed   maphash.Seed
+	shards []cacheShard
+	mask   uint64
+	bg     *background
+	co     *coalescer
+	// In seconds, as RR TTLs are.
+	minTTL, maxTTL, negMaxTTL, staleTTL uint32
+}
+
+// cacheShard holds part of the entries. Eviction is CLOCK (second chance): a hit only sets a
+// flag under the lock the lookup holds anyway, and finding a victim is a short sweep of the
+// ring, usually a step or two; LRU would move list nodes on every hit.
+type cacheShard struct {
+	mu    sync.Mutex
+	m     map[uint64]*cacheEntry
+	ring  []*cacheEntry // the entries in CLOCK order; len(ring) == len(m)
+	hand  int
+	limit int
+	_     [64]byte // keeps neighbouring shards' locks off one cache line
+}
+
+// cacheEntry is one stored answer. Everything but the fields marked as guarded is immutable
+// once the entry is in a shard, so hits read msg without a lock.
+type cacheEntry struct {
+	key      qkey
+	msg      *dns.Msg // never modified: hits copy it
+	upstream string
+	servfail bool
+	stored   time.Time
+	expires  time.Time
+	until    time.Time // after this the entry is of no use (expires, or the end of the stale window)
+	prefetch time.Time // hits from this time on may start a prefetch
+
+	// Guarded by the shard's lock.
+	slot        int
+	ref         bool
+	hits        int
+	prefetching bool
+	recheck     time.Time // until then stale answers are given without asking next
+}
+
+// NewCache returns an empty cache. Call Close when it is no longer used, to stop and wait for
+// its background fetches.
+func NewCache(o CacheOptions, obs CacheObserver) *Cache {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	if o.MaxEntries <= 0 {
+		o.MaxEntries = 10000
+	}
+	o.MinTTL = max(o.MinTTL, 0)
+	def(&o.MaxTTL, 24*time.Hour)
+	def(&o.NegativeMaxTTL, time.Hour)
+	def(&o.StaleMaxAge, 24*time.Hour)
+	def(&o.StaleAnswerTTL, 30*time.Second)
+	if o.PrefetchWindow <= 0 || o.PrefetchWindow > 1 {
+		o.PrefetchWindow = 0.1
+	}
+	def(&o.FetchTimeout, defaultFetchTimeout)
+	if o.Shards <= 0 {
+		o.Shards = 64
+	}
+	n := 1 << bits.Len(uint(o.Shards-1)) // the next power of two
+	for n > o.MaxEntries {
+		n /= 2
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	nop := func() {}
+	for _, f := range []*func(){&obs.Hit, &obs.Miss, &obs.Stale, &obs.Prefetch, &obs.Evict} {
+		if *f == nil {
+			*f = nop
+		}
+	}
+	c := &Cache{
+		opts: o, obs: obs, seed: maphash.MakeSeed(),
+		shards:    make([]cacheShard, n),
+		mask:      uint64(n - 1),
+		bg:        newBackground(),
+		minTTL:    seconds(o.MinTTL),
+		maxTTL:    seconds(o.MaxTTL),
+		negMaxTTL: seconds(o.NegativeMaxTTL),
+		staleTTL:  seconds(o.StaleAnswerTTL),
+	}
+	c.co = newCoalescer(o.FetchTimeout, c.bg)
+	for i := range c.shards {
+		// Spread MaxEntries exactly: the shards' limits add up to it.
+		c.shards[i].limit = o.MaxEntries / n
+		if i < o.MaxEntries%n {
+			c.shards[i].limit++
+		}
+		c.shards[i].m = make(map[uint64]*cacheEntry)
+	}
+	return c
+}
+
+func seconds(d time.Duration) uint32 {
+	return uint32(min(d/time.Second, math.MaxUint32))
+}
+
+// Middleware returns the cache stage. It belongs below the stages that decide per client
+// (access, policy, block), since a cached answer is given to every client, and above the terminal
+// stage.
+func (c *Cache) Middleware() Middleware {
+	return func(next Resolver) Resolver {
+		fetch := func(ctx context.Context, k *qkey, req *Request) (*Response, error) {
+			resp, err := next.Resolve(ctx, req)
+			c.store(k, req, resp, err)
+			return resp, err
+		}
+		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
+			return c.resolve(ctx, next, fetch, req)
+		})
+	}
+}
+
+// Close cancels background refreshes and shared fetches and waits for them. The cache still
+// answers afterwards (an old chain may finish its queries after a reload), without prefetch.
+func (c *Cache) Close() { c.bg.Close() }
+
+// Len returns the number of entries, expired ones not yet removed included.
+func (c *Cache) Len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += len(sh.ring)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
+// Flush removes every entry (evictions are not counted).
+func (c *Cache) Flush() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		clear(sh.m)
+		clear(sh.ring)
+		sh.ring, sh.hand = sh.ring[:0], 0
+		sh.mu.Unlock()
+	}
+}
+
+type entryState uint8
+
+const (
+	entryMissing entryState = iota
+	entryFresh
+	entryStale     // expired but may be served stale if next fails
+	entryStaleHeld // a refresh failed recently: serve stale without asking next
+)
+
+func (c *Cache) resolve(ctx context.Context, next Resolver, fetch fetchFunc, req *Request) (*Response, error) {
+	k, ok := makeKey(c.seed, req.Msg)
+	if !ok {
+		return next.Resolve(ctx, req)
+	}
+	now := c.opts.Now()
+	e, st, prefetch := c.lookup(&k, now)
+	switch st {
+	case entryFresh:
+		c.obs.Hit()
+		if prefetch && c.co.detached(k, req, fetch) {
+			c.obs.Prefetch()
+		}
+		return c.answer(e, req, &k, now, false), nil
+	case entryStaleHeld:
+		c.obs.Stale()
+		return c.answer(e, req, &k, now, true), nil
+	}
+	c.obs.Miss()
+	resp, err := c.co.do(ctx, k, req, fetch)
+	if st == entryStale && failed(resp, err) {
+		now = c.opts.Now()
+		if e := c.staleEntry(&k, now); e != nil {
+			c.obs.Stale()
+			return c.answer(e, req, &k, now, true), nil
+		}
+	}
+	return resp, err
+}
+
+func failed(resp *Response, err error) bool {
+	return err != nil || resp == nil || resp.Msg == nil ||
+		resp.Outcome == OutcomeForwarded && resp.Msg.Rcode == dns.RcodeServerFailure
+}
+
+func (c *Cache) shard(h uint64) *cacheShard { return &c.shards[h&c.mask] }
+
+// lookup finds k's entry and says what it is good for; prefetch says this hit is the one to
+// start the entry's refresh.
+func (c *Cache) lookup(k *qkey, now time.Time) (e *cacheEntry, st entryState, prefetch bool) {
+	sh := c.shard(k.hash)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e = sh.m[k.hash]
+	if e == nil || !e.key.equal(k) {
+		return nil, entryMissing, false
+	}
+	switch {
+	case now.Before(e.expires):
+		e.ref = true
+		e.hits++
+		if c.opts.PrefetchHits > 0 && !e.prefetching && !e.servfail && e.hits >= c.opts.PrefetchHits && !now.Before(e.prefetch) {
+			e.prefetching = true
+			prefetch = true
+		}
+		return e, entryFresh, prefetch
+	case now.Before(e.until):
+		if now.Before(e.recheck) {
+			e.ref = true
+			return e, entryStaleHeld, false
+		}
+		return e, entryStale, false
+	}
+	sh.remove(e)
+	return nil, entryMissing, false
+}
+
+// staleEntry returns k's entry if it may be served after a failed refresh, and holds off further
+// refreshes for StaleAnswerTTL.
+func (c *Cache) staleEntry(k *qkey, now time.Time) *cacheEntry {
+	sh := c.shard(k.hash)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	e := sh.m[k.hash]
+	if e == nil || !e.key.equal(k) || e.servfail || !now.Before(e.until) {
+		return nil
+	}
+	e.recheck = now.Add(c.opts.StaleAnswerTTL)
+	return e
+}
+
+// answer is the reply to req from e: a copy with the TTLs aged (or set to the stale TTL).
+// The Handler sets ID, question spelling and EDNS; what depends on the entry's age is done here.
+func (c *Cache) answer(e *cacheEntry, req *Request, k *qkey, now time.Time, stale bool) *Response {
+	h := new(hitReply)
+	m := h.copyMsg(e.msg, req.Msg.Question)
+	switch {
+	case stale:
+		setTTLs(m, c.staleTTL, 0)
+		if k.edns {
+			code := dns.ExtendedErrorCodeStaleAnswer
+			if m.Rcode == dns.RcodeNameError {
+				code = dns.ExtendedErrorCodeStaleNXDOMAINAnswer
+			}
+			addEDE(m, code)
+		}
+	case e.servfail:
+		if k.edns {
+			addEDE(m, dns.ExtendedErrorCodeCachedError)
+		}
+	default:
+		if age := now.Sub(e.stored); age >= time.Second {
+			setTTLs(m, 0, seconds(age))
+		}
+	}
+	// RFC 6840 §5.8: AD only for clients that asked with DO or AD; the entry may be another's.
+	if m.AuthenticatedData && k.flags&keyDO == 0 && !req.Msg.AuthenticatedData {
+		m.AuthenticatedData = false
+	}
+	h.resp = Response{Msg: m, Outcome: OutcomeCached, Upstream: e.upstream}
+	return &h.resp
+}
+
+// hitReply is what a hit allocates, in one allocation when the answer has at most len(rrs)
+// records (most do): two fewer allocations per hit than separate Response, Msg and section array.
+type hitReply struct {
+	resp Response
+	msg  dns.Msg
+	rrs  [4]dns.RR
+}
+
+// copyMsg deep-copies the records of src (a stored message) into h.msg under question, which is
+// shared: like the Handler, the reply carries the request's own question.
+func (h *hitReply) copyMsg(src *dns.Msg, question []dns.Question) *dns.Msg {
+	m := &h.msg
+	*m = dns.Msg{MsgHdr: src.MsgHdr, Compress: src.Compress, Question: question[:len(question):len(question)]}
+	na, nn, nx := len(src.Answer), len(src.Ns), len(src.Extra)
+	if na+nn+nx == 0 {
+		return m
+	}
+	rrs := h.rrs[:0] // one array for the three sections, as Msg.Copy does
+	if na+nn+nx > len(h.rrs) {
+		rrs = make([]dns.RR, 0, na+nn+nx)
+	}
+	for _, sec := range [3][]dns.RR{src.Answer, src.Ns, src.Extra} {
+		for _, rr := range sec {
+			rrs = append(rrs, dns.Copy(rr))
+		}
+	}
+	if na > 0 {
+		m.Answer = rrs[:na:na]
+	}
+	if nn > 0 {
+		m.Ns = rrs[na : na+nn : na+nn]
+	}
+	if nx > 0 {
+		m.Extra = rrs[na+nn:]
+	}
+	return m
+}
+
+// setTTLs sets every record's TTL to ttl, or when ttl is 0 lowers it by age (not below 0).
+func setTTLs(m *dns.Msg, ttl, age uint32) {
+	for _, sec := range [3][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			h := rr.Header()
+			switch {
+			case h.Rrtype == dns.TypeOPT:
+			case ttl > 0:
+				h.Ttl = ttl
+			case h.Ttl > age:
+				h.Ttl -= age
+			default:
+				h.Ttl = 0
+			}
+		}
+	}
+}
+
+// addEDE adds an Extended DNS Error (RFC 8914) to m, which must be a copy; the Handler sets the
+// rest of the OPT record.
+func addEDE(m *dns.Msg, code uint16) {
+	opt := m.IsEdns0()
+	if opt == nil {
+		opt = &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		m.Extra = append(m.Extra, opt)
+	}
+	opt.Option = append(opt.Option, &dns.EDNS0_EDE{InfoCode: code})
+}
+
+// store keeps next's answer to req if it is cacheable.
+func (c *Cache) store(k *qkey, req *Request, resp *Response, err error) {
+	var (
+		m        *dns.Msg
+		life     time.Duration
+		upstream string
+		servfail bool
+	)
+	switch {
+	case err != nil || resp == nil || resp.Msg == nil:
+		if servfail = upstreamServFail(err); !servfail {
+			return
+		}
+	case resp.Outcome != OutcomeForwarded:
+		return
+	case resp.Msg.Rcode == dns.RcodeServerFailure:
+		servfail, upstream = true, resp.Upstream
+	default:
+		var ttl uint32
+		if m, ttl = c.prepare(resp.Msg); m == nil {
+			return
+		}
+		life, upstream = time.Duration(ttl)*time.Second, resp.Upstream
+	}
+	if servfail {
+		if c.opts.ServFailTTL <= 0 {
+			return
+		}
+		m = &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Rcode: dns.RcodeServerFailure}}
+		life = c.opts.ServFailTTL
+	}
+	now := c.opts.Now()
+	e := &cacheEntry{key: *k, msg: m, upstream: upstream, servfail: servfail, stored: now, expires: now.Add(life)}
+	e.until = e.expires
+	if c.opts.ServeStale && !servfail {
+		e.until = e.expires.Add(c.opts.StaleMaxAge)
+	}
+	e.prefetch = e.expires.Add(-time.Duration(float64(life) * c.opts.PrefetchWindow))
+	if c.insert(e, now) {
+		c.obs.Evict()
+	}
+}
+
+// upstreamServFail says whether err reports an upstream that answered SERVFAIL (rather than,
+// say, a timeout, which may be ours).
+func upstreamServFail(err error) bool {
+	var rerr *RcodeError
+	return errors.As(err, &rerr) && rerr.Rcode == dns.RcodeServerFailure
+}
+
+// prepare returns the copy of src to store and its TTL in seconds, or nil if src is not to be
+// cached: truncated, an rcode other than NOERROR and NXDOMAIN, a negative answer without a SOA
+// (RFC 2308 §5), an answer tailored to a client subnet, or a TTL of 0.
+func (c *Cache) prepare(src *dns.Msg) (*dns.Msg, uint32) {
+	if src.Truncated || src.Rcode != dns.RcodeSuccess && src.Rcode != dns.RcodeNameError {
+		return nil, 0
+	}
+	if opt := src.IsEdns0(); opt != nil {
+		for _, o := range opt.Option {
+			if o.Option() == dns.EDNS0SUBNET {
+				return nil, 0
+			}
+		}
+	}
+	negative := src.Rcode == dns.RcodeNameError || len(src.Answer) == 0
+	ttl, soa := uint32(math.MaxUint32), false
+	for _, sec := range [2][]dns.RR{src.Answer, src.Ns} {
+		for _, rr := range sec {
+			t := rr.Header().Ttl
+			if s, ok := rr.(*dns.SOA); ok {
+				soa, t = true, min(t, s.Minttl)
+			}
+			if rr.Header().Rrtype != dns.TypeOPT {
+				ttl = min(ttl, t)
+			}
+		}
+	}
+	if negative && !soa {
+		return nil, 0
+	}
+	lo, hi := c.minTTL, c.maxTTL
+	if negative {
+		lo, hi = 0, c.negMaxTTL
+	}
+	if ttl = min(max(ttl, lo), hi); ttl == 0 {
+		return nil, 0
+	}
+
+	m := src.Copy()
+	m.Id, m.Question = 0, nil
+	keepOnlyEDE(m)
+	for _, sec := range [3][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			h := rr.Header()
+			if h.Rrtype == dns.TypeOPT {
+				continue
+			}
+			if s, ok := rr.(*dns.SOA); ok && negative {
+				h.Ttl = min(h.Ttl, s.Minttl) // what clients take as the negative TTL
+			}
+			h.Ttl = min(max(h.Ttl, lo), hi)
+		}
+	}
+	return m, ttl
+}
+
+// keepOnlyEDE drops the OPT record of m unless it carries Extended DNS Errors, and every other
+// option: they concern the hop to the upstream, and the Handler makes the client's OPT.
+func keepOnlyEDE(m *dns.Msg) {
+	kept := m.Extra[:0]
+	for _, rr := range m.Extra {
+		opt, ok := rr.(*dns.OPT)
+		if !ok {
+			kept = append(kept, rr)
+			continue
+		}
+		var ede []dns.EDNS0
+		for _, o := range opt.Option {
+			if o.Option() == dns.EDNS0EDE {
+				ede = append(ede, o)
+			}
+		}
+		if len(ede) > 0 {
+			opt.Option = ede
+			kept = append(kept, opt)
+		}
+	}
+	clear(m.Extra[len(kept):])
+	m.Extra = kept
+}
+
+// insert adds or replaces e's key, evicting if the shard is full; it reports whether a live
+// entry was evicted. A SERVFAIL never replaces an entry that can still be served.
+func (c *Cache) insert(e *cacheEntry, now time.Time) (evicted bool) {
+	sh := c.shard(e.key.hash)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old, ok := sh.m[e.key.hash]; ok {
+		if e.servfail && !old.servfail && now.Before(old.until) && old.key.equal(&e.key) {
+			return false
+		}
+		e.slot = old.slot
+		sh.ring[e.slot], sh.m[e.key.hash] = e, e
+		return false
+	}
+	if len(sh.ring) < sh.limit {
+		e.slot = len(sh.ring)
+		sh.ring = append(sh.ring, e)
+		sh.m[e.key.hash] = e
+		return false
+	}
+	v := sh.victim(now)
+	delete(sh.m, v.key.hash)
+	e.slot = v.slot
+	sh.ring[e.slot], sh.m[e.key.hash] = e, e
+	return now.Before(v.until)
+}
+
+// victim advances the CLOCK hand to the first entry that is dead or not referenced since the
+// hand last passed, clearing reference bits on the way. It ends within two turns of the ring.
+func (sh *cacheShard) victim(now time.Time) *cacheEntry {
+	for {
+		e := sh.ring[sh.hand]
+		if sh.hand++; sh.hand == len(sh.ring) {
+			sh.hand = 0
+		}
+		if !e.ref || !now.Before(e.until) {
+			return e
+		}
+		e.ref = false
+	}
+}
+
+// remove takes e out of the shard: the ring's last entry moves into its slot.
+func (sh *cacheShard) remove(e *cacheEntry) {
+	last := len(sh.ring) - 1
+	moved := sh.ring[last]
+	sh.ring[e.slot], moved.slot = moved, e.slot
+	sh.ring[last] = nil
+	sh.ring = sh.ring[:last]
+	delete(sh.m, e.key.hash)
+	if sh.hand >= len(sh.ring) {
+		sh.hand = 0
+	}
+}
