@@ -213,3 +213,48 @@ func TestEndToEndDirectoryList(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestEndToEndCache: a repeated question is answered from the cache (the upstream sees it once,
+// the TTL counts down), and a list change blocks a cached name at once.
+func TestEndToEndCache(t *testing.T) {
+	var mu sync.Mutex
+	asked := map[string]int{}
+	up := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		mu.Lock()
+		asked[r.Question[0].Name]++
+		mu.Unlock()
+		resolvertest.A("192.0.2.7")(w, r)
+	}))
+	list := writeFile(t, t.TempDir(), "l.txt", "other.example\n")
+	d := start(t, "-upstream", up.Addr, "-blocklist", list)
+	ask := func(name string) *dns.Msg {
+		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false))
+	}
+	first := ask("cached.example")
+	second := ask("CACHED.example")
+	mu.Lock()
+	n := asked["cached.example."]
+	mu.Unlock()
+	if n != 1 || len(second.Answer) != 1 || second.Answer[0].(*dns.A).A.String() != "192.0.2.7" {
+		t.Fatalf("upstream asked %d times; second answer %v", n, second.Answer)
+	}
+	if second.Answer[0].Header().Ttl > first.Answer[0].Header().Ttl {
+		t.Errorf("cached TTL %d above the first %d", second.Answer[0].Header().Ttl, first.Answer[0].Header().Ttl)
+	}
+	mfs := scrape(t, d.httpAddr)
+	if v := value(mfs, "dnsfence_cache_hits_total"); v != 1 {
+		t.Errorf("cache hits = %v, want 1", v)
+	}
+	if v := value(mfs, "dnsfence_queries_total", "outcome=cached"); v != 1 {
+		t.Errorf("queries{outcome=cached} = %v, want 1", v)
+	}
+	if v := value(mfs, "dnsfence_cache_entries"); v < 1 {
+		t.Errorf("cache entries = %v", v)
+	}
+	// Blocking is decided above the cache: a reload blocks the cached name at once.
+	writeFile(t, filepath.Dir(list), "l.txt", "cached.example\n")
+	d.triggerReload(t)
+	if r := ask("cached.example"); r.Rcode != dns.RcodeNameError {
+		t.Errorf("a cached name newly listed: rcode %s, want NXDOMAIN", dns.RcodeToString[r.Rcode])
+	}
+}

@@ -250,6 +250,7 @@ type chainParts struct {
 	pause     *resolver.Pause
 	upOpts    resolver.UpstreamOptions
 	local     *resolver.LocalData
+	cache     *resolver.Cache // nil: no cache
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
@@ -285,9 +286,11 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 	//   policy:    (with groups) finds the client's group, which block and metrics read;
 	//   local:     custom records and hosts files answer before blocking (the admin's own names
 	//              win), but a CNAME to an outside name is followed through block and router;
-	//   block:     decides before anything is forwarded (or, later, cached), so a list reload takes
-	//              effect at once; it also inspects the answers coming back (CNAME cloaking, blocked
-	//              addresses), above any cache, so a blocked answer is never cached as such;
+	//   block:     decides before anything is forwarded or cached, so a list reload takes effect
+	//              at once; it also inspects the answers coming back (CNAME cloaking, blocked
+	//              addresses), above the cache, so a blocked answer is never cached as such;
+	//   cache:     just above the router: answers repeated questions, coalesces identical misses,
+	//              serves stale answers when every upstream fails;
 	//   router:    terminal: conditionally forwarded zones, locally-served zones (private reverse,
 	//              home.arpa), and the default upstreams behind optional rebinding protection.
 	return resolver.Chain(
@@ -307,7 +310,32 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
 			Pause: p.pause,
 		}),
+		cacheStage(p.cache),
 	)
+}
+
+// cacheStage is the cache's middleware, or none.
+func cacheStage(c *resolver.Cache) resolver.Middleware {
+	if c == nil {
+		return nil
+	}
+	return c.Middleware()
+}
+
+// newCache builds the response cache from the config (nil when cache.max_entries is 0).
+func newCache(cfg *Config, m *metrics.Metrics) *resolver.Cache {
+	c := cfg.Cache
+	if c.MaxEntries == 0 {
+		m.CacheSize(nil)
+		return nil
+	}
+	cache := resolver.NewCache(resolver.CacheOptions{
+		MaxEntries: c.MaxEntries, MinTTL: c.MinTTL, MaxTTL: c.MaxTTL, NegativeMaxTTL: c.NegativeMaxTTL,
+		ServFailTTL: c.ServFailTTL, ServeStale: c.ServeStale, StaleMaxAge: c.StaleMaxAge,
+		PrefetchHits: c.PrefetchHits, FetchTimeout: cfg.QueryTimeout,
+	}, resolver.CacheObserver{Hit: m.CacheHit, Miss: m.CacheMiss, Stale: m.CacheStale, Prefetch: m.CachePrefetch, Evict: m.CacheEvict})
+	m.CacheSize(cache.Len)
+	return cache
 }
 
 // buildRouter routes names by zone: forward_zones to their upstreams, the locally-served zones to
@@ -390,7 +418,7 @@ type state struct {
 	lists     *blocklist.Live
 	chain     resolver.Resolver
 	upstreams []string
-	// stop ends the state's URL list refreshes; a new state starts its own.
+	// stop ends the state's URL list refreshes and cache prefetches; a new state starts its own.
 	stop context.CancelFunc
 }
 
@@ -460,8 +488,9 @@ func (e *env) build(cfg *Config) (*state, error) {
 	for _, l := range urlLists(cfg) {
 		m.ListInterval(l.Name, l.refresh())
 	}
+	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
-		upstreams: upstreams, lists: lists, groups: groups, apps: apps,
+		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
 		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
 		stats: e.stats.middleware(), pause: &e.pauser.pause,
 		observe: func(upstream string, d time.Duration, err error) {
@@ -477,7 +506,11 @@ func (e *env) build(cfg *Config) (*state, error) {
 			}
 		},
 	})
-	return &state{cfg: cfg, lists: lists, chain: chain, upstreams: upstreamURLs, stop: func() {}}, nil
+	stop := func() {}
+	if cache != nil {
+		stop = cache.Close // a replaced state's cache stops its prefetches
+	}
+	return &state{cfg: cfg, lists: lists, chain: chain, upstreams: upstreamURLs, stop: stop}, nil
 }
 
 // download fetches the URL lists that need it (e.g. those without a cached copy) concurrently,
@@ -517,7 +550,8 @@ func (e *env) download(cfg *Config, need func(ListConfig) bool) map[string]error
 // with backoff. Results go to the reload loop, so reloads stay single-threaded.
 func (e *env) refresh(st *state) {
 	ctx, cancel := context.WithCancel(context.Background())
-	st.stop = cancel
+	closeRest := st.stop
+	st.stop = func() { cancel(); closeRest() }
 	report := func(name string) func(blocklist.FetchResult, error) {
 		return func(res blocklist.FetchResult, err error) {
 			select {
