@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS    ?=
 FUZZTIME ?= 30s
 
-.PHONY: help build run test lint fuzz clean
+.PHONY: help build run test lint fuzz bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -24,6 +24,9 @@ lint: ## gofmt check, go vet, staticcheck
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s), e.g. make fuzz FUZZTIME=5m
 	FUZZTIME=$(FUZZTIME) scripts/fuzz.sh
+
+bench: ## dnsfence vs dnsdist on loopback: qps, latency, RSS (dnsperf, knot, dnsdist; ~6 min); ROUNDS= DURATION= LIST= pass through
+	scripts/bench.sh
 
 clean: ## remove build output
 	rm -rf bin
