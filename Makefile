@@ -5,7 +5,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 ARGS    ?=
 FUZZTIME ?= 30s
 
-.PHONY: help build run test lint fuzz release clean
+.PHONY: help build run test lint fuzz release bench scaleout clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,6 +27,12 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s), e.g. make fuzz F
 
 release: ## static binaries for Linux amd64, arm64, armv7, armv6, mips, mipsle and SHA256SUMS in dist/
 	VERSION=$(VERSION) scripts/release.sh
+
+bench: ## dnsfence vs dnsdist on loopback: qps, latency, RSS (dnsperf, knot, dnsdist; ~6 min); ROUNDS= DURATION= LIST= pass through
+	scripts/bench.sh
+
+scaleout: ## dnsdist in front of three dnsfence instances sharing a URL list: kill one, update the list
+	scripts/scaleout.sh
 
 clean: ## remove build output
 	rm -rf bin dist

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Throughput and latency of dnsfence against dnsdist, measured in the same run, loopback only.
+# knot serves the zone bench. (a wildcard A and AAAA) as the authoritative upstream of both;
+# dnsfence loads the big blocklist; dnsdist is a plain forwarder with a packet cache and no list.
+# The servers run on CPU 0, dnsperf and knot on CPU 1 (so CPU 0 is the server under test alone).
+#
+# Workloads, each run ROUNDS times against each server, alternating which goes first:
+#   W1  A queries for names sampled from the list. dnsfence answers them itself (NXDOMAIN);
+#       dnsdist forwards them to knot once, gets REFUSED (not knot's zone) and caches that, so
+#       for dnsdist W1 is all packet-cache hits after the warm-up.
+#   W2  50% list names, 50% a fixed set of 1,000 names under bench. (cache-hot for dnsdist;
+#       dnsfence has no response cache yet, so it forwards every one of them to knot).
+#   W3  names under bench. that are never repeated (u<N>.<run>.bench): every query is a cache miss.
+# Max-throughput runs: dnsperf -c CLIENTS -T 1 -q OUTSTANDING (dnsperf has CPU 1 to itself but
+# for knot: one thread; 100 queries outstanding keep either server busy, while more overflow the
+# default 208 KiB socket buffers and lose queries for both, which measures the kernel instead).
+# Fixed-rate runs (W1, W2): dnsperf -Q RATE -v; p99 is computed from the per-query latencies of
+# the answered queries (Debian's dnsperf 2.10 has no latency histogram option). RATE is lowered
+# to half the slower server's measured maximum if it would be above 75% of it (RATE_CAP=0 keeps it),
+# so the percentile measures service time rather than an overflowing queue.
+#
+# Needs dnsperf, knot, dnsdist, taskset, dig (Debian: apt-get install dnsperf knot dnsdist
+# util-linux dnsutils) and Go, and the list at ../shared/data/blocklists/big-real.txt (or
+# LIST=path, one domain per line). Starts no system service: every daemon gets its own config,
+# port and runtime directory in a temporary work dir.
+# Usage: scripts/bench.sh   (ROUNDS=3 DURATION=10 RATE=5000 SAMPLE=10000 UNIQUE=2000000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PATH=$PATH:/usr/sbin:/sbin   # knotd is in /usr/sbin
+
+LIST=${LIST:-../shared/data/blocklists/big-real.txt}
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+RATE=${RATE:-5000}
+RATE_CAP=${RATE_CAP:-1}
+SAMPLE=${SAMPLE:-10000}
+UNIQUE=${UNIQUE:-2000000}
+CLIENTS=${CLIENTS:-8}
+OUTSTANDING=${OUTSTANDING:-100}
+FENCE_PORT=15473 DIST_PORT=15474 KNOT_PORT=15475 HTTP=127.0.0.1:19273
+
+need() { command -v "$1" >/dev/null || { echo "bench: $1 not installed (apt-get install $2)" >&2; exit 2; }; }
+need dnsperf dnsperf; need knotd knot; need dnsdist dnsdist; need taskset util-linux; need dig dnsutils
+command -v go >/dev/null || { echo "bench: go not found (Go 1.26 is needed to build dnsfence)" >&2; exit 2; }
+[ -r "$LIST" ] || { echo "bench: $LIST not readable" >&2; exit 2; }
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+if [ "$(nproc)" -ge 2 ]; then
+  srv_pin=(taskset -c 0) cli_pin=(taskset -c 1) pinning="servers on CPU 0; dnsperf and knot on CPU 1"
+else
+  echo "bench: WARNING: only $(nproc) CPU: not pinning, servers and dnsperf share it" >&2
+  srv_pin=() cli_pin=() pinning="none (1 CPU)"
+fi
+
+echo "== machine"
+echo "cpus: $(nproc) ($(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo))"
+echo "kernel: $(uname -sr)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "versions: $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }'), $(dnsdist --version | head -1 | cut -d' ' -f1-2), $(knotd --version | awk '{ print "knot " $NF }'), $(go version | cut -d' ' -f3)"
+
+# --- knot: the authoritative upstream, zone bench. only.
+mkdir -p "$work/knot"
+cat > "$work/knot/bench.zone" <<'ZONE'
+$ORIGIN bench.
+$TTL 3600
+@    SOA  ns.bench. hostmaster.bench. 1 3600 600 86400 60
+@    NS   ns.bench.
+ns   A    192.0.2.53
+*    A    192.0.2.1
+*    AAAA 2001:db8::1
+ZONE
+cat > "$work/knot.conf" <<KNOT
+server:
+    rundir: "$work/knot"
+    listen: 127.0.0.1@$KNOT_PORT
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+control:
+    listen: "$work/knot/knot.sock"
+database:
+    storage: "$work/knot"
+log:
+  - target: stderr
+    any: warning
+template:
+  - id: default
+    storage: "$work/knot"
+    zonefile-sync: -1
+    zonefile-load: whole
+    journal-content: none
+zone:
+  - domain: bench.
+    file: "bench.zone"
+KNOT
+"${cli_pin[@]}" knotd -c "$work/knot.conf" 2> "$work/knot.log" & knot=$!; pids+=("$knot")
+
+# --- dnsfence: the big list, upstream knot, no rate limit.
+go build -trimpath -o "$work/dnsfence" ./cmd/dnsfence
+entries=$(wc -l < "$LIST")
+cat > "$work/dnsfence.yaml" <<YAML
+listen: ["127.0.0.1:$FENCE_PORT"]
+upstreams: ["127.0.0.1:$KNOT_PORT"]
+rate_limit: {client_qps: 0}
+http: {listen: "$HTTP"}
+log: {level: warn}
+blocklists: [{name: big, path: "$(realpath "$LIST")"}]
+YAML
+"${srv_pin[@]}" "$work/dnsfence" -config "$work/dnsfence.yaml" 2> "$work/dnsfence.log" & fence=$!; pids+=("$fence")
+
+# --- dnsdist: forwarder to knot with a packet cache; no console, no webserver, no security poll.
+# temporaryFailureTTL keeps knot's REFUSED for the list names cached for the whole run (default 60s).
+cat > "$work/dnsdist.conf" <<LUA
+setLocal("127.0.0.1:$DIST_PORT")
+setSecurityPollSuffix("")
+newServer({address="127.0.0.1:$KNOT_PORT", checkName="health.bench.", checkInterval=1})
+getPool(""):setCache(newPacketCache(100000, {temporaryFailureTTL=3600}))
+LUA
+"${srv_pin[@]}" dnsdist --supervised --disable-syslog -C "$work/dnsdist.conf" > "$work/dnsdist.log" 2>&1 & dist=$!; pids+=("$dist")
+
+# Wait for each to answer (dnsfence serves only once the list is loaded).
+query() { dig +tries=1 +time=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null | awk '/status:/ { sub(/,/, "", $6); print $6 }'; }
+wait_for() { # port name want pid log
+  for _ in $(seq 600); do
+    [ "$(query "$1" "$2")" = "$3" ] && return 0
+    kill -0 "$4" 2>/dev/null || { echo "bench: server on port $1 died:" >&2; cat "$5" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "bench: no $3 for $2 on port $1 after 60s" >&2; cat "$5" >&2; exit 1
+}
+first=$(grep -m1 -E '^[a-z0-9._-]+$' "$LIST")
+wait_for "$KNOT_PORT" probe.bench NOERROR "$knot" "$work/knot.log"
+wait_for "$FENCE_PORT" "$first" NXDOMAIN "$fence" "$work/dnsfence.log"
+wait_for "$FENCE_PORT" probe.bench NOERROR "$fence" "$work/dnsfence.log"
+wait_for "$DIST_PORT" probe.bench NOERROR "$dist" "$work/dnsdist.log"
+echo "list: $LIST ($entries lines); $first: dnsfence $(query "$FENCE_PORT" "$first"), dnsdist $(query "$DIST_PORT" "$first") (from knot, then cached)"
+
+# --- query files
+grep -E '^[a-z0-9._-]+$' "$LIST" | awk -v n="$entries" -v s="$SAMPLE" 'BEGIN { step = int(n / s); if (step < 1) step = 1 }
+  NR % step == 0 && c < s { print $1 " A"; c++ }' | shuf --random-source=<(yes) > "$work/w1"
+awk 'NR == FNR { hot[++h] = $0; next } { print; print hot[(FNR - 1) % h + 1] }' \
+  <(awk 'BEGIN { for (i = 0; i < 1000; i++) printf "h%d.bench A\n", i }') "$work/w1" > "$work/w2"
+gen_w3() { awk -v t="$1" -v n="$UNIQUE" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.%s.bench A\n", i, t }' > "$work/w3"; }
+
+port_of() { if [ "$1" = dnsfence ]; then echo "$FENCE_PORT"; else echo "$DIST_PORT"; fi; }
+pid_of() { if [ "$1" = dnsfence ]; then echo "$fence"; else echo "$dist"; fi; }
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }   # utime + stime of all threads
+rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
+hz=$(getconf CLK_TCK)
+
+# run WORKLOAD MODE SERVER ROUND FILE RATE: one dnsperf run; appends a row to $work/results:
+# workload mode server round qps avg_ms p99_ms lost sent cpu% cpu_us_per_answer
+run() {
+  local w=$1 mode=$2 srv=$3 round=$4 file=$5 rate=$6 out="$work/out.$1.$2.$3.$4" pid t0 t1 args p99
+  pid=$(pid_of "$srv")
+  args=(-s 127.0.0.1 -p "$(port_of "$srv")" -d "$file" -l "$DURATION" -c "$CLIENTS" -T 1 -t 2)
+  if [ "$mode" = max ]; then args+=(-q "$OUTSTANDING"); else args+=(-Q "$rate" -v); fi
+  t0=$(ticks "$pid")
+  "${cli_pin[@]}" dnsperf "${args[@]}" > "$out" 2>&1 || { echo "bench: dnsperf failed:" >&2; tail "$out" >&2; exit 1; }
+  t1=$(ticks "$pid")
+  kill -0 "$pid" 2>/dev/null || { echo "bench: $srv died" >&2; exit 1; }
+  p99=$(awk '/^> / && $2 != "T" { print $NF * 1000 }' "$out" | sort -g |
+    awk '{ a[NR] = $1 } END { if (!NR) { print "-"; exit } i = int(NR * 0.99); if (i < NR * 0.99) i++; printf "%.2f", a[i] }')
+  awk -v w="$w" -v m="$mode" -v s="$srv" -v r="$round" -v p99="$p99" -v cpu_s="$(( t1 - t0 ))/$hz" '
+    /Queries sent:/ { sent = $3 } /Queries lost:/ { lost = $3 } /Queries per second:/ { qps = $4 }
+    /Average Latency/ { avg = $4 * 1000 }
+    /Run time \(s\):/ { secs = $4 }
+    END { split(cpu_s, c, "/"); cpu = c[1] / c[2]; done = sent - lost
+      printf "%s %s %s %s %.0f %.2f %s %d %d %.0f %.1f\n", w, m, s, r, qps, avg, p99, lost, sent,
+        100 * cpu / secs, (done > 0 ? 1e6 * cpu / done : 0) }' "$out" >> "$work/results"
+}
+
+# Alternate the order each round so drift in the machine's load hits both servers alike.
+rounds() { # workload mode file-or-generator rate
+  local r srv order
+  for r in $(seq "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then order="dnsfence dnsdist"; else order="dnsdist dnsfence"; fi
+    for srv in $order; do
+      if [ "$3" = gen_w3 ]; then gen_w3 "r$r-$srv"; run "$1" "$2" "$srv" "$r" "$work/w3" "$4"
+      else run "$1" "$2" "$srv" "$r" "$3" "$4"; fi
+      sleep 1
+    done
+  done
+  echo "$1.$2 $(rss_mib "$fence") $(rss_mib "$dist")" >> "$work/rss"
+}
+
+median() { sort -g | awk '{ a[NR] = $1 } END { if (!NR) print "-"; else if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+col() { awk -v w="$1" -v m="$2" -v s="$3" -v c="$4" '$1 == w && $2 == m && $3 == s && $c != "-" { print $c }' "$work/results"; }
+# Per-round ratios dnsfence/dnsdist of column c, then their median.
+ratio() {
+  paste <(awk -v w="$1" -v m="$2" -v c="$3" '$1 == w && $2 == m && $3 == "dnsfence" { print $4, $c }' "$work/results" | sort -n) \
+        <(awk -v w="$1" -v m="$2" -v c="$3" '$1 == w && $2 == m && $3 == "dnsdist" { print $4, $c }' "$work/results" | sort -n) |
+    awk '$2 != "-" && $4 != "-" && $4 > 0 { print $2 / $4 }' | median
+}
+sum() { awk '{ s += $1 } END { print s + 0 }'; }
+
+echo "== warm-up: one pass of W2's $(wc -l < "$work/w2") names through each server (fills dnsdist's cache)"
+for srv in dnsfence dnsdist; do
+  "${cli_pin[@]}" dnsperf -s 127.0.0.1 -p "$(port_of "$srv")" -d "$work/w2" -n 1 -c "$CLIENTS" -q "$OUTSTANDING" -t 2 > "$work/warm.$srv" 2>&1
+done
+echo "== max throughput: $ROUNDS rounds x ${DURATION}s per server and workload, dnsperf -c $CLIENTS -T 1 -q $OUTSTANDING -t 2; pinning: $pinning"
+rounds W1 max "$work/w1" 0
+rounds W2 max "$work/w2" 0
+rounds W3 max gen_w3 0
+awk '$1 == "W3" && $9 > '"$UNIQUE"' { print "bench: WARNING: W3 sent " $9 " queries to " $3 ", more than UNIQUE=" '"$UNIQUE"' ": names repeated (cache hits)" }' "$work/results" >&2
+
+for w in W1 W2; do
+  rate=$RATE
+  slower=$(for s in dnsfence dnsdist; do col "$w" max "$s" 5 | median; done | sort -g | head -1)
+  if [ "$RATE_CAP" = 1 ] && awk -v r="$rate" -v m="$slower" 'BEGIN { exit !(r > 0.75 * m) }'; then
+    rate=$(awk -v m="$slower" 'BEGIN { printf "%d", int(m / 200) * 100 }'); [ "$rate" -ge 100 ] || rate=100
+    echo "== $w fixed rate: $RATE qps is above 75% of the slower server's maximum here ($slower qps): using $rate qps (RATE_CAP=0 forces $RATE)"
+  fi
+  echo "$w $rate" >> "$work/rates"
+  echo "== fixed rate: $w at $rate qps, $ROUNDS rounds x ${DURATION}s per server, dnsperf -Q $rate -v"
+  rounds "$w" fixed "$work/$(tr 'W' 'w' <<<"$w")" "$rate"
+done
+
+# --- report
+desc() { case $1 in W1) echo "W1 list names";; W2) echo "W2 50% list, 50% 1k hot";; W3) echo "W3 unique names (misses)";; esac; }
+printf '\n== results (medians of %d rounds of %ss; CPU = the server CPU time over the run, per second and per answered query; RSS after the workload)\n\n' "$ROUNDS" "$DURATION"
+echo "| workload | load | server | qps | avg ms | p99 ms | lost/sent | CPU % | CPU µs/query | RSS MiB |"
+echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"
+fmt() { awk -v d="$1" '{ if ($1 == "-") print "-"; else printf "%.*f\n", d, $1 }'; }
+for spec in "W1 max" "W2 max" "W3 max" "W1 fixed" "W2 fixed"; do
+  read -r w mode <<<"$spec"
+  if [ "$mode" = max ]; then load=max; else load="$(awk -v w="$w" '$1 == w { print $2 }' "$work/rates") qps"; fi
+  for srv in dnsfence dnsdist; do
+    rss=$(awk -v k="$w.$mode" -v s="$srv" '$1 == k { print (s == "dnsfence" ? $2 : $3) }' "$work/rss")
+    printf '| %s | %s | %s | %s | %s | %s | %s/%s | %s | %s | %s |\n' "$(desc "$w")" "$load" "$srv" \
+      "$(col "$w" "$mode" "$srv" 5 | median | fmt 0)" "$(col "$w" "$mode" "$srv" 6 | median | fmt 2)" \
+      "$(col "$w" "$mode" "$srv" 7 | median | fmt 2)" "$(col "$w" "$mode" "$srv" 8 | sum)" "$(col "$w" "$mode" "$srv" 9 | sum)" \
+      "$(col "$w" "$mode" "$srv" 10 | median | fmt 0)" "$(col "$w" "$mode" "$srv" 11 | median | fmt 0)" "$rss"
+  done
+  q=$(ratio "$w" "$mode" 5 | fmt 2) a=$(ratio "$w" "$mode" 6 | fmt 2) p=$(ratio "$w" "$mode" 7 | fmt 2)
+  if [ "$mode" = max ]; then q="**$q**"; else p="**$p**"; fi   # the figure each kind of run is for
+  rssr=$(awk -v k="$w.$mode" '$1 == k && $3 > 0 { printf "%.2f", $2 / $3 }' "$work/rss")
+  printf '| %s | %s | ratio dnsfence/dnsdist | %s | %s | %s | | %s | %s | %s |\n' "$(desc "$w")" "$load" "$q" "$a" "$p" \
+    "$(ratio "$w" "$mode" 10 | fmt 2)" "$(ratio "$w" "$mode" 11 | fmt 2)" "$rssr"
+done
+cat <<NOTE
+
+Ratios are medians of the per-round ratios (rounds alternate which server goes first). In W1 dnsdist
+answers from its packet cache (knot's REFUSED for names outside bench., cached), so W1 compares
+dnsfence's list lookup with a cache hit; in W2 dnsdist answers all from cache while dnsfence forwards
+half to knot; in W3 both forward every query. lost/sent is summed over the rounds; p99 is over the
+answered queries of the fixed-rate runs. A server CPU % well below 100 at max load means something
+else was the limit (dnsperf and knot share CPU 1; other work on the machine), so there the qps ratio
+understates the gap; CPU µs/query (the server's CPU time per answered query) does not depend on
+what limited the run. The machine is shared and noisy: compare the ratios, not the absolute figures.
+NOTE
