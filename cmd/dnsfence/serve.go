@@ -686,6 +686,14 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	return next, listsReloaded("reloaded", blocklist.Result{Lists: next.lists.Set().Lists(), Entries: next.lists.Set().Len()}), nil
 }
 
+// sizeString formats a byte count for people.
+func sizeString(n int) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
 // releaseMemory returns the memory of a replaced list set to the OS at once. Without it the old set
 // stays counted in RSS until the heap has grown to twice the live size, and on a router a reload
 // of a big list would look like a leak. It costs one garbage collection per load.
@@ -857,6 +865,7 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		zap.String("blocking", cfg.Blocking.Mode),
 		zap.Dict("blocklists", listFields...),
 		zap.Int("blocked_names", lists.Set().Len()),
+		zap.String("list_memory", sizeString(lists.Set().Bytes())),
 	)
 
 	// One goroutine (this one) does every reload: SIGHUP, file changes and test triggers feed it,
