@@ -250,6 +250,7 @@ dnsfence's list lookup with a cache hit; in W2 dnsdist answers all from cache wh
 half to knot; in W3 both forward every query. lost/sent is summed over the rounds; p99 is over the
 answered queries of the fixed-rate runs. A server CPU % well below 100 at max load means something
 else was the limit (dnsperf and knot share CPU 1; other work on the machine), so there the qps ratio
-understates the gap; CPU µs/query (the server's CPU time per answered query) does not depend on
-what limited the run. The machine is shared and noisy: compare the ratios, not the absolute figures.
+understates the gap; at max load CPU µs/query (the server's CPU time per answered query) does not
+depend on which side limited the run (at a fixed rate it also counts the cost of waking up for each
+query). The machine is shared and noisy: compare the ratios, not the absolute figures.
 NOTE

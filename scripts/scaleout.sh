@@ -10,7 +10,8 @@
 #   - the client-visible failures (dnsperf's lost queries plus rcodes other than NOERROR and
 #     NXDOMAIN) are at most QPS x the detection window (checkInterval 1s + checkTimeout 1s), and
 #     were all sent around the kill (from 1 s before it to the detection window plus 1 s after;
-#     a failure's send time is estimated from its position in dnsperf -v's output);
+#     dnsperf -v's lines are timestamped as they come out: a timeout is reported 2 s after the
+#     query was sent, another failure its latency after);
 #   - dnsdist marked the killed instance down, then up again after the restart;
 #   - all three instances block the name added by the update (GET /api/check and a direct dig)
 #     and serve the same number of entries from the list.
@@ -100,7 +101,10 @@ dig +tries=1 +time=1 -p "${LB##*:}" @127.0.0.1 probe.allowed.example | grep -q '
 # Load: two thirds allowed names (forwarded to loopdns), one third names of list version 1.
 awk 'BEGIN { for (i = 0; i < 30000; i++) if (i % 3 == 0) printf "v1-%d.blocked.example A\n", i % 20000; else printf "host-%d.allowed.example A\n", i }' > "$work/queries"
 t0=$(now)
-dnsperf -s 127.0.0.1 -p "${LB##*:}" -d "$work/queries" -l "$DURATION" -Q "$QPS" -c 4 -t 2 -v > "$work/dnsperf.out" 2>&1 & perf=$!; pids+=("$perf")
+stamp='import sys, time
+for line in sys.stdin: sys.stdout.write("%.3f %s" % (time.time(), line))'
+stdbuf -oL dnsperf -s 127.0.0.1 -p "${LB##*:}" -d "$work/queries" -l "$DURATION" -Q "$QPS" -c 4 -t 2 -v 2>&1 |
+  python3 -u -c "$stamp" > "$work/dnsperf.stamped" & perf=$!; pids+=("$perf")
 echo "scaleout: dnsdist $LB -> dnsfence ${FENCE_PORTS[*]}; dnsperf ${QPS} qps for ${DURATION}s through dnsdist"
 
 sleep "$KILL_AT"
@@ -120,9 +124,10 @@ mv "$work/www/list.tmp" "$work/www/list.txt"; t_update=$(now)
 for i in 0 1 2; do kill -HUP "${fence[i]}"; done
 echo "scaleout: t=$(since "$t0" "$t_update")s list version 2 (adds $NEW_NAME) in place; SIGHUP to all three"
 blocked() { curl -sf "http://127.0.0.1:${HTTP_PORTS[$1]}/api/check?name=$NEW_NAME" | grep -q '"blocked": *true'; }
-deadline=$((SECONDS + 10))
+deadline=$((SECONDS + 10)) took=""
 for i in 0 1 2; do
   until blocked "$i" || [ "$SECONDS" -ge "$deadline" ]; do sleep 0.1; done
+  took="$took${took:+, }fence$((i + 1)) after $(since "$t_update" "$(now)")s"
 done
 # Record what each instance serves now, before anything else can make it download the list.
 for i in 0 1 2; do
@@ -130,9 +135,10 @@ for i in 0 1 2; do
   dig +tries=1 +time=1 -p "${FENCE_PORTS[i]}" @127.0.0.1 "$NEW_NAME" A | awk '/status:/ { sub(/,/, "", $6); print $6 }' > "$work/rcode$i"
   curl -sf "http://127.0.0.1:${HTTP_PORTS[i]}/metrics" | awk '/^dnsfence_blocklist_entries\{list="remote"\}/ { print $2 }' > "$work/entries$i"
 done
-echo "scaleout: t=$(since "$t0" "$(now)")s checked all instances; SIGHUP again (list unchanged: conditional GET)"
+echo "scaleout: t=$(since "$t0" "$(now)")s checked all instances (new name seen blocked: $took); SIGHUP again (list unchanged: conditional GET)"
 for i in 0 1 2; do kill -HUP "${fence[i]}"; done
 wait "$perf" || true
+cut -d' ' -f2- "$work/dnsperf.stamped" > "$work/dnsperf.out"
 for i in 0 1 2; do kill -0 "${fence[i]}" 2>/dev/null || { echo "scaleout: fence$((i + 1)) died" >&2; cat "$work/fence$i.log" >&2; exit 1; }; done
 
 # --- results
@@ -143,11 +149,11 @@ rcodes=$(awk -F': *' '/Response codes:/ { print $2 }' "$work/dnsperf.out")
 bad=$(awk '/^> / && $2 != "T" && $2 != "NOERROR" && $2 != "NXDOMAIN" { n++ } END { print n + 0 }' "$work/dnsperf.out")
 failures=$((lost + bad)) bound=$((QPS * DETECT))
 kill_s=$(since "$t0" "$t_kill")
-# Send time of each failure: its position among dnsperf's -v lines / QPS, less the 2 s timeout
-# for lost queries (they are reported when the timeout expires).
-span=$(awk -v q="$QPS" '/^> / { n++; if ($2 == "T") t = n / q - 2; else if ($2 != "NOERROR" && $2 != "NXDOMAIN") t = n / q; else next
-  if (min == "" || t < min) min = t; if (max == "" || t > max) max = t }
-  END { if (min == "") print "none"; else printf "%.1f %.1f\n", min, max }' "$work/dnsperf.out")
+# Send time of each failure, seconds after dnsperf started: a timeout is printed when it expires
+# (2 s after sending), an answer with a bad rcode when it arrives (its latency after sending).
+awk -v t0="$t0" '$2 == ">" && $3 != "NOERROR" && $3 != "NXDOMAIN" { printf "%.1f\n", $1 - t0 - ($3 == "T" ? 2 : $NF) }' \
+  "$work/dnsperf.stamped" | sort -g > "$work/failtimes"
+span=$(awk 'NR == 1 { min = $1 } { max = $1 } END { if (NR) print min, max; else print "none" }' "$work/failtimes")
 down_at=$(awk -v v="$victim" '$0 ~ v && /as .down./ { print $1; exit }' "$work/dnsdist.log")
 up_at=$(awk -v v="$victim" -v k="$t_kill" '$0 ~ v && /as .up./ && $1 > k { print $1; exit }' "$work/dnsdist.log")
 downloads=$(awk '/GET \/list.txt/ { c[$(NF - 1)]++ } END { for (s in c) { printf "%s%d x %s", sep, c[s], s; sep = ", " } }' "$work/http.log")
@@ -156,7 +162,10 @@ echo
 echo "== load through dnsdist: sent $sent, lost $lost, rcodes: $rcodes; achieved $qps qps"
 echo "== kill of $victim at t=${kill_s}s: dnsdist marked it down $( [ -n "$down_at" ] && echo "$(since "$t_kill" "$down_at")s later" || echo never), up $( [ -n "$up_at" ] && echo "$(since "$t_restart" "$up_at")s after the restart" || echo never)"
 if [ "$span" = none ]; then echo "== client-visible failures: 0"
-else echo "== client-visible failures: $failures ($lost lost, $bad bad rcodes), sent between t=${span% *}s and t=${span#* }s (estimated)"; fi
+else
+  echo "== client-visible failures: $failures ($lost lost, $bad bad rcodes), sent between t=${span% *}s and t=${span#* }s"
+  echo "   by second sent: $(awk '{ c[int($1)]++ } END { for (s in c) print s, c[s] }' "$work/failtimes" | sort -n | awk '{ printf "%st=%ss: %d", sep, $1, $2; sep = ", " }')"
+fi
 echo "== list downloads (HTTP status): $downloads"
 status=0
 verdict() { if [ "$1" = 0 ]; then echo "PASS  $2"; else echo "FAIL  $2"; status=1; fi; }
