@@ -69,15 +69,24 @@ var _ dns.Handler = (*Handler)(nil)
 
 // ServeDNS implements dns.Handler.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	if u, ok := w.(*udpWorker); ok {
+		h.serve(w, r, UDP, u.clientAddr())
+		return
+	}
 	t := UDP
-	if _, ok := w.RemoteAddr().(*net.TCPAddr); ok {
+	a := w.RemoteAddr()
+	if _, ok := a.(*net.TCPAddr); ok {
 		t = TCP
 	}
-	h.ServeTransport(w, r, t)
+	h.serve(w, r, t, addrOf(a))
 }
 
 // ServeTransport is ServeDNS for a query that arrived over t (DoT and DoH listeners say so).
 func (h *Handler) ServeTransport(w dns.ResponseWriter, r *dns.Msg, t Transport) {
+	h.serve(w, r, t, addrOf(w.RemoteAddr()))
+}
+
+func (h *Handler) serve(w dns.ResponseWriter, r *dns.Msg, t Transport, client netip.Addr) {
 	if !h.InFlight.TryAcquire() {
 		if h.OnOverload != nil {
 			h.OnOverload()
@@ -85,7 +94,7 @@ func (h *Handler) ServeTransport(w dns.ResponseWriter, r *dns.Msg, t Transport) 
 		return
 	}
 	defer h.InFlight.Release()
-	req := &Request{Msg: r, Client: addrOf(w.RemoteAddr()), Received: time.Now(), Transport: t}
+	req := &Request{Msg: r, Client: client, Received: time.Now(), Transport: t}
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second

@@ -3,7 +3,6 @@ package resolver
 import (
 	"context"
 	"net/netip"
-	"sort"
 	"strconv"
 	"strings"
 
@@ -21,28 +20,57 @@ type Route struct {
 // Router is the terminal stage when names are routed by zone: the longest matching zone wins,
 // everything else goes to Default.
 type Router struct {
-	routes  []Route // longest zone first
+	// zones maps each lower-case FQDN zone to its route. route runs for every query (block's
+	// Skip asks Trusted), so it looks up the name's suffixes instead of comparing every zone.
+	zones   map[string]*Route
 	Default Resolver
 }
 
-// NewRouter builds a Router; zones are case-insensitive and may lack the final dot.
+// NewRouter builds a Router; zones are case-insensitive and may lack the final dot. When a zone
+// is given twice, the first route wins.
 func NewRouter(def Resolver, routes ...Route) *Router {
-	r := &Router{Default: def}
+	r := &Router{Default: def, zones: make(map[string]*Route, len(routes))}
 	for _, rt := range routes {
 		rt.Zone = strings.ToLower(dns.Fqdn(rt.Zone))
-		r.routes = append(r.routes, rt)
+		if _, dup := r.zones[rt.Zone]; !dup {
+			r.zones[rt.Zone] = &rt
+		}
 	}
-	sort.SliceStable(r.routes, func(i, j int) bool {
-		return dns.CountLabel(r.routes[i].Zone) > dns.CountLabel(r.routes[j].Zone)
-	})
 	return r
 }
 
+// route returns the route of the longest zone that contains name, or nil. It does not allocate
+// for names up to 255 bytes.
 func (r *Router) route(name string) *Route {
-	for i := range r.routes {
-		if dns.IsSubDomain(r.routes[i].Zone, name) {
-			return &r.routes[i]
+	if len(r.zones) == 0 {
+		return nil
+	}
+	var buf [256]byte
+	var lower []byte
+	if len(name) <= len(buf) {
+		lower = buf[:len(name)]
+		for i := 0; i < len(name); i++ {
+			c := name[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			lower[i] = c
 		}
+	} else {
+		lower = []byte(strings.ToLower(name))
+	}
+	if len(lower) == 0 || lower[len(lower)-1] != '.' {
+		lower = append(lower, '.') // names off the wire are FQDNs; others are taken as absolute
+	}
+	// From the whole name to its shortest suffix, so the first hit is the longest zone. NextLabel
+	// skips escaped dots, as dns.IsSubDomain does.
+	for off, end := 0, false; !end; off, end = dns.NextLabel(name, off) {
+		if rt, ok := r.zones[string(lower[off:])]; ok {
+			return rt
+		}
+	}
+	if rt, ok := r.zones["."]; ok {
+		return rt
 	}
 	return nil
 }

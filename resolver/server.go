@@ -38,18 +38,20 @@ func Listen(addr string, h dns.Handler, opts ServerOptions) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	udp := &dns.Server{PacketConn: pc, Handler: h, MsgAcceptFunc: AcceptMsg, MsgInvalidFunc: opts.OnInvalid}
-	tcp := tcpServer(limit(ln, opts), h, opts)
-	s := &Server{addr: pc.LocalAddr().String()}
-	for _, srv := range []*dns.Server{udp, tcp} {
-		if err := start(srv); err != nil {
-			pc.Close()
-			ln.Close()
-			return nil, fmt.Errorf("serve %s: %w", addr, err)
-		}
-		s.shutdown = append(s.shutdown, srv.ShutdownContext)
+	udp, err := newUDPServer(pc.(*net.UDPConn), h, opts.OnInvalid)
+	if err != nil {
+		pc.Close()
+		ln.Close()
+		return nil, fmt.Errorf("serve %s: %w", addr, err)
 	}
-	return s, nil
+	tcp := tcpServer(limit(ln, opts), h, opts)
+	if err := start(tcp); err != nil {
+		pc.Close()
+		ln.Close()
+		return nil, fmt.Errorf("serve %s: %w", addr, err)
+	}
+	go func() { _ = udp.serve() }()
+	return &Server{addr: pc.LocalAddr().String(), shutdown: []func(context.Context) error{udp.shutdown, tcp.ShutdownContext}}, nil
 }
 
 // tcpServer is a stream server (TCP or DoT) with the configured timeouts and limits.

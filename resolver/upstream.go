@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -101,7 +102,7 @@ func ParseUpstreamWith(s string, opts UpstreamOptions) (Upstream, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream %q: %w", s, err)
 		}
-		return &plainUpstream{addr: ap.String(), tcpOnly: scheme == "tcp", name: scheme + "://" + ap.String()}, nil
+		return newPlainUpstream(ap.String(), scheme+"://"+ap.String(), scheme == "tcp"), nil
 	case "tls", "https":
 		return parseEncrypted(s, scheme, opts)
 	}
@@ -229,77 +230,167 @@ func parseHostPort(s string, defPort uint16) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ip, uint16(p)), nil
 }
 
-// plainUpstream speaks classic DNS over UDP and/or TCP. It opens a fresh socket per exchange: a new
-// random source port per query is what makes off-path spoofing hard.
+// plainUpstream speaks classic DNS over UDP and/or TCP. It reuses connections (see connPool):
+// each pooled UDP socket has its own random source port and carries one query at a time with a
+// fresh random ID, and is retired after udpSocketLifetime.
 type plainUpstream struct {
 	addr    string
 	name    string
 	tcpOnly bool
-	dialer  net.Dialer
+	udp     *connPool
+	tcp     *connPool
+}
+
+func newPlainUpstream(addr, name string, tcpOnly bool) *plainUpstream {
+	return &plainUpstream{addr: addr, name: name, tcpOnly: tcpOnly, udp: newUDPPool(addr), tcp: newTCPPool(addr)}
 }
 
 var _ Upstream = (*plainUpstream)(nil)
 
 func (u *plainUpstream) Address() string { return u.name }
 
+// Close closes the idle pooled connections; exchanges still running close theirs when done.
+func (u *plainUpstream) Close() error {
+	u.udp.close()
+	u.tcp.close()
+	return nil
+}
+
+// errTruncatedRead is a UDP reply larger than our read buffer: like TC, the answer is fetched
+// over TCP.
+var errTruncatedRead = errors.New("udp reply larger than the read buffer")
+
 func (u *plainUpstream) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
-	buf, err := m.Pack()
-	if err != nil {
-		return nil, fmt.Errorf("pack query: %w", err)
-	}
 	if !u.tcpOnly {
-		reply, err := u.exchange(ctx, "udp", buf, m)
-		if err != nil || !reply.Truncated {
+		reply, err := u.pooled(ctx, u.udp, m)
+		if !errors.Is(err, errTruncatedRead) && (err != nil || !reply.Truncated) {
 			return reply, err
 		}
 		// Truncated: the full answer is only available over TCP.
 	}
-	return u.exchange(ctx, "tcp", buf, m)
+	return u.pooled(ctx, u.tcp, m)
 }
 
-// exchange sends buf (m packed) with a fresh ID and waits for the matching reply. Over UDP, replies
+// pooled makes the exchange on a connection from p. A reused connection that fails other than
+// by a timeout may just be stale (an ICMP error left from an earlier query, a TCP connection
+// the server closed while it was idle), so the query is tried once more on a new one.
+func (u *plainUpstream) pooled(ctx context.Context, p *connPool, m *dns.Msg) (*dns.Msg, error) {
+	for attempt := 0; ; attempt++ {
+		c, reused, err := p.get(ctx)
+		if err != nil {
+			return nil, err
+		}
+		reply, clean, err := exchangeOn(ctx, c, p.network, m)
+		if clean {
+			p.put(c)
+		} else {
+			_ = c.Close()
+		}
+		if err != nil && reused && attempt == 0 && ctx.Err() == nil && !isTimeout(err) && !errors.Is(err, errTruncatedRead) {
+			continue
+		}
+		return reply, err
+	}
+}
+
+// exchangeOn sends m with a fresh ID on c and waits for the matching reply. Over UDP, replies
 // with another ID or question are ignored (they may be spoofed or late) and reading goes on until
-// the deadline; over TCP the stream is ours, so a mismatch is an error.
-func (u *plainUpstream) exchange(ctx context.Context, network string, buf []byte, m *dns.Msg) (*dns.Msg, error) {
+// the deadline; over TCP the stream is ours, so a mismatch is an error. clean says whether c may
+// be reused.
+func exchangeOn(ctx context.Context, c *poolConn, network string, m *dns.Msg) (reply *dns.Msg, clean bool, err error) {
 	id := dns.Id()
-	binary.BigEndian.PutUint16(buf, id)
-
-	conn, err := u.dialer.DialContext(ctx, network, u.addr)
+	buf, err := m.PackBuffer(c.wbuf[:cap(c.wbuf)])
 	if err != nil {
-		return nil, err
+		return nil, false, fmt.Errorf("pack query: %w", err)
 	}
-	defer conn.Close()
-	if d, ok := ctx.Deadline(); ok {
-		_ = conn.SetDeadline(d)
-	}
-	// Cancellation without a deadline (shutdown) must unblock the read too.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	c.wbuf = buf
+	binary.BigEndian.PutUint16(c.wbuf, id)
 
-	co := &dns.Conn{Conn: conn, UDPSize: dns.MaxMsgSize}
-	if _, err := co.Write(buf); err != nil {
-		return nil, fmt.Errorf("%s write: %w", network, err)
+	d, _ := ctx.Deadline() // zero (none) clears a deadline left from the connection's last use
+	_ = c.SetDeadline(d)
+	// Cancellation without a deadline (shutdown) must unblock the read too. If it fired, the
+	// deadline it set may land after ours: the connection is not reused.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	defer func() {
+		if !stop() {
+			clean = false
+		}
+	}()
+
+	if network == "tcp" {
+		reply, err = exchangeTCP(c, id, m)
+		return reply, err == nil, err
+	}
+	if _, err := c.Write(c.wbuf); err != nil {
+		return nil, false, fmt.Errorf("udp write: %w", err)
 	}
 	var ignored error
 	for {
-		reply, err := co.ReadMsg()
+		reply, err := readUDP(c)
 		if err == nil {
-			err = checkReply(reply, id, m)
-			if err == nil {
-				return reply, nil
+			if err = checkReply(reply, id, m); err == nil {
+				return reply, true, nil
 			}
 		}
-		if network == "tcp" || isNetErr(err) {
+		if errors.Is(err, errTruncatedRead) {
+			if hdrMatches(c.rbuf, id) {
+				return nil, false, err
+			}
+			err = fmt.Errorf("%w: id %d, want %d", ErrMismatch, binary.BigEndian.Uint16(c.rbuf), id)
+		}
+		if isNetErr(err) {
 			if ignored != nil {
 				err = fmt.Errorf("%w (after ignoring: %w)", err, ignored)
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
 				err = fmt.Errorf("%w: %w", ctxErr, err)
 			}
-			return nil, fmt.Errorf("%s read: %w", network, err)
+			return nil, false, fmt.Errorf("udp read: %w", err)
 		}
 		ignored = err
 	}
+}
+
+// readUDP reads one datagram into c.rbuf and unpacks it.
+func readUDP(c *poolConn) (*dns.Msg, error) {
+	n, _, flags, _, err := c.Conn.(*net.UDPConn).ReadMsgUDP(c.rbuf, nil)
+	if err != nil {
+		return nil, err
+	}
+	if flags&syscall.MSG_TRUNC != 0 {
+		return nil, errTruncatedRead
+	}
+	r := new(dns.Msg)
+	if err := r.Unpack(c.rbuf[:n]); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// hdrMatches says whether the datagram in buf is a response with ID id.
+func hdrMatches(buf []byte, id uint16) bool {
+	return len(buf) >= 12 && binary.BigEndian.Uint16(buf) == id && buf[2]&0x80 != 0
+}
+
+// exchangeTCP writes the query in c.wbuf and reads one reply.
+func exchangeTCP(c *poolConn, id uint16, m *dns.Msg) (*dns.Msg, error) {
+	co := &dns.Conn{Conn: c.Conn}
+	if _, err := co.Write(c.wbuf); err != nil {
+		return nil, fmt.Errorf("tcp write: %w", err)
+	}
+	reply, err := co.ReadMsg()
+	if err == nil {
+		err = checkReply(reply, id, m)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tcp read: %w", err)
+	}
+	return reply, nil
+}
+
+func isTimeout(err error) bool {
+	var nerr net.Error
+	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &nerr) && nerr.Timeout()
 }
 
 func isNetErr(err error) bool {

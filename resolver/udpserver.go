@@ -1,0 +1,303 @@
+package resolver
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+)
+
+// udpServer answers DNS over one UDP socket. miekg's server starts a goroutine per packet, whose
+// stack then grows (is copied) through the chain every time, and allocates a dozen objects per
+// packet for the session, control messages and addresses: together a third of the CPU on blocked
+// queries. Here one reader hands each packet to a long-lived worker that keeps its stack, its
+// buffers and its reply writer; workers are created as the load needs them and retired after
+// udpWorkerIdle without work.
+type udpServer struct {
+	conn    *net.UDPConn
+	handler dns.Handler
+	invalid func([]byte, error)
+	// pktinfo: the socket is bound to a wildcard address, so each reply must be sent from the
+	// address its query was sent to (IP_PKTINFO / IPV6_PKTINFO).
+	pktinfo bool
+
+	mu       sync.Mutex
+	idle     []*udpWorker // most recently used last
+	stopping bool
+
+	inflight sync.WaitGroup // packets being answered
+	done     chan struct{}  // closed when the reader has stopped
+}
+
+// udpWorker answers one packet at a time; the reader reads each packet into the buffer of the
+// worker it then wakes.
+type udpWorker struct {
+	s     *udpServer
+	work  chan int // length of the packet in buf; -1 stops the worker
+	buf   []byte
+	oob   []byte
+	oobn  int
+	from  netip.AddrPort
+	wbuf  []byte
+	since time.Time // when it last became idle
+}
+
+const (
+	// udpReadSize is the largest query read; a larger datagram is dropped as invalid (queries
+	// are a few hundred bytes even with EDNS options).
+	udpReadSize = 4096
+	// udpWorkerIdle is how long an idle worker (and its stack and buffers) is kept.
+	udpWorkerIdle = 10 * time.Second
+)
+
+func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error)) (*udpServer, error) {
+	s := &udpServer{conn: conn, handler: h, invalid: invalid, done: make(chan struct{})}
+	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil && ap.Addr().IsUnspecified() {
+		s.pktinfo = true
+		err6 := ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
+		err4 := ipv4.NewPacketConn(conn).SetControlMessage(ipv4.FlagDst|ipv4.FlagInterface, true)
+		if err4 != nil && err6 != nil {
+			return nil, err4
+		}
+	}
+	if s.invalid == nil {
+		s.invalid = func([]byte, error) {}
+	}
+	return s, nil
+}
+
+// serve reads packets until shutdown.
+func (s *udpServer) serve() error {
+	defer close(s.done)
+	go s.retireIdle()
+	for {
+		w := s.worker()
+		n, oobn, flags, from, err := s.conn.ReadMsgUDPAddrPort(w.buf, w.oob)
+		if err != nil {
+			s.release(w)
+			if s.isStopping() {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.ECONNREFUSED) {
+				continue // a stale ICMP error surfaces on reads of an unconnected socket too
+			}
+			return err
+		}
+		if n < 12 || flags&syscall.MSG_TRUNC != 0 {
+			s.invalid(w.buf[:n], dns.ErrShortRead)
+			s.release(w)
+			continue
+		}
+		w.oobn, w.from = oobn, from
+		s.inflight.Add(1)
+		w.work <- n
+	}
+}
+
+// worker returns an idle worker, starting one if there is none. Before starting one it yields
+// once: the workers woken for earlier packets are likely runnable, not blocked, and one of them
+// may be idle again after a moment. Without that, a burst of queued packets would start a worker
+// (a stack and buffers) per packet.
+func (s *udpServer) worker() *udpWorker {
+	for try := 0; ; try++ {
+		s.mu.Lock()
+		if n := len(s.idle); n > 0 {
+			w := s.idle[n-1]
+			s.idle[n-1] = nil
+			s.idle = s.idle[:n-1]
+			s.mu.Unlock()
+			return w
+		}
+		s.mu.Unlock()
+		if try > 0 {
+			break
+		}
+		runtime.Gosched()
+	}
+	w := &udpWorker{s: s, work: make(chan int, 1), buf: make([]byte, udpReadSize), wbuf: make([]byte, 0, 512)}
+	if s.pktinfo {
+		w.oob = make([]byte, pktinfoSize)
+	}
+	go w.run()
+	return w
+}
+
+// release puts w back among the idle workers, or stops it during shutdown.
+func (s *udpServer) release(w *udpWorker) {
+	w.since = time.Now()
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		w.work <- -1
+		return
+	}
+	s.idle = append(s.idle, w)
+	s.mu.Unlock()
+}
+
+func (w *udpWorker) run() {
+	for n := range w.work {
+		if n < 0 {
+			return
+		}
+		w.serve(n)
+		w.s.inflight.Done()
+		w.s.release(w)
+	}
+}
+
+// serve answers the packet of length n in w.buf as miekg's server would: the accept function
+// sees the header first, and a query whose body does not unpack gets FORMERR.
+func (w *udpWorker) serve(n int) {
+	s, m := w.s, w.buf[:n]
+	if AcceptMsg(dns.Header{Bits: uint16(m[2])<<8 | uint16(m[3])}) != dns.MsgAccept {
+		return
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(m); err != nil {
+		s.invalid(m, err)
+		// req has the header and whatever unpacked before the error.
+		req.SetRcodeFormatError(req)
+		req.Zero = false
+		req.Ns, req.Answer, req.Extra = nil, nil, nil
+		_ = w.WriteMsg(req)
+		return
+	}
+	s.handler.ServeDNS(w, req)
+}
+
+// retireIdle stops workers that have been idle for udpWorkerIdle, the longest idle first (they
+// are at the front: workers are reused last in, first out).
+func (s *udpServer) retireIdle() {
+	t := time.NewTicker(udpWorkerIdle / 2)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.done:
+			return
+		case now := <-t.C:
+			s.mu.Lock()
+			n := 0
+			for n < len(s.idle) && now.Sub(s.idle[n].since) >= udpWorkerIdle {
+				s.idle[n].work <- -1
+				n++
+			}
+			s.idle = append(s.idle[:0], s.idle[n:]...)
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *udpServer) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// shutdown stops reading, waits until ctx is done for the packets being answered, then closes
+// the socket and stops the workers.
+func (s *udpServer) shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	if s.stopping {
+		s.mu.Unlock()
+		return nil
+	}
+	s.stopping = true
+	s.mu.Unlock()
+	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	<-s.done
+	answered := make(chan struct{})
+	go func() {
+		s.inflight.Wait()
+		close(answered)
+	}()
+	var err error
+	select {
+	case <-answered:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	_ = s.conn.Close()
+	s.mu.Lock()
+	for _, w := range s.idle {
+		w.work <- -1
+	}
+	s.idle = nil
+	s.mu.Unlock()
+	return err
+}
+
+// pktinfoSize fits an IPv4 or IPv6 packet-info control message.
+var pktinfoSize = max(len(ipv4.NewControlMessage(ipv4.FlagDst|ipv4.FlagInterface)),
+	len(ipv6.NewControlMessage(ipv6.FlagDst|ipv6.FlagInterface)))
+
+// The worker is the dns.ResponseWriter of the packet it answers.
+
+// LocalAddr implements dns.ResponseWriter.
+func (w *udpWorker) LocalAddr() net.Addr { return w.s.conn.LocalAddr() }
+
+// RemoteAddr implements dns.ResponseWriter. The Handler uses clientAddr, which does not allocate.
+func (w *udpWorker) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.from) }
+
+func (w *udpWorker) clientAddr() netip.Addr { return w.from.Addr().Unmap() }
+
+// WriteMsg implements dns.ResponseWriter, packing into the worker's buffer.
+func (w *udpWorker) WriteMsg(m *dns.Msg) error {
+	buf, err := m.PackBuffer(w.wbuf[:cap(w.wbuf)])
+	if err != nil {
+		return err
+	}
+	if cap(buf) <= udpReadSize { // keep a grown buffer, unless a rare huge reply made it
+		w.wbuf = buf[:0]
+	}
+	_, err = w.Write(buf)
+	return err
+}
+
+// Write implements dns.ResponseWriter.
+func (w *udpWorker) Write(b []byte) (int, error) {
+	var oob []byte
+	if w.s.pktinfo {
+		oob = sourceControl(w.oob[:w.oobn])
+	}
+	n, _, err := w.s.conn.WriteMsgUDPAddrPort(b, oob, w.from)
+	return n, err
+}
+
+// Close implements dns.ResponseWriter; the socket stays open (as with miekg's UDP writer).
+func (w *udpWorker) Close() error { return nil }
+
+// TsigStatus implements dns.ResponseWriter; dnsfence does not use TSIG.
+func (w *udpWorker) TsigStatus() error { return nil }
+
+// TsigTimersOnly implements dns.ResponseWriter.
+func (w *udpWorker) TsigTimersOnly(bool) {}
+
+// Hijack implements dns.ResponseWriter; a UDP socket is shared, so there is nothing to take over.
+func (w *udpWorker) Hijack() {}
+
+// sourceControl turns the packet info of a received query into the control message that sends
+// the reply from the address the query was sent to (as miekg does for its UDP server).
+func sourceControl(oob []byte) []byte {
+	var cm6 ipv6.ControlMessage
+	if cm6.Parse(oob) == nil && cm6.Dst != nil {
+		if cm6.Dst.To4() == nil {
+			return (&ipv6.ControlMessage{Src: cm6.Dst}).Marshal()
+		}
+		return (&ipv4.ControlMessage{Src: cm6.Dst}).Marshal()
+	}
+	var cm4 ipv4.ControlMessage
+	if cm4.Parse(oob) == nil && cm4.Dst != nil {
+		return (&ipv4.ControlMessage{Src: cm4.Dst}).Marshal()
+	}
+	return nil
+}
