@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,28 +35,32 @@ type udpServer struct {
 	stopping bool
 
 	inflight sync.WaitGroup // packets being answered
-	done     chan struct{}  // closed when the reader has stopped
+	// ticks counts retireIdle's ticks: a coarse clock for how long workers have been idle, so
+	// that releasing a worker does not read the clock (~0.3 us on the VMs we measured).
+	ticks atomic.Uint64
+	done  chan struct{} // closed when the reader has stopped
 }
 
 // udpWorker answers one packet at a time; the reader reads each packet into the buffer of the
 // worker it then wakes.
 type udpWorker struct {
-	s     *udpServer
-	work  chan int // length of the packet in buf; -1 stops the worker
-	buf   []byte
-	oob   []byte
-	oobn  int
-	from  netip.AddrPort
-	wbuf  []byte
-	since time.Time // when it last became idle
+	s    *udpServer
+	work chan int // length of the packet in buf; -1 stops the worker
+	buf  []byte
+	oob  []byte
+	oobn int
+	from netip.AddrPort
+	wbuf []byte
+	idle uint64 // udpServer.ticks when it last became idle
 }
 
 const (
 	// udpReadSize is the largest query read; a larger datagram is dropped as invalid (queries
 	// are a few hundred bytes even with EDNS options).
 	udpReadSize = 4096
-	// udpWorkerIdle is how long an idle worker (and its stack and buffers) is kept.
+	// udpWorkerIdle is about how long an idle worker (and its stack and buffers) is kept.
 	udpWorkerIdle = 10 * time.Second
+	udpIdleTick   = udpWorkerIdle / 4
 )
 
 func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error)) (*udpServer, error) {
@@ -133,7 +138,7 @@ func (s *udpServer) worker() *udpWorker {
 
 // release puts w back among the idle workers, or stops it during shutdown.
 func (s *udpServer) release(w *udpWorker) {
-	w.since = time.Now()
+	w.idle = s.ticks.Load()
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -150,8 +155,8 @@ func (w *udpWorker) run() {
 			return
 		}
 		w.serve(n)
-		w.s.inflight.Done()
 		w.s.release(w)
+		w.s.inflight.Done() // after release: once no packet is in flight, every worker is idle
 	}
 }
 
@@ -175,26 +180,32 @@ func (w *udpWorker) serve(n int) {
 	s.handler.ServeDNS(w, req)
 }
 
-// retireIdle stops workers that have been idle for udpWorkerIdle, the longest idle first (they
-// are at the front: workers are reused last in, first out).
+// retireIdle stops workers that have been idle for udpWorkerIdle, give or take a tick.
 func (s *udpServer) retireIdle() {
-	t := time.NewTicker(udpWorkerIdle / 2)
+	t := time.NewTicker(udpIdleTick)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
-		case now := <-t.C:
-			s.mu.Lock()
-			n := 0
-			for n < len(s.idle) && now.Sub(s.idle[n].since) >= udpWorkerIdle {
-				s.idle[n].work <- -1
-				n++
-			}
-			s.idle = append(s.idle[:0], s.idle[n:]...)
-			s.mu.Unlock()
+		case <-t.C:
+			s.tick()
 		}
 	}
+}
+
+// tick advances the idle clock and stops the workers idle for more than udpWorkerIdle: the
+// longest idle, at the front (workers are reused last in, first out).
+func (s *udpServer) tick() {
+	now := s.ticks.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(s.idle) && now-s.idle[n].idle > uint64(udpWorkerIdle/udpIdleTick) {
+		s.idle[n].work <- -1
+		n++
+	}
+	s.idle = append(s.idle[:0], s.idle[n:]...)
 }
 
 func (s *udpServer) isStopping() bool {

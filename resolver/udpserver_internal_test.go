@@ -1,0 +1,68 @@
+package resolver
+
+import (
+	"net"
+	"sync"
+	"testing"
+
+	"github.com/miekg/dns"
+)
+
+// TestUDPWorkersRetire: concurrent queries start workers; once idle for udpWorkerIdle (ticks of
+// the idle clock here) they are stopped, and later queries are still served.
+func TestUDPWorkersRetire(t *testing.T) {
+	pc, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 8
+	var held sync.WaitGroup
+	held.Add(n)
+	release := make(chan struct{})
+	s, err := newUDPServer(pc, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		if r.Question[0].Name == "held.example." {
+			held.Done()
+			<-release
+		}
+		_ = w.WriteMsg(new(dns.Msg).SetReply(r))
+	}), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = s.serve() }()
+	t.Cleanup(func() { _ = s.shutdown(t.Context()) })
+	ask := func(name string) {
+		c := &dns.Client{}
+		if _, _, err := c.Exchange(new(dns.Msg).SetQuestion(name, dns.TypeA), pc.LocalAddr().String()); err != nil {
+			t.Error(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { ask("held.example.") })
+	}
+	held.Wait() // n workers are busy at once
+	close(release)
+	wg.Wait()
+	s.inflight.Wait() // every worker is back among the idle ones
+	idle := func() int {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.idle)
+	}
+	// The reader holds one worker for the next packet.
+	if got := idle(); got < n-1 {
+		t.Fatalf("%d idle workers after %d concurrent queries, want at least %d", got, n, n-1)
+	}
+	s.tick()
+	if got := idle(); got < n-1 {
+		t.Fatalf("%d idle workers after one tick, want them kept", got)
+	}
+	for range udpWorkerIdle / udpIdleTick {
+		s.tick()
+	}
+	if got := idle(); got != 0 {
+		t.Errorf("%d idle workers after udpWorkerIdle, want 0", got)
+	}
+	ask("again.example.") // still served
+}
