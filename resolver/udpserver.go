@@ -97,7 +97,7 @@ func (s *udpServer) serve() error {
 			}
 			return err
 		}
-		if n < 12 || flags&syscall.MSG_TRUNC != 0 {
+		if n < 12 || flags&msgTrunc != 0 {
 			s.invalid(w.buf[:n], dns.ErrShortRead)
 			s.release(w)
 			continue
