@@ -2,6 +2,7 @@ package resolver
 
 import (
 	"net"
+	"net/netip"
 	"sync"
 	"testing"
 
@@ -65,4 +66,17 @@ func TestUDPWorkersRetire(t *testing.T) {
 		t.Errorf("%d idle workers after udpWorkerIdle, want 0", got)
 	}
 	ask("again.example.") // still served
+}
+
+func TestUDPClientAddrWithoutZone(t *testing.T) {
+	for from, want := range map[string]string{
+		"[fe80::1%7]:53":       "fe80::1",
+		"[::ffff:10.0.0.1]:53": "10.0.0.1",
+		"192.0.2.1:53":         "192.0.2.1",
+	} {
+		w := &udpWorker{from: netip.MustParseAddrPort(from)}
+		if got := w.clientAddr(); got != netip.MustParseAddr(want) {
+			t.Errorf("%s: client %s, want %s", from, got, want)
+		}
+	}
 }

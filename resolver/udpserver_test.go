@@ -173,3 +173,43 @@ func TestUDPServerShutdownDrains(t *testing.T) {
 		t.Errorf("a query after Shutdown was answered: %v", r)
 	}
 }
+
+// TestUDPServerBurst: queries sent back to back from one socket, without waiting, are read and
+// answered in batches; each gets exactly one reply with its own ID and question.
+func TestUDPServerBurst(t *testing.T) {
+	ts := serve(t, bigAnswer(1), resolver.ServerOptions{})
+	c, err := net.Dial("udp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 100 // well within the default socket buffers (208 KiB) at both ends
+	for i := range n {
+		q := resolvertest.Query(fmt.Sprintf("q%d.example.", i), dns.TypeA, false)
+		q.Id = uint16(i)
+		b, err := q.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint16]bool{}
+	buf := make([]byte, 1232)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(seen) < n {
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("%d replies of %d: %v", len(seen), n, err)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(buf[:k]); err != nil {
+			t.Fatal(err)
+		}
+		if seen[r.Id] || r.Question[0].Name != fmt.Sprintf("q%d.example.", r.Id) {
+			t.Fatalf("reply %d for %s (duplicate: %v)", r.Id, r.Question[0].Name, seen[r.Id])
+		}
+		seen[r.Id] = true
+	}
+}
