@@ -80,3 +80,28 @@ func TestUDPClientAddrWithoutZone(t *testing.T) {
 		}
 	}
 }
+
+func TestListenBothReusePort(t *testing.T) {
+	if !reusePortSupported {
+		t.Skip("no SO_REUSEPORT spreading here")
+	}
+	pcs, ln, err := listenBoth("127.0.0.1:0", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, pc := range pcs {
+		defer pc.Close()
+	}
+	if len(pcs) != 3 {
+		t.Fatalf("%d sockets, want 3", len(pcs))
+	}
+	for _, pc := range pcs[1:] {
+		if pc.LocalAddr().String() != pcs[0].LocalAddr().String() {
+			t.Errorf("socket on %s, want %s", pc.LocalAddr(), pcs[0].LocalAddr())
+		}
+	}
+	if ln.Addr().(*net.TCPAddr).Port != pcs[0].LocalAddr().(*net.UDPAddr).Port {
+		t.Errorf("tcp on %s, udp on %s", ln.Addr(), pcs[0].LocalAddr())
+	}
+}

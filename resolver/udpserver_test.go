@@ -213,3 +213,33 @@ func TestUDPServerBurst(t *testing.T) {
 		seen[r.Id] = true
 	}
 }
+
+// TestUDPServerSockets: with several sockets on one address, clients (spread by the kernel
+// over the sockets by their source port) are all answered, and Shutdown stops every socket.
+func TestUDPServerSockets(t *testing.T) {
+	h := &resolver.Handler{Resolver: bigAnswer(1)}
+	s, err := resolver.Listen("127.0.0.1:0", h, resolver.ServerOptions{UDPSockets: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 32 { // each exchange from its own socket, so its own source port
+		wg.Go(func() {
+			name := fmt.Sprintf("c%d.example.", i)
+			r := resolvertest.Exchange(t, "udp", s.Addr(), resolvertest.Query(name, dns.TypeA, false))
+			if r.Question[0].Name != name {
+				t.Errorf("asked %s, got %v", name, r)
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Every socket is closed: the port can be bound again without SO_REUSEPORT.
+	pc, err := net.ListenPacket("udp", s.Addr())
+	if err != nil {
+		t.Fatalf("after Shutdown: %v", err)
+	}
+	pc.Close()
+}
