@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,30 @@ type Metrics struct {
 
 	// durations by outcome, looked up once so the hot path does no label hashing for them.
 	durationByOutcome []prometheus.Observer
+	// The series of queries_total and blocked_queries_total met so far, per group (the
+	// default one without a lookup): WithLabelValues validates and hashes every label string
+	// and takes the vector's lock, per query. Keys are bounded like the labels.
+	defaultGroup groupSeries
+	groups       sync.Map // group name -> *groupSeries
+}
+
+type groupSeries struct {
+	queries sync.Map // queryKey -> prometheus.Counter
+	blocked sync.Map // list name -> *listCounter
+}
+
+// listCounter is a list's blocked_queries_total series in one group. A list is filed under one
+// app, so app only confirms the cached series is the right one.
+type listCounter struct {
+	app string
+	c   prometheus.Counter
+}
+
+// queryKey packs the qtype, rcode, outcome and transport labels of a queries_total series into
+// an integer, which sync.Map hashes much faster than a struct; qtype and rcode are first mapped
+// to their bounded label sets (qtypeKey, rcodeKey).
+func queryKey(qtype uint16, rcode int, o resolver.Outcome, t resolver.Transport) uint64 {
+	return uint64(qtype)<<32 | uint64(uint16(rcode))<<16 | uint64(o)<<8 | uint64(t)
 }
 
 // New creates the metrics and registers them on reg. version is exported in dnsfence_build_info.
@@ -211,7 +236,8 @@ func (m *Metrics) Middleware() resolver.Middleware {
 			if req.Group != nil && req.Group.Name != "" {
 				group = req.Group.Name
 			}
-			m.queries.WithLabelValues(qtypeLabel(req.Question().Qtype), rcodeLabel(rcode), outcome.String(), req.Transport.String(), group).Inc()
+			gs := m.groupSeries(group)
+			m.queryCounter(gs, qtypeKey(req.Question().Qtype), rcodeKey(rcode), outcome, req.Transport, group).Inc()
 			if int(outcome) < len(m.durationByOutcome) {
 				m.durationByOutcome[outcome].Observe(time.Since(req.Received).Seconds())
 			}
@@ -224,7 +250,7 @@ func (m *Metrics) Middleware() resolver.Middleware {
 					group = "default"
 				}
 				if outcome == resolver.OutcomeBlocked {
-					m.blocked.WithLabelValues(resp.List, app, group).Inc()
+					m.blockedCounter(m.groupSeries(group), resp.List, app, group).Inc()
 				} else {
 					m.allowed.WithLabelValues(resp.List, app, group, resp.Allowed.String()).Inc()
 				}
@@ -232,6 +258,38 @@ func (m *Metrics) Middleware() resolver.Middleware {
 			return resp, err
 		})
 	}
+}
+
+func (m *Metrics) groupSeries(group string) *groupSeries {
+	if group == "default" {
+		return &m.defaultGroup
+	}
+	if gs, ok := m.groups.Load(group); ok {
+		return gs.(*groupSeries)
+	}
+	gs, _ := m.groups.LoadOrStore(group, new(groupSeries))
+	return gs.(*groupSeries)
+}
+
+func (m *Metrics) queryCounter(gs *groupSeries, qtype uint16, rcode int, o resolver.Outcome, t resolver.Transport, group string) prometheus.Counter {
+	k := queryKey(qtype, rcode, o, t)
+	if c, ok := gs.queries.Load(k); ok {
+		return c.(prometheus.Counter)
+	}
+	c := m.queries.WithLabelValues(qtypeLabel(qtype), rcodeLabel(rcode), o.String(), t.String(), group)
+	gs.queries.Store(k, c)
+	return c
+}
+
+func (m *Metrics) blockedCounter(gs *groupSeries, list, app, group string) prometheus.Counter {
+	if v, ok := gs.blocked.Load(list); ok {
+		if lc := v.(*listCounter); lc.app == app {
+			return lc.c
+		}
+	}
+	c := m.blocked.WithLabelValues(list, app, group)
+	gs.blocked.Store(list, &listCounter{app: app, c: c})
+	return c
 }
 
 // ObserveUpstream records one exchange with an upstream; it fits resolver.Forward.Observe.
@@ -349,15 +407,33 @@ func Handler(g prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
 }
 
-// qtypeLabel maps a query type to a bounded label: common types by name, the rest "other".
-func qtypeLabel(t uint16) string {
+// qtypeKey maps a query type to the bounded set qtypeLabel names: common types stay, the rest
+// become TypeNone.
+func qtypeKey(t uint16) uint16 {
 	switch t {
 	case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeMX, dns.TypeTXT, dns.TypeNS, dns.TypeSOA,
 		dns.TypePTR, dns.TypeSRV, dns.TypeHTTPS, dns.TypeSVCB, dns.TypeDS, dns.TypeDNSKEY, dns.TypeCAA,
 		dns.TypeNAPTR, dns.TypeANY, dns.TypeAXFR, dns.TypeIXFR:
+		return t
+	}
+	return dns.TypeNone
+}
+
+// qtypeLabel maps a query type to a bounded label: common types by name, the rest "other".
+func qtypeLabel(t uint16) string {
+	if t = qtypeKey(t); t != dns.TypeNone {
 		return dns.TypeToString[t]
 	}
 	return "other"
+}
+
+// rcodeKey maps an rcode to the bounded set rcodeLabel names: the named ones stay, the rest
+// become -1.
+func rcodeKey(rc int) int {
+	if _, ok := dns.RcodeToString[rc]; ok {
+		return rc
+	}
+	return -1
 }
 
 // rcodeLabel maps an rcode to its name; the table is fixed, so the label set is bounded.

@@ -169,3 +169,49 @@ func TestCacheAndPauseGauges(t *testing.T) {
 		t.Errorf("paused after resume = %v", got)
 	}
 }
+
+// TestMiddlewareSeriesCacheBounded: unnamed query types and rcodes share the "other" series and
+// one cache entry, so odd queries cannot grow the cache.
+func TestMiddlewareSeriesCacheBounded(t *testing.T) {
+	m, _ := newTest(t)
+	r := m.Middleware()(resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		reply := new(dns.Msg).SetReply(req.Msg)
+		reply.Rcode = int(req.Question().Qtype) // unnamed rcodes too
+		return &resolver.Response{Msg: reply, Outcome: resolver.OutcomeForwarded}, nil
+	}))
+	for qt := uint16(3000); qt < 3100; qt++ {
+		q := new(dns.Msg).SetQuestion("x.", qt)
+		if _, err := r.Resolve(context.Background(), &resolver.Request{Msg: q, Received: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := testutil.ToFloat64(m.queries.WithLabelValues("other", "other", "forwarded", "udp", "default")); got != 100 {
+		t.Errorf("queries{other,other} = %v, want 100", got)
+	}
+	n := 0
+	m.defaultGroup.queries.Range(func(any, any) bool { n++; return true })
+	if n != 1 {
+		t.Errorf("%d cached series, want 1", n)
+	}
+}
+
+// BenchmarkMiddleware is the metrics stage's cost per blocked query.
+func BenchmarkMiddleware(b *testing.B) {
+	m, err := New(prometheus.NewRegistry(), "bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	reply := new(dns.Msg)
+	resp := &resolver.Response{Msg: reply, Outcome: resolver.OutcomeBlocked, List: "ads", App: "alipay"}
+	r := m.Middleware()(resolver.ResolverFunc(func(context.Context, *resolver.Request) (*resolver.Response, error) {
+		return resp, nil
+	}))
+	req := &resolver.Request{Msg: new(dns.Msg).SetQuestion("x.example.", dns.TypeA), Received: time.Now()}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := r.Resolve(ctx, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

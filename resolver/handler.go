@@ -99,9 +99,9 @@ func (h *Handler) serve(w dns.ResponseWriter, r *dns.Msg, t Transport, client ne
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	ctx := newQueryContext(req.Received.Add(timeout))
 	resp, err := h.resolve(ctx, req)
-	cancel()
+	ctx.cancel()
 
 	var reply *dns.Msg
 	if err != nil || resp == nil || resp.Msg == nil {

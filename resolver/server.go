@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/miekg/dns"
@@ -22,6 +23,10 @@ type ServerOptions struct {
 	MaxTCPConns int
 	// OnInvalid, if set, is called for each packet that cannot be parsed (miekg answers FORMERR).
 	OnInvalid func(m []byte, err error)
+	// UDPSockets is how many UDP sockets share the address (SO_REUSEPORT, Linux only), each with
+	// its own reader and workers; the kernel spreads clients over them. Zero means one per
+	// GOMAXPROCS.
+	UDPSockets int
 }
 
 // Server is one listening address serving DNS: UDP+TCP, DoT or DoH.
@@ -34,24 +39,44 @@ type Server struct {
 // listeners accept queries, so bind errors (port in use, permission for port 53) surface here. With
 // port 0, both transports get the same random port.
 func Listen(addr string, h dns.Handler, opts ServerOptions) (*Server, error) {
-	pc, ln, err := listenBoth(addr)
+	n := opts.UDPSockets
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	if !reusePortSupported {
+		n = 1
+	}
+	pcs, ln, err := listenBoth(addr, n)
 	if err != nil {
 		return nil, err
 	}
-	udp, err := newUDPServer(pc.(*net.UDPConn), h, opts.OnInvalid)
-	if err != nil {
-		pc.Close()
+	closeAll := func() {
+		for _, pc := range pcs {
+			pc.Close()
+		}
 		ln.Close()
-		return nil, fmt.Errorf("serve %s: %w", addr, err)
+	}
+	var udps []*udpServer
+	for _, pc := range pcs {
+		udp, err := newUDPServer(pc.(*net.UDPConn), h, opts.OnInvalid)
+		if err != nil {
+			closeAll()
+			return nil, fmt.Errorf("serve %s: %w", addr, err)
+		}
+		udps = append(udps, udp)
 	}
 	tcp := tcpServer(limit(ln, opts), h, opts)
 	if err := start(tcp); err != nil {
-		pc.Close()
-		ln.Close()
+		closeAll()
 		return nil, fmt.Errorf("serve %s: %w", addr, err)
 	}
-	go func() { _ = udp.serve() }()
-	return &Server{addr: pc.LocalAddr().String(), shutdown: []func(context.Context) error{udp.shutdown, tcp.ShutdownContext}}, nil
+	s := &Server{addr: pcs[0].LocalAddr().String()}
+	for _, udp := range udps {
+		go func() { _ = udp.serve() }()
+		s.shutdown = append(s.shutdown, udp.shutdown)
+	}
+	s.shutdown = append(s.shutdown, tcp.ShutdownContext)
+	return s, nil
 }
 
 // tcpServer is a stream server (TCP or DoT) with the configured timeouts and limits.
@@ -94,30 +119,45 @@ func start(srv *dns.Server) error {
 	}
 }
 
-func listenBoth(addr string) (net.PacketConn, net.Listener, error) {
+// listenBoth binds n UDP sockets (n > 1: with SO_REUSEPORT) and a TCP listener on addr.
+func listenBoth(addr string, n int) ([]net.PacketConn, net.Listener, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("listen address %q: %w", addr, err)
 	}
+	var lc net.ListenConfig
+	if n > 1 {
+		lc.Control = setReusePort
+	}
 	var errs []error
 	for range 20 {
-		pc, err := net.ListenPacket("udp", addr)
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen udp: %w", err)
 		}
-		tcpAddr := addr
-		if port == "0" {
-			tcpAddr = net.JoinHostPort(host, fmt.Sprint(pc.LocalAddr().(*net.UDPAddr).Port))
+		bound := net.JoinHostPort(host, fmt.Sprint(pc.LocalAddr().(*net.UDPAddr).Port))
+		ln, err := net.Listen("tcp", bound)
+		if err != nil {
+			pc.Close()
+			if port != "0" {
+				return nil, nil, fmt.Errorf("listen tcp: %w", err)
+			}
+			errs = append(errs, err)
+			continue
 		}
-		ln, err := net.Listen("tcp", tcpAddr)
-		if err == nil {
-			return pc, ln, nil
+		pcs := []net.PacketConn{pc}
+		for len(pcs) < n {
+			more, err := lc.ListenPacket(context.Background(), "udp", bound)
+			if err != nil {
+				for _, pc := range pcs {
+					pc.Close()
+				}
+				ln.Close()
+				return nil, nil, fmt.Errorf("listen udp (socket %d of %d): %w", len(pcs)+1, n, err)
+			}
+			pcs = append(pcs, more)
 		}
-		pc.Close()
-		if port != "0" {
-			return nil, nil, fmt.Errorf("listen tcp: %w", err)
-		}
-		errs = append(errs, err)
+		return pcs, ln, nil
 	}
 	return nil, nil, fmt.Errorf("listen %s: no port free for both udp and tcp: %w", addr, errors.Join(errs...))
 }

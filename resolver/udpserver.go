@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,9 +19,10 @@ import (
 // udpServer answers DNS over one UDP socket. miekg's server starts a goroutine per packet, whose
 // stack then grows (is copied) through the chain every time, and allocates a dozen objects per
 // packet for the session, control messages and addresses: together a third of the CPU on blocked
-// queries. Here one reader hands each packet to a long-lived worker that keeps its stack, its
-// buffers and its reply writer; workers are created as the load needs them and retired after
-// udpWorkerIdle without work.
+// queries. Here one reader reads the packets waiting, up to udpBatch per system call, and hands
+// each to a long-lived worker that keeps its stack, its buffers and its reply writer; workers
+// are created as the load needs them and retired after udpWorkerIdle without work. Replies
+// leave in batches too (see outbox).
 type udpServer struct {
 	conn    *net.UDPConn
 	handler dns.Handler
@@ -34,32 +36,73 @@ type udpServer struct {
 	stopping bool
 
 	inflight sync.WaitGroup // packets being answered
-	done     chan struct{}  // closed when the reader has stopped
+	// ticks counts retireIdle's ticks: a coarse clock for how long workers have been idle, so
+	// that releasing a worker does not read the clock (~0.3 us on the VMs we measured).
+	ticks atomic.Uint64
+	done  chan struct{} // closed when the reader has stopped
+
+	io  *udpIO
+	out outbox
 }
 
-// udpWorker answers one packet at a time; the reader reads each packet into the buffer of the
-// worker it then wakes.
+// udpBatch is the most datagrams read or written per system call.
+const udpBatch = 32
+
+// outbox collects replies so that they leave in batches: the worker that queues a reply into
+// an empty outbox yields once, letting the workers already runnable queue theirs, then sends
+// them all, udpBatch per sendmmsg. Besides the system calls, a batch saves wakeups: a send wakes
+// the receiving client, and the rest of a batch finds it awake.
+type outbox struct {
+	mu       sync.Mutex
+	queue    []outMsg
+	flushing bool     // a worker is sending; it takes whatever is queued meanwhile
+	spare    []outMsg // the other queue, swapped with queue on each flush
+	free     [][]byte // reply buffers to hand workers in exchange for the ones queued
+}
+
+// outMsg is a reply waiting in the outbox.
+type outMsg struct {
+	buf []byte
+	to  netip.AddrPort
+	oob []byte
+}
+
+// inMsg is a received datagram.
+type inMsg struct {
+	buf, oob []byte
+	n, oobn  int
+	trunc    bool // longer than buf
+	from     netip.AddrPort
+}
+
+// udpWorker answers one packet at a time; the reader swaps the buffer it read the packet into
+// with the worker's empty one.
 type udpWorker struct {
-	s     *udpServer
-	work  chan int // length of the packet in buf; -1 stops the worker
-	buf   []byte
-	oob   []byte
-	oobn  int
-	from  netip.AddrPort
-	wbuf  []byte
-	since time.Time // when it last became idle
+	s    *udpServer
+	work chan int // length of the packet in buf; -1 stops the worker
+	buf  []byte
+	oob  []byte
+	oobn int
+	from netip.AddrPort
+	wbuf []byte
+	idle uint64 // udpServer.ticks when it last became idle
 }
 
 const (
 	// udpReadSize is the largest query read; a larger datagram is dropped as invalid (queries
 	// are a few hundred bytes even with EDNS options).
 	udpReadSize = 4096
-	// udpWorkerIdle is how long an idle worker (and its stack and buffers) is kept.
+	// udpWorkerIdle is about how long an idle worker (and its stack and buffers) is kept.
 	udpWorkerIdle = 10 * time.Second
+	udpIdleTick   = udpWorkerIdle / 4
 )
 
 func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error)) (*udpServer, error) {
-	s := &udpServer{conn: conn, handler: h, invalid: invalid, done: make(chan struct{})}
+	io, err := newUDPIO(conn)
+	if err != nil {
+		return nil, err
+	}
+	s := &udpServer{conn: conn, handler: h, invalid: invalid, done: make(chan struct{}), io: io}
 	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil && ap.Addr().IsUnspecified() {
 		s.pktinfo = true
 		err6 := ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
@@ -74,15 +117,21 @@ func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error))
 	return s, nil
 }
 
-// serve reads packets until shutdown.
+// serve reads packets until shutdown, a batch per system call, and hands each to a worker in
+// exchange for the worker's empty buffer.
 func (s *udpServer) serve() error {
 	defer close(s.done)
 	go s.retireIdle()
+	ms := make([]inMsg, udpBatch)
+	for i := range ms {
+		ms[i].buf = make([]byte, udpReadSize)
+		if s.pktinfo {
+			ms[i].oob = make([]byte, pktinfoSize)
+		}
+	}
 	for {
-		w := s.worker()
-		n, oobn, flags, from, err := s.conn.ReadMsgUDPAddrPort(w.buf, w.oob)
+		n, err := s.io.read(ms)
 		if err != nil {
-			s.release(w)
 			if s.isStopping() {
 				return nil
 			}
@@ -92,14 +141,19 @@ func (s *udpServer) serve() error {
 			}
 			return err
 		}
-		if n < 12 || flags&syscall.MSG_TRUNC != 0 {
-			s.invalid(w.buf[:n], dns.ErrShortRead)
-			s.release(w)
-			continue
+		for i := range ms[:n] {
+			m := &ms[i]
+			if m.n < 12 || m.trunc {
+				s.invalid(m.buf[:m.n], dns.ErrShortRead)
+				continue
+			}
+			w := s.worker()
+			m.buf, w.buf = w.buf, m.buf
+			m.oob, w.oob = w.oob, m.oob
+			w.oobn, w.from = m.oobn, m.from
+			s.inflight.Add(1)
+			w.work <- m.n
 		}
-		w.oobn, w.from = oobn, from
-		s.inflight.Add(1)
-		w.work <- n
 	}
 }
 
@@ -133,7 +187,7 @@ func (s *udpServer) worker() *udpWorker {
 
 // release puts w back among the idle workers, or stops it during shutdown.
 func (s *udpServer) release(w *udpWorker) {
-	w.since = time.Now()
+	w.idle = s.ticks.Load()
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
@@ -150,8 +204,8 @@ func (w *udpWorker) run() {
 			return
 		}
 		w.serve(n)
-		w.s.inflight.Done()
 		w.s.release(w)
+		w.s.inflight.Done() // after release: once no packet is in flight, every worker is idle
 	}
 }
 
@@ -175,26 +229,32 @@ func (w *udpWorker) serve(n int) {
 	s.handler.ServeDNS(w, req)
 }
 
-// retireIdle stops workers that have been idle for udpWorkerIdle, the longest idle first (they
-// are at the front: workers are reused last in, first out).
+// retireIdle stops workers that have been idle for udpWorkerIdle, give or take a tick.
 func (s *udpServer) retireIdle() {
-	t := time.NewTicker(udpWorkerIdle / 2)
+	t := time.NewTicker(udpIdleTick)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.done:
 			return
-		case now := <-t.C:
-			s.mu.Lock()
-			n := 0
-			for n < len(s.idle) && now.Sub(s.idle[n].since) >= udpWorkerIdle {
-				s.idle[n].work <- -1
-				n++
-			}
-			s.idle = append(s.idle[:0], s.idle[n:]...)
-			s.mu.Unlock()
+		case <-t.C:
+			s.tick()
 		}
 	}
+}
+
+// tick advances the idle clock and stops the workers idle for more than udpWorkerIdle: the
+// longest idle, at the front (workers are reused last in, first out).
+func (s *udpServer) tick() {
+	now := s.ticks.Add(1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for n < len(s.idle) && now-s.idle[n].idle > uint64(udpWorkerIdle/udpIdleTick) {
+		s.idle[n].work <- -1
+		n++
+	}
+	s.idle = append(s.idle[:0], s.idle[n:]...)
 }
 
 func (s *udpServer) isStopping() bool {
@@ -248,29 +308,93 @@ func (w *udpWorker) LocalAddr() net.Addr { return w.s.conn.LocalAddr() }
 // RemoteAddr implements dns.ResponseWriter. The Handler uses clientAddr, which does not allocate.
 func (w *udpWorker) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.from) }
 
-func (w *udpWorker) clientAddr() netip.Addr { return w.from.Addr().Unmap() }
+// clientAddr is the client's address as the chain sees it: without a link-local zone, which
+// would keep it out of every prefix (netip.Prefix.Contains).
+func (w *udpWorker) clientAddr() netip.Addr { return w.from.Addr().WithZone("").Unmap() }
 
-// WriteMsg implements dns.ResponseWriter, packing into the worker's buffer.
+// WriteMsg implements dns.ResponseWriter, packing into the worker's buffer. The reply is queued
+// in the outbox and sent in a batch; send errors are not reported (UDP offers no delivery
+// anyway).
 func (w *udpWorker) WriteMsg(m *dns.Msg) error {
 	buf, err := m.PackBuffer(w.wbuf[:cap(w.wbuf)])
 	if err != nil {
 		return err
 	}
-	if cap(buf) <= udpReadSize { // keep a grown buffer, unless a rare huge reply made it
-		w.wbuf = buf[:0]
-	}
-	_, err = w.Write(buf)
-	return err
+	w.s.queue(w, buf)
+	return nil
 }
 
 // Write implements dns.ResponseWriter.
 func (w *udpWorker) Write(b []byte) (int, error) {
+	w.s.queue(w, append(w.wbuf[:0], b...))
+	return len(b), nil
+}
+
+// queue puts the reply in buf (the worker's buffer, or a larger one packing allocated) in the
+// outbox, gives the worker a spare buffer for its next reply, and sends the outbox if no other
+// worker is sending it.
+func (s *udpServer) queue(w *udpWorker, buf []byte) {
 	var oob []byte
-	if w.s.pktinfo {
+	if s.pktinfo {
 		oob = sourceControl(w.oob[:w.oobn])
 	}
-	n, _, err := w.s.conn.WriteMsgUDPAddrPort(b, oob, w.from)
-	return n, err
+	s.inflight.Add(1) // until sent: Shutdown closes the socket only after
+	o := &s.out
+	o.mu.Lock()
+	o.queue = append(o.queue, outMsg{buf: buf, to: w.from, oob: oob})
+	if n := len(o.free); n > 0 {
+		w.wbuf = o.free[n-1]
+		o.free[n-1] = nil
+		o.free = o.free[:n-1]
+	} else {
+		w.wbuf = make([]byte, 0, 512)
+	}
+	lead := !o.flushing
+	o.flushing = true
+	o.mu.Unlock()
+	if lead {
+		runtime.Gosched() // let the workers already runnable queue their replies too
+		s.flush()
+	}
+}
+
+// flush sends the queued replies until the outbox is empty.
+func (s *udpServer) flush() {
+	o := &s.out
+	for {
+		o.mu.Lock()
+		batch := o.queue
+		if len(batch) == 0 {
+			o.flushing = false
+			o.mu.Unlock()
+			return
+		}
+		o.queue, o.spare = o.spare[:0], nil
+		o.mu.Unlock()
+		for rest := batch; len(rest) > 0; {
+			n := s.send(rest[:min(len(rest), udpBatch)])
+			rest = rest[n:]
+		}
+		o.mu.Lock()
+		for i := range batch {
+			if cap(batch[i].buf) <= udpReadSize { // a rare huge reply's buffer is not kept
+				o.free = append(o.free, batch[i].buf[:0])
+			}
+			batch[i] = outMsg{}
+		}
+		o.spare = batch[:0]
+		o.mu.Unlock()
+		s.inflight.Add(-len(batch))
+	}
+}
+
+// send writes up to udpBatch replies with one system call and returns how many it is done with:
+// a datagram that fails is skipped.
+func (s *udpServer) send(batch []outMsg) int {
+	if n, err := s.io.write(batch); err == nil && n > 0 {
+		return n
+	}
+	return 1 // the first one failed (sendmmsg reports the first datagram's error only)
 }
 
 // Close implements dns.ResponseWriter; the socket stays open (as with miekg's UDP writer).

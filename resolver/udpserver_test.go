@@ -173,3 +173,73 @@ func TestUDPServerShutdownDrains(t *testing.T) {
 		t.Errorf("a query after Shutdown was answered: %v", r)
 	}
 }
+
+// TestUDPServerBurst: queries sent back to back from one socket, without waiting, are read and
+// answered in batches; each gets exactly one reply with its own ID and question.
+func TestUDPServerBurst(t *testing.T) {
+	ts := serve(t, bigAnswer(1), resolver.ServerOptions{})
+	c, err := net.Dial("udp", ts.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const n = 100 // well within the default socket buffers (208 KiB) at both ends
+	for i := range n {
+		q := resolvertest.Query(fmt.Sprintf("q%d.example.", i), dns.TypeA, false)
+		q.Id = uint16(i)
+		b, err := q.Pack()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[uint16]bool{}
+	buf := make([]byte, 1232)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for len(seen) < n {
+		k, err := c.Read(buf)
+		if err != nil {
+			t.Fatalf("%d replies of %d: %v", len(seen), n, err)
+		}
+		r := new(dns.Msg)
+		if err := r.Unpack(buf[:k]); err != nil {
+			t.Fatal(err)
+		}
+		if seen[r.Id] || r.Question[0].Name != fmt.Sprintf("q%d.example.", r.Id) {
+			t.Fatalf("reply %d for %s (duplicate: %v)", r.Id, r.Question[0].Name, seen[r.Id])
+		}
+		seen[r.Id] = true
+	}
+}
+
+// TestUDPServerSockets: with several sockets on one address, clients (spread by the kernel
+// over the sockets by their source port) are all answered, and Shutdown stops every socket.
+func TestUDPServerSockets(t *testing.T) {
+	h := &resolver.Handler{Resolver: bigAnswer(1)}
+	s, err := resolver.Listen("127.0.0.1:0", h, resolver.ServerOptions{UDPSockets: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 32 { // each exchange from its own socket, so its own source port
+		wg.Go(func() {
+			name := fmt.Sprintf("c%d.example.", i)
+			r := resolvertest.Exchange(t, "udp", s.Addr(), resolvertest.Query(name, dns.TypeA, false))
+			if r.Question[0].Name != name {
+				t.Errorf("asked %s, got %v", name, r)
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// Every socket is closed: the port can be bound again without SO_REUSEPORT.
+	pc, err := net.ListenPacket("udp", s.Addr())
+	if err != nil {
+		t.Fatalf("after Shutdown: %v", err)
+	}
+	pc.Close()
+}

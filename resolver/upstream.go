@@ -14,7 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
@@ -357,7 +356,7 @@ func readUDP(c *poolConn) (*dns.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	if flags&syscall.MSG_TRUNC != 0 {
+	if flags&msgTrunc != 0 {
 		return nil, errTruncatedRead
 	}
 	r := new(dns.Msg)

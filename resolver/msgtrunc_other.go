@@ -1,0 +1,7 @@
+//go:build !unix
+
+package resolver
+
+// msgTrunc is the receive flag of a datagram longer than the buffer it was read into; elsewhere
+// (Windows) such a read fails instead.
+const msgTrunc = 0

@@ -1,0 +1,8 @@
+//go:build unix
+
+package resolver
+
+import "syscall"
+
+// msgTrunc is the receive flag of a datagram longer than the buffer it was read into.
+const msgTrunc = syscall.MSG_TRUNC

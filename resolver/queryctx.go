@@ -1,0 +1,90 @@
+package resolver
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// queryContext is the context the Handler gives a query: a deadline, and cancellation once the
+// reply is written. context.WithTimeout would start a timer for every query, which costs clock
+// reads (~0.3 us each on the VMs we measured), timer-heap work in the runtime and four
+// allocations; but only a query that waits (on an upstream, on another query's exchange) ever
+// asks for Done. So the timer, inside an ordinary context.WithDeadline, starts on the first call
+// to Done: blocked and cached answers, most of the traffic, never start one.
+//
+// Contexts derived from it attach to that inner context directly (Value passes the context
+// package's lookup through), so deriving one does not start a goroutine.
+type queryContext struct {
+	deadline time.Time
+	inner    atomic.Pointer[innerContext] // set once, by start
+	canceled atomic.Bool
+	mu       sync.Mutex // orders start and cancel
+}
+
+type innerContext struct {
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+var _ context.Context = (*queryContext)(nil)
+
+func newQueryContext(deadline time.Time) *queryContext { return &queryContext{deadline: deadline} }
+
+// Deadline implements context.Context.
+func (c *queryContext) Deadline() (time.Time, bool) { return c.deadline, true }
+
+// Done implements context.Context; the first call starts the timer.
+func (c *queryContext) Done() <-chan struct{} { return c.start().Done() }
+
+// Err implements context.Context without starting the timer.
+func (c *queryContext) Err() error {
+	if in := c.inner.Load(); in != nil {
+		return in.ctx.Err()
+	}
+	if c.canceled.Load() {
+		return context.Canceled
+	}
+	if !time.Now().Before(c.deadline) {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+// Value implements context.Context. It has no values of its own; the inner context answers the
+// context package's own lookups, once Done has been asked (which that package does first).
+func (c *queryContext) Value(key any) any {
+	if in := c.inner.Load(); in != nil {
+		return in.ctx.Value(key)
+	}
+	return nil
+}
+
+func (c *queryContext) start() context.Context {
+	if in := c.inner.Load(); in != nil {
+		return in.ctx
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if in := c.inner.Load(); in != nil {
+		return in.ctx
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), c.deadline)
+	if c.canceled.Load() {
+		cancel()
+	}
+	c.inner.Store(&innerContext{ctx, cancel})
+	return ctx
+}
+
+// cancel ends the query's context, as the cancel function of context.WithTimeout would.
+func (c *queryContext) cancel() {
+	c.mu.Lock()
+	c.canceled.Store(true)
+	in := c.inner.Load()
+	c.mu.Unlock()
+	if in != nil {
+		in.cancel()
+	}
+}
