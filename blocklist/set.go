@@ -142,7 +142,7 @@ func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
-	hit, hitSlot, below := -1, 0, false
+	hit, hitAt, below := -1, 0, false
 	for i := 0; ; {
 		if idx := s.t.find(q[i:]); idx >= 0 {
 			a := &s.attrs[s.t.slots[idx].attr]
@@ -155,7 +155,7 @@ func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
 				return "", "", false
 			}
 			if hit < 0 && blocks&mask != 0 {
-				hit, hitSlot = bits.TrailingZeros64(blocks&mask), idx
+				hit, hitAt = bits.TrailingZeros64(blocks&mask), i
 				below = a.block&mask&(1<<hit) == 0
 				if !s.hasAllow {
 					break
@@ -175,7 +175,13 @@ func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
 		if s.allowedByRegexp(name) {
 			return "", "", false
 		}
-		rule := s.t.nameString(s.t.slots[hitSlot].off)
+		// The rule is the name's suffix from hitAt: taken from the caller's string when it is
+		// in lower case already (no allocation), never from the table's memory, which is
+		// unmapped once the set is replaced.
+		rule := name[hitAt:]
+		if rule != string(q[hitAt:]) {
+			rule = string(q[hitAt:])
+		}
 		if below {
 			rule = "*." + rule
 		}

@@ -2,6 +2,7 @@ package blocklist
 
 import (
 	"hash/maphash"
+	"runtime"
 	"unsafe"
 )
 
@@ -21,6 +22,7 @@ type table struct {
 	slots  []slot
 	n      int      // occupied slots
 	chunks [][]byte // the arena; offset o is chunks[o>>chunkBits][o&chunkMask]
+	mem    *offHeap // where slots and chunks are, freed once the table is unreachable
 }
 
 type slot struct {
@@ -39,9 +41,10 @@ const (
 // newTable sizes the table for about hint names.
 func newTable(hint int) *table {
 	t := &table{seed: maphash.MakeSeed()}
-	t.slots = make([]slot, max(16, int(float64(hint)/maxLoad)+1))
+	t.mem = newOffHeap(t)
+	t.slots = t.mem.slots(max(16, int(float64(hint)/maxLoad)+1))
 	// Offset 0 means empty, so the arena starts with one unused byte.
-	t.chunks = [][]byte{make([]byte, 1, chunkSize)}
+	t.chunks = [][]byte{t.mem.bytes(chunkSize)[:1]}
 	return t
 }
 
@@ -59,11 +62,12 @@ func (t *table) name(off uint32) []byte {
 	return c[i+1 : i+1+uint32(c[i])]
 }
 
-// nameString returns the stored name at off as a string sharing the arena's memory: the arena is
-// never written after a name is stored, so the string stays valid and unchanged.
+// nameString returns a copy of the stored name at off: the arena may be unmapped once the table
+// is unreachable, so no string may point into it.
 func (t *table) nameString(off uint32) string {
-	b := t.name(off)
-	return unsafe.String(unsafe.SliceData(b), len(b))
+	s := string(t.name(off))
+	runtime.KeepAlive(t)
+	return s
 }
 
 // find returns the slot index holding name, or -1.
@@ -78,6 +82,7 @@ func (t *table) find(name []byte) int {
 			return -1
 		}
 		if s.fp == fp && string(t.name(s.off)) == string(name) {
+			runtime.KeepAlive(t) // the comparison read the arena
 			return i
 		}
 		if i++; i == len(t.slots) {
@@ -114,7 +119,7 @@ func (t *table) store(name []byte) uint32 {
 	last := len(t.chunks) - 1
 	c := t.chunks[last]
 	if len(c)+1+len(name) > chunkSize {
-		c = make([]byte, 0, chunkSize)
+		c = t.mem.bytes(chunkSize)
 		t.chunks = append(t.chunks, c)
 		last++
 	}
@@ -124,10 +129,12 @@ func (t *table) store(name []byte) uint32 {
 	return off
 }
 
-// grow doubles the slots; names stay where they are in the arena.
+// grow doubles the slots; names stay where they are in the arena. Only a table being built grows,
+// so the old slots can be freed at once.
 func (t *table) grow() {
 	old := t.slots
-	t.slots = make([]slot, 2*len(old))
+	defer t.mem.free(unsafe.Pointer(unsafe.SliceData(old)))
+	t.slots = t.mem.slots(2 * len(old))
 	for _, s := range old {
 		if s.off == 0 {
 			continue
@@ -142,19 +149,24 @@ func (t *table) grow() {
 	}
 }
 
-// trim returns the spare capacity of the last chunk once loading is done.
+// trim returns the spare capacity of the last chunk once loading is done. A mapped chunk's
+// unwritten pages take no memory, so only a chunk on the heap is copied.
 func (t *table) trim() {
 	last := len(t.chunks) - 1
-	if c := t.chunks[last]; cap(c)-len(c) > len(c)/8 {
+	if c := t.chunks[last]; !t.mem.mapped(unsafe.Pointer(unsafe.SliceData(c))) && cap(c)-len(c) > len(c)/8 {
 		t.chunks[last] = append([]byte(nil), c...)
 	}
 }
 
-// bytes is the memory the table holds.
+// bytes is the memory the table holds (the unwritten tail of a mapped chunk takes none).
 func (t *table) bytes() int {
 	n := len(t.slots) * int(unsafe.Sizeof(slot{}))
 	for _, c := range t.chunks {
-		n += cap(c)
+		if t.mem.mapped(unsafe.Pointer(unsafe.SliceData(c))) {
+			n += len(c)
+		} else {
+			n += cap(c)
+		}
 	}
 	return n
 }
