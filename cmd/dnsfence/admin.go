@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"os"
 	"strconv"
@@ -296,9 +297,16 @@ func (c *Config) validateHTTP() []error {
 	if err != nil {
 		errs = append(errs, c.problem("http.token_file", "%v", err))
 	}
-	if _, _, perr := net.SplitHostPort(c.HTTP.Listen); perr == nil && c.HTTP.API && tok == "" && err == nil && !loopbackListen(c.HTTP.Listen) {
-		errs = append(errs, c.problem("http.listen", "%q is not a loopback address, so the admin API (/api/) would be open "+
-			"to the network: set http.token or http.token_file, or http.api: false (or listen on 127.0.0.1 or [::1])", c.HTTP.Listen))
+	if _, _, perr := net.SplitHostPort(c.HTTP.Listen); perr == nil && (c.HTTP.API || c.HTTP.PProf) && tok == "" && err == nil && !loopbackListen(c.HTTP.Listen) {
+		what, off := "the admin API (/api/)", "http.api: false"
+		switch {
+		case c.HTTP.API && c.HTTP.PProf:
+			what, off = "the admin API (/api/) and the profiler (/debug/pprof/)", "http.api: false and http.pprof: false"
+		case c.HTTP.PProf:
+			what, off = "the profiler (/debug/pprof/)", "http.pprof: false"
+		}
+		errs = append(errs, c.problem("http.listen", "%q is not a loopback address, so %s would be open "+
+			"to the network: set http.token or http.token_file, or %s (or listen on 127.0.0.1 or [::1])", c.HTTP.Listen, what, off))
 	}
 	return errs
 }
@@ -335,4 +343,17 @@ func listsReloaded(config string, r blocklist.Result) reloaded {
 		out.Failed[name] = err.Error()
 	}
 	return out
+}
+
+// pprofHandler serves Go's profiles (CPU, heap, goroutines, execution trace) under /debug/pprof/.
+// net/http/pprof also registers them on http.DefaultServeMux when imported, which dnsfence never
+// serves.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

@@ -486,3 +486,33 @@ func TestAdminAPIOff(t *testing.T) {
 		t.Errorf("metrics not served with the API off")
 	}
 }
+
+// TestPProf: the profiler is off by default; http.pprof serves it behind the API token, and on a
+// public listen it needs one like the API.
+func TestPProf(t *testing.T) {
+	cfg, err := parseConfig([]byte("http:\n  listen: 0.0.0.0:9253\n  api: false\n  pprof: true\n"), "c.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "line 2: http.listen") || !strings.Contains(err.Error(), "the profiler (/debug/pprof/)") {
+		t.Errorf("pprof on a public listen without a token: %v", err)
+	}
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	dir := t.TempDir()
+	off := start(t, "-config", writeFile(t, dir, "off.yaml", "listen: [127.0.0.1:0]\n"), "-upstream", up.Addr)
+	if c := api(t, off, http.MethodGet, "/debug/pprof/", ""); c.status != http.StatusNotFound {
+		t.Errorf("GET /debug/pprof/ by default: %d, want 404", c.status)
+	}
+	on := start(t, "-config", writeFile(t, dir, "on.yaml", "listen: [127.0.0.1:0]\nhttp:\n  pprof: true\n  token: s3cret\n"), "-upstream", up.Addr)
+	if c := api(t, on, http.MethodGet, "/debug/pprof/heap?debug=1", ""); c.status != http.StatusUnauthorized {
+		t.Errorf("profile without the token: %d, want 401", c.status)
+	}
+	c := api(t, on, http.MethodGet, "/debug/pprof/heap?debug=1", "s3cret")
+	if c.status != http.StatusOK || !strings.Contains(c.raw, "heap profile:") {
+		t.Errorf("heap profile: %d %.200s", c.status, c.raw)
+	}
+	c = api(t, on, http.MethodGet, "/debug/pprof/goroutine?debug=1", "s3cret")
+	if c.status != http.StatusOK || !strings.Contains(c.raw, "goroutine profile:") {
+		t.Errorf("goroutine profile: %d %.200s", c.status, c.raw)
+	}
+}

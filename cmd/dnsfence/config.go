@@ -362,6 +362,8 @@ type HTTPConfig struct {
 	// API serves /api/ and /report; off leaves /metrics, /healthz and /readyz only (and needs
 	// no token), e.g. for a container whose metrics port is scraped from the network.
 	API bool `yaml:"api"`
+	// PProf serves Go's profiler under /debug/pprof/, behind the same token as the API.
+	PProf bool `yaml:"pprof"`
 }
 
 // LogConfig is logging.

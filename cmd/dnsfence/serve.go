@@ -839,10 +839,15 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 			fmt.Fprintln(w, "ok")
 		})
 		mux.Handle("GET /readyz", readyHandler(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams))
-		if cfg.HTTP.API {
+		if cfg.HTTP.API || cfg.HTTP.PProf {
 			api := newAdmin(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
-			mux.Handle("/api/", api)
-			mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
+			if cfg.HTTP.API {
+				mux.Handle("/api/", api)
+				mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
+			}
+			if cfg.HTTP.PProf {
+				mux.Handle("/debug/pprof/", api.requireToken(pprofHandler()))
+			}
 		}
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		go func() { httpErr <- httpSrv.Serve(ln) }()
