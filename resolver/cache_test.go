@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -812,4 +813,52 @@ func TestCacheConcurrent(t *testing.T) {
 	if n.hit.Load() == 0 || n.miss.Load() == 0 || n.evict.Load() == 0 || n.stale.Load() == 0 || n.prefetch.Load() == 0 {
 		t.Error("the run did not exercise every path")
 	}
+}
+
+// TestCacheEntriesAreFewObjects: a cached answer is kept packed, a few heap objects per entry
+// whatever its records, because every object the cache holds is marked on every GC cycle (a
+// *dns.Msg with a few records is about ten). The answers here have three records each.
+func TestCacheEntriesAreFewObjects(t *testing.T) {
+	const n = 4000
+	cache := resolver.NewCache(resolver.CacheOptions{MaxEntries: 4 * n}, resolver.CacheObserver{}) // room: shards fill unevenly
+	t.Cleanup(cache.Close)
+	next := resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		m := new(dns.Msg)
+		m.SetReply(req.Msg)
+		for i := range 3 {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: req.Msg.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+				A: net.IPv4(192, 0, 2, byte(i))})
+		}
+		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded, Upstream: "udp://192.0.2.53:53"}, nil
+	})
+	chain := resolver.Chain(next, cache.Middleware())
+	// The queries' names are kept by the entries' keys: build them all before measuring.
+	reqs := make([]*resolver.Request, n)
+	for i := range reqs {
+		reqs[i] = &resolver.Request{Msg: resolvertest.Query(fmt.Sprintf("host-%d.example.", i), dns.TypeA, false), Received: time.Now()}
+	}
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for _, req := range reqs {
+		if _, err := chain.Resolve(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if cache.Len() != n {
+		t.Fatalf("Len %d, want %d", cache.Len(), n)
+	}
+	perEntry := float64(after.HeapObjects-before.HeapObjects) / n
+	t.Logf("%.1f heap objects and %.0f bytes per entry", perEntry, float64(after.HeapAlloc-before.HeapAlloc)/n)
+	if perEntry > 4 {
+		t.Errorf("%.1f heap objects per cache entry, want at most 4", perEntry)
+	}
+	// And the answers still come out whole.
+	resp, err := chain.Resolve(context.Background(), reqs[7])
+	if err != nil || resp.Outcome != resolver.OutcomeCached || len(resp.Msg.Answer) != 3 || resp.Msg.Answer[2].(*dns.A).A.String() != "192.0.2.2" {
+		t.Fatalf("hit: %v %v", resp, err)
+	}
+	runtime.KeepAlive(reqs)
 }
