@@ -26,16 +26,19 @@ trap cleanup EXIT
 go build -trimpath -o "$work/dnsfence" ./cmd/dnsfence
 go build -o "$work/loopdns" ./scripts/loopdns
 "$work/loopdns" -listen "$UP" & pids+=("$!")
-cp "$LIST" "$work/big.txt"
-entries=$(wc -l < "$work/big.txt")
-first=$(head -1 "$work/big.txt")
-cat > "$work/dnsfence.yaml" <<YAML
+# The config and the list get a directory of their own: dnsfence watches their directories, and
+# output written next to them would wake the watcher.
+mkdir -p "$work/fence"
+cp "$LIST" "$work/fence/big.txt"
+entries=$(wc -l < "$work/fence/big.txt")
+first=$(head -1 "$work/fence/big.txt")
+cat > "$work/fence/dnsfence.yaml" <<YAML
 listen: ["127.0.0.1:$DNS_PORT"]
 upstreams: ["$UP"]
 rate_limit: {client_qps: 0}
 http: {listen: "$HTTP"}
 log: {level: warn}
-blocklists: [{name: big, path: "$work/big.txt"}]
+blocklists: [{name: big, path: "$work/fence/big.txt"}]
 YAML
 
 rss() { awk '/^VmRSS/ {print $2}' "/proc/$1/status"; }   # KiB
@@ -44,7 +47,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 # Time to first answer: from exec to the first NXDOMAIN for a list entry.
 t0=$(date +%s%N)
-/usr/bin/time -v -o "$work/time.txt" "$work/dnsfence" -config "$work/dnsfence.yaml" 2> "$work/dnsfence.log" &
+/usr/bin/time -v -o "$work/time.txt" "$work/dnsfence" -config "$work/fence/dnsfence.yaml" 2> "$work/dnsfence.log" &
 timepid=$!; pids+=("$timepid")
 until dig +tries=1 +time=1 -p "$DNS_PORT" @127.0.0.1 "$first" 2>/dev/null | grep -q NXDOMAIN; do
   kill -0 "$timepid" 2>/dev/null || { cat "$work/dnsfence.log" >&2; exit 1; }
@@ -57,14 +60,14 @@ load_peak=$(hwm "$pid"); steady=$(rss "$pid")
 
 # Query mix: half list names, half allowed names (answered by the loopback upstream).
 awk -v n=20000 'NR % 50 == 0 && c < n/2 { print $1 " A"; c++ } END { for (i = 0; i < n/2; i++) printf "host-%d.allowed.bench A\n", i % 1000 }' \
-  "$work/big.txt" | shuf --random-source=<(yes) > "$work/queries"
+  "$work/fence/big.txt" | shuf --random-source=<(yes) > "$work/queries"
 perf() { dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$work/queries" -l "$SECONDS_PER_RUN" -Q "$QPS" -c 4 -t 2 2>&1; }
 field() { awk -v k="$1" '$0 ~ k { print $NF; exit }' <<<"$2"; }
 lost() { awk '/Queries lost:/ { print $3; exit }' <<<"$1"; }
 maxlat() { awk '/Average Latency/ { gsub(/[(),]/, ""); for (i = 1; i <= NF; i++) if ($i == "max") print $(i+1)*1000; exit }' <<<"$1"; }
 
 base=$(perf)
-( sleep 2; for _ in $(seq "$RELOADS"); do touch "$work/big.txt"; kill -HUP "$pid"; sleep 2; done ) &
+( sleep 2; for _ in $(seq "$RELOADS"); do touch "$work/fence/big.txt"; kill -HUP "$pid"; sleep 2; done ) &
 with=$(perf)
 wait $! 2>/dev/null || true
 reload_peak=$(hwm "$pid")
