@@ -884,7 +884,12 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		stopWatch()
 		wctx, cancel := context.WithCancel(ctx)
 		stopWatch = cancel
-		if c, err := watchFiles(wctx, watchedPaths(cur.cfg, o.config), fileDebounce, log); err != nil {
+		paths := watchedPaths(cur.cfg, o.config)
+		if inWatchedDir(cur.cfg.Log.QueryFile, paths) {
+			log.Warn("log.query_file is in a directory watched for config and list changes: every query logged "+
+				"wakes the watcher; put the query log in another directory", zap.String("query_file", cur.cfg.Log.QueryFile))
+		}
+		if c, err := watchFiles(wctx, paths, fileDebounce, log); err != nil {
 			log.Warn("cannot watch files; use SIGHUP to reload", zap.Error(err))
 			changed = nil
 		} else {

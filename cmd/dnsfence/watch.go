@@ -99,3 +99,24 @@ func watchedPaths(cfg *Config, configPath string) []string {
 	}
 	return out
 }
+
+// inWatchedDir reports whether file is in a directory the file watch covers (see watchFiles):
+// every write to it then wakes the watcher, which for a query log is one wakeup per query.
+func inWatchedDir(file string, paths []string) bool {
+	if file == "" {
+		return false
+	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return filepath.Clean(p)
+	}
+	dir := filepath.Dir(abs(file))
+	for _, p := range paths {
+		if p = abs(p); filepath.Dir(p) == dir || p == dir {
+			return true
+		}
+	}
+	return false
+}
