@@ -74,7 +74,16 @@ type proc struct {
 // addresses it bound.
 func startBinary(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startBinaryEnv(t, nil, args...)
+}
+
+// startBinaryEnv is startBinary with env (KEY=value) added to the environment.
+func startBinaryEnv(t *testing.T, env []string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary(t), append(args, "-log.format", "json")...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -311,5 +320,19 @@ func TestBinaryEncryptedListeners(t *testing.T) {
 		if !strings.Contains(metricsOut, tr) {
 			t.Errorf("metrics lack %s", tr)
 		}
+	}
+}
+
+// TestBinaryHeapFloor: the real binary raises GOGC while its heap is far below
+// limits.heap_floor_mb (the Go runtime's own metrics say so), and leaves it alone when the
+// environment sets GOGC.
+func TestBinaryHeapFloor(t *testing.T) {
+	p := startBinaryEnv(t, []string{"GOGC=", "GOMEMLIMIT="}, "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0")
+	if got := value(scrape(t, p.httpAddr), "go_gc_gogc_percent"); got <= 150 {
+		t.Errorf("go_gc_gogc_percent %v with the default 10 MiB heap floor and a small heap, want well above 100", got)
+	}
+	p = startBinaryEnv(t, []string{"GOGC=150", "GOMEMLIMIT="}, "-listen", "127.0.0.1:0", "-http", "127.0.0.1:0")
+	if got := value(scrape(t, p.httpAddr), "go_gc_gogc_percent"); got != 150 {
+		t.Errorf("go_gc_gogc_percent %v with GOGC=150 in the environment", got)
 	}
 }

@@ -298,6 +298,9 @@ type LimitsConfig struct {
 	MaxTCPConnections   int `yaml:"max_tcp_connections"`
 	MaxTCPQueries       int `yaml:"max_tcp_queries"`
 	UpstreamMaxInflight int `yaml:"upstream_max_inflight"`
+	// HeapFloorMB is the Go heap size below which no collection runs (see heapFloor); 0 leaves
+	// the Go default (a collection whenever the heap doubles, from 4 MB).
+	HeapFloorMB int `yaml:"heap_floor_mb"`
 }
 
 // AccessConfig says which clients are served.
@@ -395,7 +398,7 @@ func defaults() Config {
 		Apps:            configs.AppIDs(),
 		Access:          AccessConfig{Allow: prefixStrings(resolver.DefaultAllowedNets()), Action: "refuse"},
 		RateLimit:       RateConfig{ClientQPS: 200, ClientBurst: 400, Slip: 2},
-		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000},
+		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000, HeapFloorMB: 10},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253", API: true},
 		Downloads:       DownloadConfig{Timeout: 30 * time.Second, MaxSizeMB: 64, Retries: 2},
 		Cache: CacheConfig{MaxEntries: 20000, MaxTTL: 24 * time.Hour, NegativeMaxTTL: time.Hour, ServFailTTL: 5 * time.Second,
@@ -646,6 +649,7 @@ func (c *Config) Validate() error {
 		{"upstream_health.fail_threshold", c.UpstreamHealth.FailThreshold},
 		{"limits.max_inflight", c.Limits.MaxInflight}, {"limits.max_tcp_connections", c.Limits.MaxTCPConnections},
 		{"limits.max_tcp_queries", c.Limits.MaxTCPQueries}, {"limits.upstream_max_inflight", c.Limits.UpstreamMaxInflight},
+		{"limits.heap_floor_mb", c.Limits.HeapFloorMB},
 	} {
 		if l.v < 0 {
 			errs = append(errs, c.problem(l.path, "must be 0 (unlimited) or more, got %d", l.v))

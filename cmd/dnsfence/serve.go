@@ -627,6 +627,7 @@ func restartNeeded(old, cfg *Config) []string {
 		{"limits.max_inflight", old.Limits.MaxInflight, cfg.Limits.MaxInflight},
 		{"limits.max_tcp_connections", old.Limits.MaxTCPConnections, cfg.Limits.MaxTCPConnections},
 		{"limits.max_tcp_queries", old.Limits.MaxTCPQueries, cfg.Limits.MaxTCPQueries},
+		{"limits.heap_floor_mb", old.Limits.HeapFloorMB, cfg.Limits.HeapFloorMB},
 		{"log", logSettings(old.Log), logSettings(cfg.Log)},
 		{"downloads", old.Downloads, cfg.Downloads},
 	} {
@@ -728,6 +729,7 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	defer startHeapFloor(cfg.Limits.HeapFloorMB)()
 	inst := &instance{}
 	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
 		stats: newStats(), pauser: newPauser(m, log), upstreams: &upstreamLiveness{now: time.Now},
