@@ -37,7 +37,7 @@ listen: ["127.0.0.1:$DNS_PORT"]
 upstreams: ["$UP"]
 rate_limit: {client_qps: 0}
 http: {listen: "$HTTP"}
-log: {level: warn}
+log: {level: info}   # info: the reload lines are counted below
 blocklists: [{name: big, path: "$work/fence/big.txt"}]
 YAML
 
