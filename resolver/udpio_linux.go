@@ -44,16 +44,7 @@ func newUDPIO(conn *net.UDPConn) (*udpIO, error) {
 // len(ms) <= udpBatch, and returns how many it read.
 func (u *udpIO) read(ms []inMsg) (int, error) {
 	for i := range ms {
-		m := &ms[i]
-		u.riov[i].Base = &m.buf[0]
-		u.riov[i].SetLen(len(m.buf))
-		h := &u.rhdr[i].Hdr
-		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&u.rname[i])), Namelen: unix.SizeofSockaddrInet6, Iov: &u.riov[i]}
-		h.SetIovlen(1)
-		if len(m.oob) > 0 {
-			h.Control = &m.oob[0]
-			h.SetControllen(len(m.oob))
-		}
+		setMsghdr(&u.rhdr[i].Hdr, &u.riov[i], &u.rname[i], unix.SizeofSockaddrInet6, ms[i].buf, ms[i].oob)
 	}
 	n, err := u.call(false, unix.SYS_RECVMMSG, len(ms))
 	for i := range n {
@@ -77,17 +68,21 @@ func (u *udpIO) write(ms []outMsg) (int, error) {
 			ms = ms[:i] // send those before it; the next call reports it
 			break
 		}
-		u.siov[i].Base = unsafe.SliceData(m.buf)
-		u.siov[i].SetLen(len(m.buf))
-		h := &u.shdr[i].Hdr
-		*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(&u.sname[i])), Namelen: namelen, Iov: &u.siov[i]}
-		h.SetIovlen(1)
-		if len(m.oob) > 0 {
-			h.Control = &m.oob[0]
-			h.SetControllen(len(m.oob))
-		}
+		setMsghdr(&u.shdr[i].Hdr, &u.siov[i], &u.sname[i], namelen, m.buf, m.oob)
 	}
 	return u.call(true, unix.SYS_SENDMMSG, len(ms))
+}
+
+// setMsghdr points h at one datagram: its buffer (through iov), address and control data.
+func setMsghdr(h *unix.Msghdr, iov *unix.Iovec, name *unix.RawSockaddrInet6, namelen uint32, buf, oob []byte) {
+	iov.Base = unsafe.SliceData(buf)
+	iov.SetLen(len(buf))
+	*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(name)), Namelen: namelen, Iov: iov}
+	h.SetIovlen(1)
+	if len(oob) > 0 {
+		h.Control = &oob[0]
+		h.SetControllen(len(oob))
+	}
 }
 
 // call makes recvmmsg or sendmmsg on the headers prepared for n datagrams, waiting for the socket
