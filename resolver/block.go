@@ -71,8 +71,32 @@ const (
 // Reply answers req with a sinkhole. apex owns the negative-caching SOA (the blocked entry, or the
 // question's name when an answer record was blocked); why is the Extended DNS Error text.
 func (s *Sinkhole) Reply(req *dns.Msg, apex, why string) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetReply(req)
+	return s.reply(new(sinkReply), req, apex, why)
+}
+
+// sinkReply is what a sinkhole answer needs, allocated once: a blocked query is answered without
+// waiting, so its few allocations are much of its cost, and what it allocates sets how often
+// the collector runs.
+type sinkReply struct {
+	resp     Response
+	msg      dns.Msg
+	soa      dns.SOA
+	rr       [1]dns.RR
+	question [1]dns.Question
+}
+
+func (s *Sinkhole) reply(r *sinkReply, req *dns.Msg, apex, why string) *dns.Msg {
+	m := &r.msg
+	// As SetReply, with the question in r (the Handler gives the reply the request's anyway).
+	m.Id, m.Response, m.Opcode = req.Id, true, req.Opcode
+	if m.Opcode == dns.OpcodeQuery {
+		m.RecursionDesired, m.CheckingDisabled = req.RecursionDesired, req.CheckingDisabled
+	}
+	m.Rcode = dns.RcodeSuccess
+	if len(req.Question) > 0 {
+		r.question[0] = req.Question[0]
+		m.Question = r.question[:]
+	}
 	ttl := uint32(s.TTL / time.Second)
 	if s.TTL <= 0 {
 		ttl = 60
@@ -83,7 +107,7 @@ func (s *Sinkhole) Reply(req *dns.Msg, apex, why string) *dns.Msg {
 		m.Rcode = dns.RcodeRefused
 	case SinkholeNXDOMAIN:
 		m.Rcode = dns.RcodeNameError
-		m.Ns = []dns.RR{s.soa(apex, ttl)}
+		m.Ns = r.setSOA(apex, ttl)
 	default:
 		v4, v6 := s.IPv4, s.IPv6
 		if s.Mode == SinkholeNull {
@@ -96,7 +120,7 @@ func (s *Sinkhole) Reply(req *dns.Msg, apex, why string) *dns.Msg {
 		case q.Qtype == dns.TypeAAAA && v6.IsValid():
 			m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: v6.AsSlice()}}
 		default: // NODATA, cacheable thanks to the SOA (RFC 2308)
-			m.Ns = []dns.RR{s.soa(apex, ttl)}
+			m.Ns = r.setSOA(apex, ttl)
 		}
 	}
 	if opt := req.IsEdns0(); opt != nil {
@@ -110,10 +134,11 @@ func (s *Sinkhole) Reply(req *dns.Msg, apex, why string) *dns.Msg {
 	return m
 }
 
-// soa is the negative-caching SOA: its owner is apex (what is cut off),
-// and TTL and MINIMUM are both the block TTL so resolvers cache the block for exactly that long.
-func (s *Sinkhole) soa(apex string, ttl uint32) *dns.SOA {
-	return &dns.SOA{
+// setSOA fills in the negative-caching SOA and returns the authority section holding it: its
+// owner is apex (what is cut off), and TTL and MINIMUM are both the block TTL so resolvers cache
+// the block for exactly that long.
+func (r *sinkReply) setSOA(apex string, ttl uint32) []dns.RR {
+	r.soa = dns.SOA{
 		Hdr:     dns.RR_Header{Name: dns.Fqdn(apex), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 		Ns:      sinkholeMname,
 		Mbox:    sinkholeRname,
@@ -123,6 +148,8 @@ func (s *Sinkhole) soa(apex string, ttl uint32) *dns.SOA {
 		Expire:  86400,
 		Minttl:  ttl,
 	}
+	r.rr[0] = &r.soa
+	return r.rr[:]
 }
 
 // Blocker is the block stage's configuration.
@@ -198,7 +225,9 @@ func (b *Blocker) blocked(req *Request, list, rule, apex string, record dns.RR) 
 	if s, ok := b.ListSinkholes[list]; ok {
 		sink = s
 	}
-	r := &Response{Msg: sink.Reply(req.Msg, apex, why), Outcome: OutcomeBlocked, List: list, Rule: rule, App: app}
+	sr := new(sinkReply)
+	r := &sr.resp
+	*r = Response{Msg: sink.reply(sr, req.Msg, apex, why), Outcome: OutcomeBlocked, List: list, Rule: rule, App: app}
 	if req.Group != nil {
 		r.Group = req.Group.Name
 	}

@@ -281,3 +281,21 @@ func TestBlockGroups(t *testing.T) {
 		}
 	}
 }
+
+// TestSinkholeReplyAllocations: a sinkhole reply (message, question, SOA and authority section)
+// is one allocation when the apex is fully qualified and the query has no EDNS, and it says
+// what it should.
+func TestSinkholeReplyAllocations(t *testing.T) {
+	sink := &resolver.Sinkhole{Mode: resolver.SinkholeNXDOMAIN, TTL: 90 * time.Second}
+	req := resolvertest.Query("www.ads.example.", dns.TypeA, false)
+	req.Id, req.RecursionDesired = 4242, true
+	var m *dns.Msg
+	if n := testing.AllocsPerRun(100, func() { m = sink.Reply(req, "ads.example.", "blocked") }); n != 1 {
+		t.Errorf("Reply: %v allocations, want 1", n)
+	}
+	soa, ok := m.Ns[0].(*dns.SOA)
+	if m.Id != 4242 || !m.Response || !m.RecursionDesired || m.Rcode != dns.RcodeNameError || len(m.Ns) != 1 || !ok ||
+		soa.Hdr.Name != "ads.example." || soa.Minttl != 90 || m.Question[0] != req.Question[0] {
+		t.Errorf("reply %v", m)
+	}
+}
