@@ -596,9 +596,7 @@ func (e *env) onRefreshed(cur *state, ev refreshEvent) {
 		e.metrics.ListLoaded(ev.list, info.Entries, info.Invalid, ev.err, time.Now())
 	case ev.res.Changed:
 		e.log.Info("URL list changed; reloading", zap.String("list", ev.list), zap.Int64("bytes", ev.res.Bytes))
-		restore := lowGC()
 		cur.lists.Reload()
-		restore()
 		releaseMemory()
 	default:
 		e.metrics.ListLoaded(ev.list, info.Entries, info.Invalid, nil, time.Now())
@@ -695,18 +693,11 @@ func sizeString(n int) string {
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
 
-// releaseMemory returns the memory of a replaced list set to the OS at once. Without it the old set
-// stays counted in RSS until the heap has grown to twice the live size, and on a router a reload
-// of a big list would look like a leak. It costs one garbage collection per load.
+// releaseMemory collects a replaced list set at once, so that its table is unmapped (a cleanup
+// does it once the set is unreachable) and the parsing garbage returns to the OS: on a router a
+// reload of a big list would otherwise look like a leak until the next collection. It costs one
+// garbage collection per load.
 func releaseMemory() { debug.FreeOSMemory() }
-
-// lowGC makes the collector run more often while a new list set is built beside the old one, and
-// returns the function that restores it: the two sets are live together, and at the default
-// GOGC=100 the garbage of the queries answered meanwhile could double that peak again.
-func lowGC() (restore func()) {
-	old := debug.SetGCPercent(25)
-	return func() { debug.SetGCPercent(old) }
-}
 
 // configEqual compares two configs as the user wrote them.
 func configEqual(a, b *Config) bool {
@@ -905,7 +896,6 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		h.ready(inst)
 	}
 	reload := func(download bool) (reloaded, error) {
-		defer lowGC()()
 		next, res, err := e.reload(cur, o, chain, download)
 		if next != cur {
 			cur = next
