@@ -70,16 +70,26 @@ type Cache struct {
 	minTTL, maxTTL, negMaxTTL, staleTTL uint32
 }
 
-// cacheShard holds part of the entries. Eviction is CLOCK (second chance): a hit only sets a
-// flag under the lock the lookup holds anyway, and finding a victim is a short sweep of the
-// ring, usually a step or two; LRU would move list nodes on every hit.
+// cacheShard holds part of the entries, in two queues as S3-FIFO does (Yang et al., "FIFO queues
+// are all you need for cache eviction", SOSP 2023). A new entry waits in the small FIFO queue;
+// when it reaches the end, it moves to the main queue if it was hit meanwhile and is dropped if
+// not. So names asked once, most of DNS traffic (and all of a scan of unique names), pass
+// through the small queue without pushing the names clients keep asking for out of the main one.
+// The main queue is a CLOCK (second chance): a hit only sets a flag under the lock the lookup
+// holds anyway, and finding a victim is a short sweep of the ring; LRU would move list nodes on
+// every hit. The small queue gives up its oldest entries while it holds more than a tenth of
+// the shard; otherwise the main queue gives up one.
 type cacheShard struct {
-	mu    sync.Mutex
-	m     map[uint64]*cacheEntry
-	ring  []*cacheEntry // the entries in CLOCK order; len(ring) == len(m)
-	hand  int
-	limit int
-	_     [64]byte // keeps neighbouring shards' locks off one cache line
+	mu   sync.Mutex
+	m    map[uint64]*cacheEntry
+	ring []*cacheEntry // the main queue in CLOCK order
+	hand int
+	// The small queue: a circular buffer of limit slots from shead, sused of them taken, of
+	// which slive hold entries (the others were removed in place).
+	small               []*cacheEntry
+	shead, sused, slive int
+	limit               int
+	_                   [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
 // cacheEntry is one stored answer. Everything but the fields marked as guarded is immutable
@@ -104,7 +114,8 @@ type cacheEntry struct {
 	servfail bool
 
 	// Guarded by the shard's lock.
-	ref         bool
+	ref         bool // hit since stored, or since the CLOCK hand last passed
+	inSmall     bool // in the small queue, at slot; else in the main one
 	prefetching bool
 	slot        int32
 	hits        int32
@@ -165,6 +176,7 @@ func NewCache(o CacheOptions, obs CacheObserver) *Cache {
 			c.shards[i].limit++
 		}
 		c.shards[i].m = make(map[uint64]*cacheEntry)
+		c.shards[i].small = make([]*cacheEntry, c.shards[i].limit)
 	}
 	return c
 }
@@ -199,7 +211,7 @@ func (c *Cache) Len() int {
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
-		n += len(sh.ring)
+		n += len(sh.ring) + sh.slive
 		sh.mu.Unlock()
 	}
 	return n
@@ -213,6 +225,8 @@ func (c *Cache) Flush() {
 		clear(sh.m)
 		clear(sh.ring)
 		sh.ring, sh.hand = sh.ring[:0], 0
+		clear(sh.small)
+		sh.shead, sh.sused, sh.slive = 0, 0, 0
 		sh.mu.Unlock()
 	}
 }
@@ -527,57 +541,127 @@ func keepOnlyEDE(m *dns.Msg) {
 	m.Extra = kept
 }
 
-// insert adds or replaces e's key, evicting if the shard is full; it reports whether a live
+// insert adds or replaces e's key, making room if the shard is full; it reports whether a live
 // entry was evicted. A SERVFAIL never replaces an entry that can still be served.
 func (c *Cache) insert(e *cacheEntry, now time.Time) (evicted bool) {
 	sh := c.shard(e.key.hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	ns := now.UnixNano()
 	if old, ok := sh.m[e.key.hash]; ok {
-		if e.servfail && !old.servfail && now.UnixNano() < old.until && old.key.equal(&e.key) {
+		if e.servfail && !old.servfail && ns < old.until && old.key.equal(&e.key) {
 			return false
 		}
-		e.slot = old.slot
-		sh.ring[e.slot], sh.m[e.key.hash] = e, e
-		return false
-	}
-	if len(sh.ring) < sh.limit {
-		e.slot = int32(len(sh.ring))
-		sh.ring = append(sh.ring, e)
+		// The new answer takes the old one's place.
+		e.inSmall, e.slot, e.ref = old.inSmall, old.slot, old.ref
+		if e.inSmall {
+			sh.small[e.slot] = e
+		} else {
+			sh.ring[e.slot] = e
+		}
 		sh.m[e.key.hash] = e
 		return false
 	}
-	v := sh.victim(now)
-	delete(sh.m, v.key.hash)
-	e.slot = v.slot
-	sh.ring[e.slot], sh.m[e.key.hash] = e, e
-	return now.UnixNano() < v.until
+	for len(sh.ring)+sh.slive >= sh.limit {
+		if sh.evict(ns) {
+			evicted = true
+		}
+	}
+	sh.pushSmall(e)
+	sh.m[e.key.hash] = e
+	return evicted
 }
 
-// victim advances the CLOCK hand to the first entry that is dead or not referenced since the
-// hand last passed, clearing reference bits on the way. It ends within two turns of the ring.
-func (sh *cacheShard) victim(now time.Time) *cacheEntry {
+// evict makes progress towards room for one entry: it moves the small queue's oldest entry to
+// the main queue if it was hit, or removes an entry. It reports whether a live entry was removed.
+func (sh *cacheShard) evict(ns int64) (live bool) {
+	if sh.slive > sh.limit/10 || len(sh.ring) == 0 {
+		e := sh.popSmall()
+		if e.ref && ns < e.until {
+			e.ref, e.inSmall, e.slot = false, false, int32(len(sh.ring))
+			sh.ring = append(sh.ring, e)
+			return false
+		}
+		delete(sh.m, e.key.hash)
+		return ns < e.until
+	}
+	v := sh.victim(ns)
+	sh.remove(v)
+	return ns < v.until
+}
+
+// victim advances the CLOCK hand over the main queue to the first entry that is dead or not
+// referenced since the hand last passed, clearing reference bits on the way. It ends within two
+// turns of the ring.
+func (sh *cacheShard) victim(ns int64) *cacheEntry {
 	for {
 		e := sh.ring[sh.hand]
 		if sh.hand++; sh.hand == len(sh.ring) {
 			sh.hand = 0
 		}
-		if !e.ref || now.UnixNano() >= e.until {
+		if !e.ref || ns >= e.until {
 			return e
 		}
 		e.ref = false
 	}
 }
 
-// remove takes e out of the shard: the ring's last entry moves into its slot.
+// remove takes e out of the shard: from the main queue, where the ring's last entry moves into
+// its slot, or from the small one, where its slot is left empty.
 func (sh *cacheShard) remove(e *cacheEntry) {
+	delete(sh.m, e.key.hash)
+	if e.inSmall {
+		sh.small[e.slot] = nil
+		sh.slive--
+		return
+	}
 	last := len(sh.ring) - 1
 	moved := sh.ring[last]
 	sh.ring[e.slot], moved.slot = moved, e.slot
 	sh.ring[last] = nil
 	sh.ring = sh.ring[:last]
-	delete(sh.m, e.key.hash)
 	if sh.hand >= len(sh.ring) {
 		sh.hand = 0
 	}
+}
+
+// pushSmall appends e to the small queue. The caller has made room: the shard holds fewer than
+// limit entries, so if every slot is taken some are empty, and compacting frees them.
+func (sh *cacheShard) pushSmall(e *cacheEntry) {
+	if sh.sused == len(sh.small) {
+		sh.compactSmall()
+	}
+	i := (sh.shead + sh.sused) % len(sh.small)
+	sh.small[i], e.inSmall, e.slot = e, true, int32(i)
+	sh.sused++
+	sh.slive++
+}
+
+// popSmall removes and returns the small queue's oldest entry; the queue must not be empty.
+func (sh *cacheShard) popSmall() *cacheEntry {
+	for {
+		e := sh.small[sh.shead]
+		sh.small[sh.shead] = nil
+		sh.shead = (sh.shead + 1) % len(sh.small)
+		sh.sused--
+		if e != nil {
+			sh.slive--
+			return e
+		}
+	}
+}
+
+// compactSmall moves the small queue's entries, in order, to the front of its buffer.
+func (sh *cacheShard) compactSmall() {
+	kept := make([]*cacheEntry, 0, sh.slive)
+	for k := range sh.sused {
+		if e := sh.small[(sh.shead+k)%len(sh.small)]; e != nil {
+			kept = append(kept, e)
+		}
+	}
+	clear(sh.small)
+	for i, e := range kept {
+		sh.small[i], e.slot = e, int32(i)
+	}
+	sh.shead, sh.sused = 0, len(kept)
 }

@@ -862,3 +862,29 @@ func TestCacheEntriesAreFewObjects(t *testing.T) {
 	}
 	runtime.KeepAlive(reqs)
 }
+
+// TestCacheScanResistant: names asked once (a scan of unique names, a client enumerating a zone)
+// pass through the small queue and leave the names that clients keep asking for cached.
+func TestCacheScanResistant(t *testing.T) {
+	env := newCacheEnv(t, answerA(3600), resolver.CacheOptions{MaxEntries: 100, Shards: 1})
+	q := func(name string) *dns.Msg { return resolvertest.Query(name, dns.TypeA, false) }
+	upstream := int64(0)
+	for i := range 20 {
+		upstream++
+		env.want(t, q(fmt.Sprintf("hot%d.example", i)), resolver.OutcomeForwarded, upstream)
+		env.want(t, q(fmt.Sprintf("hot%d.example", i)), resolver.OutcomeCached, upstream)
+	}
+	for i := range 1000 {
+		upstream++
+		env.want(t, q(fmt.Sprintf("scan%d.example", i)), resolver.OutcomeForwarded, upstream)
+		if n := env.cache.Len(); n > 100 {
+			t.Fatalf("Len %d > MaxEntries 100", n)
+		}
+	}
+	for i := range 20 {
+		env.want(t, q(fmt.Sprintf("hot%d.example", i)), resolver.OutcomeCached, upstream)
+	}
+	if n := env.cache.Len(); n != 100 {
+		t.Errorf("Len %d after the scan, want the cache full (100)", n)
+	}
+}
