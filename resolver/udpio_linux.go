@@ -26,6 +26,8 @@ type udpIO struct {
 	shdr  []unix.Mmsghdr
 	siov  []unix.Iovec
 	sname []unix.RawSockaddrInet6
+
+	recv, send *mmsgCall
 }
 
 func newUDPIO(conn *net.UDPConn) (*udpIO, error) {
@@ -33,11 +35,14 @@ func newUDPIO(conn *net.UDPConn) (*udpIO, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &udpIO{
+	u := &udpIO{
 		rc:   rc,
 		rhdr: make([]unix.Mmsghdr, udpBatch), riov: make([]unix.Iovec, udpBatch), rname: make([]unix.RawSockaddrInet6, udpBatch),
 		shdr: make([]unix.Mmsghdr, udpBatch), siov: make([]unix.Iovec, udpBatch), sname: make([]unix.RawSockaddrInet6, udpBatch),
-	}, nil
+	}
+	u.recv = newMmsgCall(unix.SYS_RECVMMSG, "recvmmsg", &u.rhdr[0])
+	u.send = newMmsgCall(unix.SYS_SENDMMSG, "sendmmsg", &u.shdr[0])
+	return u, nil
 }
 
 // read fills ms with the datagrams waiting (at least one: it waits for the first), up to
@@ -46,7 +51,7 @@ func (u *udpIO) read(ms []inMsg) (int, error) {
 	for i := range ms {
 		setMsghdr(&u.rhdr[i].Hdr, &u.riov[i], &u.rname[i], unix.SizeofSockaddrInet6, ms[i].buf, ms[i].oob)
 	}
-	n, err := u.call(false, unix.SYS_RECVMMSG, len(ms))
+	n, err := u.call(false, len(ms))
 	for i := range n {
 		m, h := &ms[i], &u.rhdr[i]
 		m.n, m.oobn = int(h.Len), int(h.Hdr.Controllen)
@@ -70,7 +75,7 @@ func (u *udpIO) write(ms []outMsg) (int, error) {
 		}
 		setMsghdr(&u.shdr[i].Hdr, &u.siov[i], &u.sname[i], namelen, m.buf, m.oob)
 	}
-	return u.call(true, unix.SYS_SENDMMSG, len(ms))
+	return u.call(true, len(ms))
 }
 
 // setMsghdr points h at one datagram: its buffer (through iov), address and control data.
@@ -85,45 +90,57 @@ func setMsghdr(h *unix.Msghdr, iov *unix.Iovec, name *unix.RawSockaddrInet6, nam
 	}
 }
 
-// call makes recvmmsg or sendmmsg on the headers prepared for n datagrams, waiting for the socket
-// to be ready whenever it would block.
-func (u *udpIO) call(send bool, trap uintptr, n int) (int, error) {
-	hdr := &u.rhdr[0]
-	if send {
-		hdr = &u.shdr[0]
-	}
-	var done int
-	var errno syscall.Errno
-	f := func(fd uintptr) bool {
+// mmsgCall is one side's recvmmsg or sendmmsg call, with the function handed to RawConn made
+// once: a closure made per call would be allocated on every batch.
+type mmsgCall struct {
+	trap  uintptr
+	name  string
+	hdr   *unix.Mmsghdr
+	n     int // datagrams to pass; set before each call
+	done  int
+	errno syscall.Errno
+	fn    func(fd uintptr) bool
+}
+
+func newMmsgCall(trap uintptr, name string, hdr *unix.Mmsghdr) *mmsgCall {
+	c := &mmsgCall{trap: trap, name: name, hdr: hdr}
+	c.fn = func(fd uintptr) bool {
 		for {
-			r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(hdr)), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+			r, _, e := unix.RawSyscall6(c.trap, fd, uintptr(unsafe.Pointer(c.hdr)), uintptr(c.n), unix.MSG_DONTWAIT, 0, 0)
 			switch e {
 			case unix.EINTR:
 				continue
 			case unix.EAGAIN:
 				return false // wait for readiness, then try again
 			}
-			done, errno = int(r), e
+			c.done, c.errno = int(r), e
 			return true
 		}
 	}
+	return c
+}
+
+// call makes recvmmsg or sendmmsg on the headers prepared for n datagrams, waiting for the socket
+// to be ready whenever it would block.
+func (u *udpIO) call(send bool, n int) (int, error) {
+	c := u.recv
+	if send {
+		c = u.send
+	}
+	c.n, c.done, c.errno = n, 0, 0
 	var err error
 	if send {
-		err = u.rc.Write(f)
+		err = u.rc.Write(c.fn)
 	} else {
-		err = u.rc.Read(f)
+		err = u.rc.Read(c.fn)
 	}
 	if err != nil {
 		return 0, err
 	}
-	if errno != 0 {
-		name := "recvmmsg"
-		if send {
-			name = "sendmmsg"
-		}
-		return 0, os.NewSyscallError(name, errno)
+	if c.errno != 0 {
+		return 0, os.NewSyscallError(c.name, c.errno)
 	}
-	return done, nil
+	return c.done, nil
 }
 
 // sockaddrAddrPort reads the sender's address. A link-local IPv6 sender keeps its interface as a
