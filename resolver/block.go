@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -76,7 +77,8 @@ func (s *Sinkhole) Reply(req *dns.Msg, apex, why string) *dns.Msg {
 
 // sinkReply is what a sinkhole answer needs, allocated once: a blocked query is answered without
 // waiting, so its few allocations are much of its cost, and what it allocates sets how often
-// the collector runs.
+// the collector runs. The block stage takes them from a pool, and the Handler gives them back
+// once a UDP reply is packed (Response.release).
 type sinkReply struct {
 	resp     Response
 	msg      dns.Msg
@@ -175,6 +177,9 @@ type Blocker struct {
 	Skip func(name string) bool
 	// Pause, if set, lets every match through while it is active (read with Now).
 	Pause *Pause
+
+	// replies recycles sinkReplies that Handler is done with (see Response.release).
+	replies *sync.Pool
 }
 
 func (b *Blocker) match(req *Request, name string) (list, rule string, ok bool) {
@@ -225,9 +230,15 @@ func (b *Blocker) blocked(req *Request, list, rule, apex string, record dns.RR) 
 	if s, ok := b.ListSinkholes[list]; ok {
 		sink = s
 	}
-	sr := new(sinkReply)
+	var sr *sinkReply
+	if b.replies != nil {
+		sr = b.replies.Get().(*sinkReply)
+	} else {
+		sr = new(sinkReply)
+	}
 	r := &sr.resp
-	*r = Response{Msg: sink.reply(sr, req.Msg, apex, why), Outcome: OutcomeBlocked, List: list, Rule: rule, App: app}
+	*r = Response{Msg: sink.reply(sr, req.Msg, apex, why), Outcome: OutcomeBlocked, List: list, Rule: rule, App: app,
+		pooled: sr, pool: b.replies}
 	if req.Group != nil {
 		r.Group = req.Group.Name
 	}
@@ -244,6 +255,7 @@ const BlockedNetsList = "blocked-nets"
 // forwarded; the answers to the rest are inspected (see Blocker) before they are returned.
 func Block(b Blocker) Middleware {
 	b.Apps, b.ListSinkholes = maps.Clone(b.Apps), maps.Clone(b.ListSinkholes)
+	b.replies = &sync.Pool{New: func() any { return new(sinkReply) }}
 	if b.Now == nil {
 		b.Now = time.Now
 	}
@@ -321,4 +333,16 @@ func (b *Blocker) inNets(ip []byte) (netip.Prefix, bool) {
 		}
 	}
 	return netip.Prefix{}, false
+}
+
+// release gives the sinkhole reply behind r back to its pool, if it came from one. Only the
+// Handler calls it, once the reply has been packed and nothing refers to r or its Msg any more
+// (not for DoH, whose writer keeps the Msg until later).
+func (r *Response) release() {
+	sr, pool := r.pooled, r.pool
+	if sr == nil || pool == nil {
+		return
+	}
+	*sr = sinkReply{}
+	pool.Put(sr)
 }

@@ -2,9 +2,11 @@ package resolver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -297,5 +299,53 @@ func TestSinkholeReplyAllocations(t *testing.T) {
 	if m.Id != 4242 || !m.Response || !m.RecursionDesired || m.Rcode != dns.RcodeNameError || len(m.Ns) != 1 || !ok ||
 		soa.Hdr.Name != "ads.example." || soa.Minttl != 90 || m.Question[0] != req.Question[0] {
 		t.Errorf("reply %v", m)
+	}
+}
+
+// eachNameMatcher blocks every name under blocked.example with the name itself as the rule, so
+// each blocked answer's SOA is owned by its own question's name.
+type eachNameMatcher struct{}
+
+func (eachNameMatcher) Match(name string) (string, string, bool) {
+	n := strings.TrimSuffix(strings.ToLower(name), ".")
+	return "test-list", n, strings.HasSuffix(n, ".blocked.example")
+}
+
+func (m eachNameMatcher) MatchIn(name string, _ uint64) (string, string, bool) { return m.Match(name) }
+
+// TestBlockedRepliesRecycled: sinkhole replies are recycled once the UDP server has packed them;
+// under concurrent load every reply still carries its own ID, question and SOA, so none was
+// handed out again while in use (run with -race).
+func TestBlockedRepliesRecycled(t *testing.T) {
+	next := resolver.ResolverFunc(func(context.Context, *resolver.Request) (*resolver.Response, error) {
+		return nil, errors.New("not blocked")
+	})
+	ts := serve(t, resolver.Chain(next, resolver.Block(resolver.Blocker{Matcher: eachNameMatcher{}, Sinkhole: &resolver.Sinkhole{Mode: resolver.SinkholeNXDOMAIN}})), resolver.ServerOptions{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &dns.Client{Timeout: 5 * time.Second}
+			for i := range 150 {
+				name := fmt.Sprintf("n%d-%d.blocked.example.", g, i)
+				q := resolvertest.Query(name, dns.TypeA, i%2 == 0)
+				r, _, err := c.Exchange(q, ts.addr)
+				if err == nil && (r.Id != q.Id || r.Rcode != dns.RcodeNameError || len(r.Question) != 1 || r.Question[0].Name != name ||
+					len(r.Ns) != 1 || r.Ns[0].Header().Name != name) {
+					err = fmt.Errorf("asked %s (id %d), got %v", name, q.Id, r)
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }

@@ -122,6 +122,9 @@ func (h *Handler) serve(w dns.ResponseWriter, r *dns.Msg, t Transport, client ne
 	if err := w.WriteMsg(reply); err != nil {
 		h.logger().Debug("write reply", zap.Stringer("client", req.Client), zap.Error(err))
 	}
+	if _, packed := w.(*udpWorker); packed && resp != nil {
+		resp.release() // the UDP worker packed the reply in WriteMsg
+	}
 }
 
 func (h *Handler) resolve(ctx context.Context, req *Request) (resp *Response, err error) {

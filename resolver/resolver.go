@@ -9,6 +9,7 @@ package resolver
 import (
 	"context"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -110,6 +111,10 @@ type Response struct {
 	// Record is the answer record that got a forwarded answer blocked (CNAME cloaking, blocked
 	// address), in presentation format; empty when the question itself was blocked.
 	Record string
+
+	// A sinkhole reply taken from the block stage's pool, given back by release.
+	pooled *sinkReply
+	pool   *sync.Pool
 }
 
 // Allowance is why a matched query was not blocked.
