@@ -222,9 +222,12 @@ func (b *Blocker) allow(resp *Response, req *Request, list, rule string, why All
 // blocked builds the response for a query blocked by rule of list.
 func (b *Blocker) blocked(req *Request, list, rule, apex string, record dns.RR) *Response {
 	app := b.Apps[list]
-	why := "blocked by list " + list
-	if app != "" {
-		why += " (app " + app + ")"
+	var why string // the EDE text; only a client using EDNS gets one (see Sinkhole.Reply)
+	if req.Msg.IsEdns0() != nil {
+		why = "blocked by list " + list
+		if app != "" {
+			why += " (app " + app + ")"
+		}
 	}
 	sink := b.Sinkhole
 	if s, ok := b.ListSinkholes[list]; ok {
