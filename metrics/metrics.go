@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
 const namespace = "dnsfence"
@@ -292,14 +293,14 @@ func (m *Metrics) blockedCounter(gs *groupSeries, list, app, group string) prome
 	return c
 }
 
-// ObserveUpstream records one exchange with an upstream; it fits resolver.Forward.Observe.
-func (m *Metrics) ObserveUpstream(upstream string, d time.Duration, err error) {
-	m.upstreamDuration.WithLabelValues(upstream).Observe(d.Seconds())
+// ObserveUpstream records one exchange with an upstream; it fits upstream.Forward.Observe.
+func (m *Metrics) ObserveUpstream(name string, d time.Duration, err error) {
+	m.upstreamDuration.WithLabelValues(name).Observe(d.Seconds())
 	if err != nil {
-		m.upstreamErrors.WithLabelValues(upstream, resolver.ErrorReason(err)).Inc()
+		m.upstreamErrors.WithLabelValues(name, upstream.ErrorReason(err)).Inc()
 		return
 	}
-	m.upstreamLastOK.WithLabelValues(upstream).SetToCurrentTime()
+	m.upstreamLastOK.WithLabelValues(name).SetToCurrentTime()
 }
 
 // InitUpstream creates an upstream's duration series so dashboards see it before its first query.

@@ -13,6 +13,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
@@ -320,7 +321,7 @@ func TestBlockedRepliesRecycled(t *testing.T) {
 	next := resolver.ResolverFunc(func(context.Context, *resolver.Request) (*resolver.Response, error) {
 		return nil, errors.New("not blocked")
 	})
-	ts := serve(t, resolver.Chain(next, resolver.Block(resolver.Blocker{Matcher: eachNameMatcher{}, Sinkhole: &resolver.Sinkhole{Mode: resolver.SinkholeNXDOMAIN}})), resolver.ServerOptions{})
+	ts := resolvertest.Serve(t, resolver.Chain(next, resolver.Block(resolver.Blocker{Matcher: eachNameMatcher{}, Sinkhole: &resolver.Sinkhole{Mode: resolver.SinkholeNXDOMAIN}})), listen.Options{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {
@@ -331,7 +332,7 @@ func TestBlockedRepliesRecycled(t *testing.T) {
 			for i := range 150 {
 				name := fmt.Sprintf("n%d-%d.blocked.example.", g, i)
 				q := resolvertest.Query(name, dns.TypeA, i%2 == 0)
-				r, _, err := c.Exchange(q, ts.addr)
+				r, _, err := c.Exchange(q, ts.Addr)
 				if err == nil && (r.Id != q.Id || r.Rcode != dns.RcodeNameError || len(r.Question) != 1 || r.Question[0].Name != name ||
 					len(r.Ns) != 1 || r.Ns[0].Header().Name != name) {
 					err = fmt.Errorf("asked %s (id %d), got %v", name, q.Id, r)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
 // fakeClock is the cache's clock in tests: time moves only when a test says so.
@@ -51,7 +52,7 @@ func (n *cacheCounts) observer() resolver.CacheObserver {
 // cacheEnv is a cache in front of a Forward to a real upstream on loopback.
 type cacheEnv struct {
 	srv   *resolvertest.Server
-	fwd   *resolver.Forward
+	fwd   *upstream.Forward
 	cache *resolver.Cache
 	chain resolver.Resolver
 	clock *fakeClock
@@ -64,7 +65,7 @@ func newCacheEnv(t *testing.T, h dns.Handler, o resolver.CacheOptions) *cacheEnv
 	o.Now = env.clock.Now
 	env.cache = resolver.NewCache(o, env.n.observer())
 	t.Cleanup(env.cache.Close)
-	env.fwd = &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+env.srv.Addr)}}
+	env.fwd = &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, "udp://"+env.srv.Addr)}}
 	env.chain = resolver.Chain(env.fwd, env.cache.Middleware())
 	return env
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
 // heldUpstream answers A queries (TTL 300) once released; received gets a value per query.
@@ -112,7 +113,7 @@ func TestCoalesce(t *testing.T) {
 	const n = 20
 	u := startHeld(t)
 	joined := make(chan struct{}, n)
-	fwd := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
+	fwd := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
 	chain := resolver.Chain(fwd, resolver.CoalesceWithJoinHook(time.Minute, func() { joined <- struct{}{} }))
 	results := coalesceRun(t, chain, u, joined, n, context.Background(), nil)
 	checkShared(t, u, results)
@@ -135,7 +136,7 @@ func TestCacheCoalescesMisses(t *testing.T) {
 	t.Cleanup(c.Close)
 	joined := make(chan struct{}, n)
 	resolver.SetCacheJoinHook(c, func() { joined <- struct{}{} })
-	fwd := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
+	fwd := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
 	chain := resolver.Chain(fwd, c.Middleware())
 
 	results := coalesceRun(t, chain, u, joined, n, context.Background(), nil)
@@ -168,7 +169,7 @@ func TestCoalesceLeaderCanceled(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			u := startHeld(t)
 			joined := make(chan struct{}, n)
-			fwd := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
+			fwd := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			results := coalesceRun(t, tc.chain(t, fwd, joined), u, joined, n, ctx, cancel)
@@ -182,7 +183,7 @@ func TestCoalesceLeaderCanceled(t *testing.T) {
 func TestCoalesceFollowerCanceled(t *testing.T) {
 	u := startHeld(t)
 	joined := make(chan struct{}, 1)
-	fwd := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
+	fwd := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, "udp://"+u.srv.Addr)}, AttemptTimeout: time.Minute}
 	chain := resolver.Chain(fwd, resolver.CoalesceWithJoinHook(time.Minute, func() { joined <- struct{}{} }))
 	ask := func(ctx context.Context, out chan<- result) {
 		resp, err := chain.Resolve(ctx, &resolver.Request{Msg: resolvertest.Query("same.example", dns.TypeA, false)})

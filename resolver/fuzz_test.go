@@ -7,6 +7,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
 // recorder is a dns.ResponseWriter that keeps what was written.
@@ -66,7 +67,7 @@ func FuzzHandler(f *testing.F) {
 			return // miekg answers FORMERR itself, or AcceptMsg drops responses
 		}
 		sink := &resolver.Sinkhole{Mode: resolver.SinkholeMode(mode % 4)}
-		h := &resolver.Handler{Resolver: resolver.Chain(bigAnswer(40),
+		h := &resolver.Handler{Resolver: resolver.Chain(resolvertest.Answers(40),
 			resolver.Validate(),
 			resolver.Block(resolver.Blocker{Matcher: suffixMatcher{}, Sinkhole: sink, InspectAnswers: true}),
 		)}

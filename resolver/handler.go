@@ -67,10 +67,18 @@ func (l *Limiter) Release() {
 
 var _ dns.Handler = (*Handler)(nil)
 
+// A PackingWriter is a UDP ResponseWriter that knows the client's address without allocating a
+// net.Addr, and that packs the reply inside WriteMsg and keeps no reference to it afterwards, so
+// the Handler may recycle the reply once WriteMsg returns (the batched UDP listener's workers).
+type PackingWriter interface {
+	dns.ResponseWriter
+	ClientAddr() netip.Addr
+}
+
 // ServeDNS implements dns.Handler.
 func (h *Handler) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	if u, ok := w.(*udpWorker); ok {
-		h.serve(w, r, UDP, u.clientAddr())
+	if u, ok := w.(PackingWriter); ok {
+		h.serve(w, r, UDP, u.ClientAddr())
 		return
 	}
 	t := UDP
@@ -122,7 +130,7 @@ func (h *Handler) serve(w dns.ResponseWriter, r *dns.Msg, t Transport, client ne
 	if err := w.WriteMsg(reply); err != nil {
 		h.logger().Debug("write reply", zap.Stringer("client", req.Client), zap.Error(err))
 	}
-	if _, packed := w.(*udpWorker); packed && resp != nil {
+	if _, packed := w.(PackingWriter); packed && resp != nil {
 		resp.release() // the UDP worker packed the reply in WriteMsg
 	}
 }

@@ -13,52 +13,12 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
-// bigAnswer answers every question with n A records (each ~16 bytes on the wire).
-func bigAnswer(n int) resolver.Resolver {
-	return resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
-		m := new(dns.Msg)
-		m.SetReply(req.Msg)
-		q := req.Question()
-		for i := range n {
-			m.Answer = append(m.Answer, &dns.A{
-				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-				A:   net.IPv4(10, 0, byte(i/256), byte(i)),
-			})
-		}
-		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded}, nil
-	})
-}
-
-type testServer struct {
-	addr    string
-	panics  atomic.Int64
-	invalid atomic.Int64
-}
-
-// serve starts a real server on 127.0.0.1:0 whose chain is Validate then final.
-func serve(t *testing.T, final resolver.Resolver, opts resolver.ServerOptions) *testServer {
-	t.Helper()
-	ts := &testServer{}
-	h := &resolver.Handler{
-		Resolver: resolver.Chain(final, resolver.Validate()),
-		Timeout:  2 * time.Second,
-		OnPanic:  func() { ts.panics.Add(1) },
-	}
-	opts.OnInvalid = func([]byte, error) { ts.invalid.Add(1) }
-	s, err := resolver.Listen("127.0.0.1:0", h, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	ts.addr = s.Addr()
-	return ts
-}
-
 func TestHandlerRejectsUnsupported(t *testing.T) {
-	ts := serve(t, bigAnswer(1), resolver.ServerOptions{})
+	ts := resolvertest.Serve(t, resolvertest.Answers(1), listen.Options{})
 	noQuestion := new(dns.Msg)
 	noQuestion.Id = dns.Id()
 	twoQuestions := resolvertest.Query("a.example", dns.TypeA, false)
@@ -82,7 +42,7 @@ func TestHandlerRejectsUnsupported(t *testing.T) {
 		{"plain query", "udp", resolvertest.Query("a.example", dns.TypeA, false), dns.RcodeSuccess},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := resolvertest.Exchange(t, tc.net, ts.addr, tc.m)
+			r := resolvertest.Exchange(t, tc.net, ts.Addr, tc.m)
 			if r.Rcode != tc.rcode || r.Id != tc.m.Id {
 				t.Fatalf("rcode %s id %d, want %s id %d", dns.RcodeToString[r.Rcode], r.Id, dns.RcodeToString[tc.rcode], tc.m.Id)
 			}
@@ -91,7 +51,7 @@ func TestHandlerRejectsUnsupported(t *testing.T) {
 }
 
 func TestHandlerTruncatesToClientBuffer(t *testing.T) {
-	ts := serve(t, bigAnswer(100), resolver.ServerOptions{}) // ~2 KB of answers
+	ts := resolvertest.Serve(t, resolvertest.Answers(100), listen.Options{}) // ~2 KB of answers
 	for _, tc := range []struct {
 		name      string
 		net       string
@@ -109,7 +69,7 @@ func TestHandlerTruncatesToClientBuffer(t *testing.T) {
 			if tc.edns > 0 {
 				q.SetEdns0(tc.edns, false)
 			}
-			r := resolvertest.Exchange(t, tc.net, ts.addr, q)
+			r := resolvertest.Exchange(t, tc.net, ts.Addr, q)
 			r.Compress = true // as it was on the wire
 			wire, err := r.Pack()
 			if err != nil {
@@ -131,7 +91,7 @@ func TestHandlerTruncatesToClientBuffer(t *testing.T) {
 // TestHandlerMatchesRequest: whatever a stage returns, the reply carries the client's ID and
 // question spelling (0x20), and EDNS only if the client used it, without upstream cookies.
 func TestHandlerMatchesRequest(t *testing.T) {
-	ts := serve(t, resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+	ts := resolvertest.Serve(t, resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
 		m := new(dns.Msg)
 		m.SetQuestion("lower.example.", dns.TypeA) // a different spelling and ID
 		m.Response = true
@@ -139,14 +99,14 @@ func TestHandlerMatchesRequest(t *testing.T) {
 		opt := m.IsEdns0()
 		opt.Option = append(opt.Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: "0102030405060708"})
 		return &resolver.Response{Msg: m}, nil
-	}), resolver.ServerOptions{})
+	}), listen.Options{})
 	q := resolvertest.Query("LoWeR.ExAmPlE", dns.TypeA, false)
-	r := resolvertest.Exchange(t, "udp", ts.addr, q)
+	r := resolvertest.Exchange(t, "udp", ts.Addr, q)
 	if r.Id != q.Id || r.Question[0].Name != "LoWeR.ExAmPlE." || r.IsEdns0() != nil {
 		t.Fatalf("reply %v", r)
 	}
 	q = resolvertest.Query("LoWeR.ExAmPlE", dns.TypeA, true)
-	r = resolvertest.Exchange(t, "udp", ts.addr, q)
+	r = resolvertest.Exchange(t, "udp", ts.Addr, q)
 	opt := r.IsEdns0()
 	if opt == nil || opt.UDPSize() != resolver.EDNSBufferSize || len(opt.Option) != 0 {
 		t.Fatalf("reply OPT %v, want size %d and no options", opt, resolver.EDNSBufferSize)
@@ -155,30 +115,30 @@ func TestHandlerMatchesRequest(t *testing.T) {
 
 func TestHandlerPanicAnswersServfail(t *testing.T) {
 	var calls atomic.Int64
-	ts := serve(t, resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+	ts := resolvertest.Serve(t, resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
 		if calls.Add(1) == 1 {
 			panic("stage bug")
 		}
-		return bigAnswer(1).Resolve(context.Background(), req)
-	}), resolver.ServerOptions{})
-	r := resolvertest.Exchange(t, "udp", ts.addr, resolvertest.Query("p.example", dns.TypeA, false))
+		return resolvertest.Answers(1).Resolve(context.Background(), req)
+	}), listen.Options{})
+	r := resolvertest.Exchange(t, "udp", ts.Addr, resolvertest.Query("p.example", dns.TypeA, false))
 	if r.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("rcode %s after panic, want SERVFAIL", dns.RcodeToString[r.Rcode])
 	}
-	if ts.panics.Load() != 1 {
-		t.Errorf("OnPanic called %d times", ts.panics.Load())
+	if ts.Panics.Load() != 1 {
+		t.Errorf("OnPanic called %d times", ts.Panics.Load())
 	}
-	r = resolvertest.Exchange(t, "udp", ts.addr, resolvertest.Query("p.example", dns.TypeA, false))
+	r = resolvertest.Exchange(t, "udp", ts.Addr, resolvertest.Query("p.example", dns.TypeA, false))
 	if r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("server did not recover: %v", r)
 	}
 }
 
 func TestHandlerErrorAnswersServfailWithEDE(t *testing.T) {
-	ts := serve(t, resolver.ResolverFunc(func(context.Context, *resolver.Request) (*resolver.Response, error) {
+	ts := resolvertest.Serve(t, resolver.ResolverFunc(func(context.Context, *resolver.Request) (*resolver.Response, error) {
 		return nil, fmt.Errorf("%w: all down", resolver.ErrUpstreamsFailed)
-	}), resolver.ServerOptions{})
-	r := resolvertest.Exchange(t, "udp", ts.addr, resolvertest.Query("e.example", dns.TypeA, true))
+	}), listen.Options{})
+	r := resolvertest.Exchange(t, "udp", ts.Addr, resolvertest.Query("e.example", dns.TypeA, true))
 	if r.Rcode != dns.RcodeServerFailure {
 		t.Fatalf("rcode %s", dns.RcodeToString[r.Rcode])
 	}
@@ -201,8 +161,8 @@ func findEDE(m *dns.Msg) *dns.EDNS0_EDE {
 // TestHandlerSurvivesGarbage sends random and malformed packets over UDP and TCP; the server
 // must keep answering, must not answer responses, and must count what it could not parse.
 func TestHandlerSurvivesGarbage(t *testing.T) {
-	ts := serve(t, bigAnswer(1), resolver.ServerOptions{})
-	uc, err := net.Dial("udp", ts.addr)
+	ts := resolvertest.Serve(t, resolvertest.Answers(1), listen.Options{})
+	uc, err := net.Dial("udp", ts.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +180,7 @@ func TestHandlerSurvivesGarbage(t *testing.T) {
 	for _, p := range packets {
 		_, _ = uc.Write(p)
 	}
-	tc, err := net.Dial("tcp", ts.addr)
+	tc, err := net.Dial("tcp", ts.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -231,22 +191,22 @@ func TestHandlerSurvivesGarbage(t *testing.T) {
 	resp := resolvertest.Query("loop.example", dns.TypeA, false)
 	resp.Response = true
 	c := &dns.Client{Timeout: 300 * time.Millisecond}
-	if _, _, err := c.Exchange(resp, ts.addr); err == nil {
+	if _, _, err := c.Exchange(resp, ts.Addr); err == nil {
 		t.Error("server answered a response packet")
 	}
 
-	r := resolvertest.Exchange(t, "udp", ts.addr, resolvertest.Query("after.example", dns.TypeA, false))
+	r := resolvertest.Exchange(t, "udp", ts.Addr, resolvertest.Query("after.example", dns.TypeA, false))
 	if r.Rcode != dns.RcodeSuccess {
 		t.Fatalf("after garbage: %v", r)
 	}
-	if ts.invalid.Load() == 0 {
+	if ts.Invalid.Load() == 0 {
 		t.Error("no invalid packet was counted")
 	}
 }
 
 func TestHandlerTCPManyQueriesPerConnectionAndIdleTimeout(t *testing.T) {
-	ts := serve(t, bigAnswer(1), resolver.ServerOptions{TCPIdleTimeout: 300 * time.Millisecond})
-	co, err := dns.Dial("tcp", ts.addr)
+	ts := resolvertest.Serve(t, resolvertest.Answers(1), listen.Options{TCPIdleTimeout: 300 * time.Millisecond})
+	co, err := dns.Dial("tcp", ts.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,9 +1,14 @@
 // Package resolver holds the query path of dnsfence: the request model, a chain of small stages that
-// each return the reply, the dns.Handler adapter that writes it, the sinkhole and the forwarder.
+// each return the reply (validation, access, rate limits, policy, block and sinkhole, local data,
+// routing, cache, coalescing, query log), and the dns.Handler adapter that writes it once.
 //
 // A stage never writes to the wire: it returns a *Response (or an error, which the Handler turns into
 // SERVFAIL). That keeps stages pure enough to test by calling Resolve and lets the outermost stages
 // (metrics, query log) see every outcome.
+//
+// It must not open sockets: listeners live in resolver/listen and upstream clients (the terminal
+// stage) in resolver/upstream, both of which import this package, never the other way round. It
+// imports neither blocklist nor metrics: they meet it through small interfaces and callbacks.
 package resolver
 
 import (

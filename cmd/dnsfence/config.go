@@ -22,6 +22,7 @@ import (
 	"github.com/dnsfence/dnsfence/blocklist"
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
 // Config is the YAML configuration. Every field is documented in configs/dnsfence.yaml and README.md.
@@ -152,7 +153,7 @@ func (l ListConfig) mode() string {
 func (c *Config) bootstrapAddrs() []string {
 	var out []string
 	for _, b := range c.Bootstrap {
-		if u, err := resolver.ParseUpstream(b); err == nil {
+		if u, err := upstream.Parse(b, upstream.Options{}); err == nil {
 			out = append(out, strings.TrimPrefix(u.Address(), "udp://"))
 		}
 	}
@@ -160,8 +161,8 @@ func (c *Config) bootstrapAddrs() []string {
 }
 
 // upstreamOptions builds the options for DoT/DoH upstreams, reading upstream_tls_ca if set.
-func (c *Config) upstreamOptions() (resolver.UpstreamOptions, error) {
-	opts := resolver.UpstreamOptions{Bootstrap: c.bootstrapAddrs()}
+func (c *Config) upstreamOptions() (upstream.Options, error) {
+	opts := upstream.Options{Bootstrap: c.bootstrapAddrs()}
 	if c.UpstreamTLSCA != "" {
 		pem, err := os.ReadFile(c.UpstreamTLSCA)
 		if err != nil {
@@ -275,12 +276,12 @@ type HealthConfig struct {
 }
 
 // healthPolicy is the forwarder's policy; nil when fail_threshold is 0.
-func (c *Config) healthPolicy() *resolver.HealthPolicy {
+func (c *Config) healthPolicy() *upstream.HealthPolicy {
 	h := c.UpstreamHealth
 	if h.FailThreshold == 0 {
 		return nil
 	}
-	return &resolver.HealthPolicy{FailThreshold: h.FailThreshold, Cooldown: h.Cooldown, MaxCooldown: h.MaxCooldown}
+	return &upstream.HealthPolicy{FailThreshold: h.FailThreshold, Cooldown: h.Cooldown, MaxCooldown: h.MaxCooldown}
 }
 
 // RateConfig limits queries per client (UDP only).
@@ -527,7 +528,7 @@ func (c *Config) Validate() error {
 		}
 		encrypted = encrypted || ls.transport == resolver.DoT || ls.transport == resolver.DoH
 	}
-	upOpts := resolver.UpstreamOptions{Bootstrap: c.bootstrapAddrs()}
+	upOpts := upstream.Options{Bootstrap: c.bootstrapAddrs()}
 	for i, z := range c.ForwardZones {
 		p := fmt.Sprintf("forward_zones[%d]", i)
 		if _, ok := dns.IsDomainName(z.Zone); !ok || z.Zone == "" {
@@ -537,7 +538,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, c.problem(p, "upstreams is required"))
 		}
 		for j, u := range z.Upstreams {
-			if _, err := resolver.ParseUpstreamWith(u, upOpts); err != nil {
+			if _, err := upstream.Parse(u, upOpts); err != nil {
 				errs = append(errs, c.problem(fmt.Sprintf("%s.upstreams[%d]", p, j), "%v", err))
 			}
 		}
@@ -548,7 +549,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for j, u := range c.PrivateZones.Upstreams {
-		if _, err := resolver.ParseUpstreamWith(u, upOpts); err != nil {
+		if _, err := upstream.Parse(u, upOpts); err != nil {
 			errs = append(errs, c.problem(fmt.Sprintf("private_zones.upstreams[%d]", j), "%v", err))
 		}
 	}
@@ -556,12 +557,12 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.problem("tls", "tls:// and https:// listeners need tls.cert and tls.key (or -tls-cert and -tls-key)"))
 	}
 	for i, b := range c.Bootstrap {
-		if _, err := resolver.ParseUpstream(b); err != nil || strings.Contains(b, "://") {
+		if _, err := upstream.Parse(b, upstream.Options{}); err != nil || strings.Contains(b, "://") {
 			errs = append(errs, c.problem(fmt.Sprintf("bootstrap[%d]", i), "%q: want a plain DNS server IP[:port]", b))
 		}
 	}
 	for i, u := range c.Upstreams {
-		if _, err := resolver.ParseUpstreamWith(u, resolver.UpstreamOptions{Bootstrap: c.bootstrapAddrs()}); err != nil {
+		if _, err := upstream.Parse(u, upstream.Options{Bootstrap: c.bootstrapAddrs()}); err != nil {
 			errs = append(errs, c.problem(fmt.Sprintf("upstreams[%d]", i), "%v", err))
 		}
 	}

@@ -23,7 +23,7 @@ type upstreamLiveness struct {
 // exchange writing the same cache line.
 const stampEvery = int64(100 * time.Millisecond)
 
-// observe records one exchange; it fits resolver.Forward.Observe (beside the metrics).
+// observe records one exchange; it fits upstream.Forward.Observe (beside the metrics).
 func (u *upstreamLiveness) observe(err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away: says nothing about the upstream

@@ -27,7 +27,9 @@ import (
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/report"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
 // hooks let tests observe a running instance and trigger reloads without signals.
@@ -236,7 +238,7 @@ func logInvalid(log *zap.Logger, l blocklist.ListInfo) {
 
 // chainParts are what the query chain is built from.
 type chainParts struct {
-	upstreams []resolver.Upstream
+	upstreams []upstream.Upstream
 	lists     *blocklist.Live
 	groups    *resolver.Groups // nil without client groups
 	apps      map[string]string
@@ -248,7 +250,7 @@ type chainParts struct {
 	observe   func(upstream string, d time.Duration, err error) // every upstream exchange
 	stats     resolver.Middleware
 	pause     *resolver.Pause
-	upOpts    resolver.UpstreamOptions
+	upOpts    upstream.Options
 	local     *resolver.LocalData
 	cache     *resolver.Cache // nil: no cache
 }
@@ -341,18 +343,18 @@ func newCache(cfg *Config, m *metrics.Metrics) *resolver.Cache {
 // buildRouter routes names by zone: forward_zones to their upstreams, the locally-served zones to
 // private_zones.upstreams or a local NXDOMAIN (RFC 6303), the rest to the default upstreams.
 func buildRouter(cfg *Config, p chainParts) *resolver.Router {
-	forward := func(ups []resolver.Upstream) *resolver.Forward {
+	forward := func(ups []upstream.Upstream) *upstream.Forward {
 		limits := make([]*resolver.Limiter, len(ups))
 		for i := range limits {
 			limits[i] = resolver.NewLimiter(cfg.Limits.UpstreamMaxInflight)
 		}
-		return &resolver.Forward{Upstreams: ups, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.observe,
+		return &upstream.Forward{Upstreams: ups, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.observe,
 			Limits: limits, Health: cfg.healthPolicy(), OnHealth: p.onHealth}
 	}
-	parse := func(urls []string) []resolver.Upstream {
-		var ups []resolver.Upstream
+	parse := func(urls []string) []upstream.Upstream {
+		var ups []upstream.Upstream
 		for _, u := range urls {
-			up, _ := resolver.ParseUpstreamWith(u, p.upOpts) // validated
+			up, _ := upstream.Parse(u, p.upOpts) // validated
 			p.metrics.InitUpstream(up.Address())
 			ups = append(ups, up)
 		}
@@ -436,9 +438,9 @@ func (e *env) build(cfg *Config) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	upstreams := make([]resolver.Upstream, 0, len(upstreamURLs))
+	upstreams := make([]upstream.Upstream, 0, len(upstreamURLs))
 	for _, u := range upstreamURLs {
-		up, err := resolver.ParseUpstreamWith(u, upOpts)
+		up, err := upstream.Parse(u, upOpts)
 		if err != nil {
 			return nil, err
 		}
@@ -743,7 +745,7 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		InFlight: resolver.NewLimiter(cfg.Limits.MaxInflight), OnOverload: m.Overload,
 	}
 
-	var servers []*resolver.Server
+	var servers []*listen.Server
 	shutdownDNS := func(ctx context.Context) error {
 		var errs []error
 		for _, s := range servers {
@@ -751,16 +753,16 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		}
 		return errors.Join(errs...)
 	}
-	var certs *resolver.CertReloader
+	var certs *listen.CertReloader
 	if cfg.TLS.Cert != "" {
-		if certs, err = resolver.NewCertReloader(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
+		if certs, err = listen.NewCertReloader(cfg.TLS.Cert, cfg.TLS.Key); err != nil {
 			return err
 		}
 		certs.OnError = func(err error) {
 			log.Error("new TLS certificate files do not load; still serving the previous certificate", zap.Error(err))
 		}
 	}
-	sopts := resolver.ServerOptions{
+	sopts := listen.Options{
 		TCPIdleTimeout: cfg.TCPIdleTimeout,
 		MaxTCPQueries:  cfg.Limits.MaxTCPQueries,
 		MaxTCPConns:    cfg.Limits.MaxTCPConnections,
@@ -768,14 +770,14 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 	}
 	for _, l := range cfg.Listen {
 		ls, _ := parseListen(l) // validated
-		var s *resolver.Server
+		var s *listen.Server
 		switch ls.transport {
 		case resolver.DoT:
-			s, err = resolver.ListenDoT(ls.addr.String(), handler, certs, sopts)
+			s, err = listen.DoT(ls.addr.String(), handler, certs, sopts)
 		case resolver.DoH:
-			s, err = resolver.ListenDoH(ls.addr.String(), ls.path, handler, certs, sopts)
+			s, err = listen.DoH(ls.addr.String(), ls.path, handler, certs, sopts)
 		default:
-			s, err = resolver.Listen(ls.addr.String(), handler, sopts)
+			s, err = listen.Plain(ls.addr.String(), handler, sopts)
 		}
 		if err != nil {
 			_ = shutdownDNS(context.Background())

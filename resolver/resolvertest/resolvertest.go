@@ -12,6 +12,8 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/listen"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
 // Server is a UDP+TCP DNS server on one loopback port.
@@ -25,7 +27,7 @@ type Server struct {
 func (s *Server) Queries() int64 { return s.queries.Load() }
 
 // Start serves h over UDP and TCP on 127.0.0.1 and a random port until the test ends. It uses
-// the same listener code as dnsfence itself (resolver.Listen).
+// the same listener code as dnsfence itself (listen.Plain).
 func Start(tb testing.TB, h dns.Handler) *Server {
 	tb.Helper()
 	s := &Server{}
@@ -33,7 +35,7 @@ func Start(tb testing.TB, h dns.Handler) *Server {
 		s.queries.Add(1)
 		h.ServeDNS(w, r)
 	})
-	srv, err := resolver.Listen("127.0.0.1:0", counting, resolver.ServerOptions{})
+	srv, err := listen.Plain("127.0.0.1:0", counting, listen.Options{})
 	if err != nil {
 		tb.Fatalf("resolvertest: %v", err)
 	}
@@ -104,4 +106,79 @@ func Query(name string, qtype uint16, edns bool) *dns.Msg {
 		m.SetEdns0(1232, false)
 	}
 	return m
+}
+
+// Upstream parses url as an upstream (udp://, tcp://, tls://, https://, or a bare IP:port) or
+// fails the test.
+func Upstream(tb testing.TB, url string) upstream.Upstream {
+	tb.Helper()
+	u, err := upstream.Parse(url, upstream.Options{})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
+// Answers returns a terminal stage that answers every question with n A records (each ~16 bytes
+// on the wire), for tests of sizes and truncation.
+func Answers(n int) resolver.Resolver {
+	return resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
+		m := new(dns.Msg)
+		m.SetReply(req.Msg)
+		q := req.Question()
+		for i := range n {
+			m.Answer = append(m.Answer, &dns.A{
+				Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+				A:   net.IPv4(10, 0, byte(i/256), byte(i)),
+			})
+		}
+		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded}, nil
+	})
+}
+
+// Served is a dnsfence Handler serving a chain on a loopback listener, with counters a test
+// checks.
+type Served struct {
+	// Addr is "127.0.0.1:port", the same port for UDP and TCP.
+	Addr    string
+	Panics  atomic.Int64 // the Handler's OnPanic calls
+	Invalid atomic.Int64 // packets the listener could not parse
+}
+
+// Serve starts a real server on 127.0.0.1:0 whose chain is resolver.Validate then final, with the
+// same Handler and listener code as dnsfence, until the test ends.
+func Serve(tb testing.TB, final resolver.Resolver, opts listen.Options) *Served {
+	tb.Helper()
+	ts := &Served{}
+	h := &resolver.Handler{
+		Resolver: resolver.Chain(final, resolver.Validate()),
+		Timeout:  2 * time.Second,
+		OnPanic:  func() { ts.Panics.Add(1) },
+	}
+	opts.OnInvalid = func([]byte, error) { ts.Invalid.Add(1) }
+	s, err := listen.Plain("127.0.0.1:0", h, opts)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Shutdown(context.Background()) })
+	ts.Addr = s.Addr()
+	return ts
+}
+
+// Blocking is a terminal stage that signals entered for every query and holds it until release
+// is closed, then answers it.
+func Blocking(entered chan<- struct{}, release <-chan struct{}) resolver.Resolver {
+	return resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
+		entered <- struct{}{}
+		<-release
+		return Answers(1).Resolve(ctx, req)
+	})
+}
+
+// Resolve runs q through r with a 5-second deadline, as the Handler would.
+func Resolve(tb testing.TB, r resolver.Resolver, q *dns.Msg) (*resolver.Response, error) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return r.Resolve(ctx, &resolver.Request{Msg: q, Received: time.Now()})
 }

@@ -21,7 +21,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/listen"
 )
 
 // Cert is a test certificate for 127.0.0.1, ::1 and the given names, signed by a fresh CA.
@@ -132,7 +132,7 @@ func StartDoT(tb testing.TB, h dns.Handler, c *Cert) *TLSServer {
 func StartDoH(tb testing.TB, h dns.Handler, c *Cert) *TLSServer {
 	tb.Helper()
 	s := &TLSServer{}
-	doh := resolver.DoHHandler(func(w dns.ResponseWriter, m *dns.Msg) {
+	doh := listen.DoHHandler(func(w dns.ResponseWriter, m *dns.Msg) {
 		s.queries.Add(1)
 		h.ServeDNS(w, m)
 	})

@@ -1,4 +1,4 @@
-package resolver_test
+package listen_test
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
@@ -42,7 +43,7 @@ func rawExchange(t *testing.T, addr string, b []byte, wait time.Duration) *dns.M
 // miekg's server did: FORMERR for a query whose body does not unpack, nothing for responses,
 // short or oversized packets; each unparseable one is reported to OnInvalid.
 func TestUDPServerMalformed(t *testing.T) {
-	ts := serve(t, bigAnswer(1), resolver.ServerOptions{})
+	ts := resolvertest.Serve(t, resolvertest.Answers(1), listen.Options{})
 	q, err := resolvertest.Query("ok.example", dns.TypeA, false).Pack()
 	if err != nil {
 		t.Fatal(err)
@@ -52,11 +53,11 @@ func TestUDPServerMalformed(t *testing.T) {
 	response[2] |= 0x80
 	huge := append(append([]byte(nil), q...), make([]byte, 5000)...)
 
-	if r := rawExchange(t, ts.addr, cut, 2*time.Second); r == nil || r.Rcode != dns.RcodeFormatError || r.Id != uint16(cut[0])<<8|uint16(cut[1]) {
+	if r := rawExchange(t, ts.Addr, cut, 2*time.Second); r == nil || r.Rcode != dns.RcodeFormatError || r.Id != uint16(cut[0])<<8|uint16(cut[1]) {
 		t.Errorf("cut query: reply %v, want FORMERR with its ID", r)
 	}
-	if ts.invalid.Load() != 1 {
-		t.Errorf("invalid = %d after a cut query, want 1", ts.invalid.Load())
+	if ts.Invalid.Load() != 1 {
+		t.Errorf("invalid = %d after a cut query, want 1", ts.Invalid.Load())
 	}
 	for _, tc := range []struct {
 		name    string
@@ -67,15 +68,15 @@ func TestUDPServerMalformed(t *testing.T) {
 		{"short", q[:7], 1},
 		{"oversized", huge, 1},
 	} {
-		before := ts.invalid.Load()
-		if r := rawExchange(t, ts.addr, tc.b, 200*time.Millisecond); r != nil {
+		before := ts.Invalid.Load()
+		if r := rawExchange(t, ts.Addr, tc.b, 200*time.Millisecond); r != nil {
 			t.Errorf("%s: got a reply %v", tc.name, r)
 		}
 		// The server is still serving, and has dealt with the packet before this query's reply.
-		if r := rawExchange(t, ts.addr, q, 5*time.Second); r == nil || r.Rcode != dns.RcodeSuccess {
+		if r := rawExchange(t, ts.Addr, q, 5*time.Second); r == nil || r.Rcode != dns.RcodeSuccess {
 			t.Fatalf("%s: a good query after it got %v", tc.name, r)
 		}
-		if got := ts.invalid.Load() - before; got != tc.invalid {
+		if got := ts.Invalid.Load() - before; got != tc.invalid {
 			t.Errorf("%s: invalid counted %d times, want %d", tc.name, got, tc.invalid)
 		}
 	}
@@ -89,8 +90,8 @@ func TestUDPServerWildcard(t *testing.T) {
 		{"[::]:0", "::1"},
 	} {
 		t.Run(tc.listen, func(t *testing.T) {
-			h := &resolver.Handler{Resolver: bigAnswer(1)}
-			s, err := resolver.Listen(tc.listen, h, resolver.ServerOptions{})
+			h := &resolver.Handler{Resolver: resolvertest.Answers(1)}
+			s, err := listen.Plain(tc.listen, h, listen.Options{})
 			if err != nil {
 				t.Skipf("cannot listen on %s: %v", tc.listen, err)
 			}
@@ -116,16 +117,16 @@ func TestUDPServerConcurrent(t *testing.T) {
 	var arrived sync.WaitGroup
 	arrived.Add(n)
 	release := make(chan struct{})
-	ts := serve(t, resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
+	ts := resolvertest.Serve(t, resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
 		arrived.Done()
 		<-release
-		return bigAnswer(1).Resolve(ctx, req)
-	}), resolver.ServerOptions{})
+		return resolvertest.Answers(1).Resolve(ctx, req)
+	}), listen.Options{})
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
 			name := fmt.Sprintf("q%d.example.", i)
-			r := resolvertest.Exchange(t, "udp", ts.addr, resolvertest.Query(name, dns.TypeA, false))
+			r := resolvertest.Exchange(t, "udp", ts.Addr, resolvertest.Query(name, dns.TypeA, false))
 			if r.Question[0].Name != name || len(r.Answer) != 1 || r.Answer[0].Header().Name != name {
 				t.Errorf("asked %s, got %v", name, r)
 			}
@@ -140,8 +141,8 @@ func TestUDPServerConcurrent(t *testing.T) {
 // reply; Shutdown returns after it, and the socket is closed.
 func TestUDPServerShutdownDrains(t *testing.T) {
 	entered, release := make(chan struct{}, 1), make(chan struct{})
-	h := &resolver.Handler{Resolver: blocking(entered, release), Timeout: 5 * time.Second}
-	s, err := resolver.Listen("127.0.0.1:0", h, resolver.ServerOptions{})
+	h := &resolver.Handler{Resolver: resolvertest.Blocking(entered, release), Timeout: 5 * time.Second}
+	s, err := listen.Plain("127.0.0.1:0", h, listen.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +178,8 @@ func TestUDPServerShutdownDrains(t *testing.T) {
 // TestUDPServerBurst: queries sent back to back from one socket, without waiting, are read and
 // answered in batches; each gets exactly one reply with its own ID and question.
 func TestUDPServerBurst(t *testing.T) {
-	ts := serve(t, bigAnswer(1), resolver.ServerOptions{})
-	c, err := net.Dial("udp", ts.addr)
+	ts := resolvertest.Serve(t, resolvertest.Answers(1), listen.Options{})
+	c, err := net.Dial("udp", ts.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +218,8 @@ func TestUDPServerBurst(t *testing.T) {
 // TestUDPServerSockets: with several sockets on one address, clients (spread by the kernel
 // over the sockets by their source port) are all answered, and Shutdown stops every socket.
 func TestUDPServerSockets(t *testing.T) {
-	h := &resolver.Handler{Resolver: bigAnswer(1)}
-	s, err := resolver.Listen("127.0.0.1:0", h, resolver.ServerOptions{UDPSockets: 4})
+	h := &resolver.Handler{Resolver: resolvertest.Answers(1)}
+	s, err := listen.Plain("127.0.0.1:0", h, listen.Options{UDPSockets: 4})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package resolver_test
+package listen_test
 
 import (
 	"context"
@@ -15,7 +15,9 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
 func writeCert(t *testing.T, dir string, c *resolvertest.Cert) (certFile, keyFile string) {
@@ -38,33 +40,33 @@ func writeCert(t *testing.T, dir string, c *resolvertest.Cert) (certFile, keyFil
 func TestEncryptedListeners(t *testing.T) {
 	dir := t.TempDir()
 	first, second := resolvertest.NewCert(t), resolvertest.NewCert(t)
-	cr, err := resolver.NewCertReloader(writeCert(t, dir, first))
+	cr, err := listen.NewCertReloader(writeCert(t, dir, first))
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := make(chan resolver.Transport, 10)
 	h := &resolver.Handler{Resolver: resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
 		seen <- req.Transport
-		return bigAnswer(1).Resolve(ctx, req)
+		return resolvertest.Answers(1).Resolve(ctx, req)
 	})}
-	dot, err := resolver.ListenDoT("127.0.0.1:0", h, cr, resolver.ServerOptions{})
+	dot, err := listen.DoT("127.0.0.1:0", h, cr, listen.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = dot.Shutdown(context.Background()) })
-	doh, err := resolver.ListenDoH("127.0.0.1:0", "/dns-query", h, cr, resolver.ServerOptions{})
+	doh, err := listen.DoH("127.0.0.1:0", "/dns-query", h, cr, listen.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = doh.Shutdown(context.Background()) })
 
 	ask := func(url string, c *resolvertest.Cert) error {
-		u, err := resolver.ParseUpstreamWith(url, resolver.UpstreamOptions{RootCAs: c.Pool})
+		u, err := upstream.Parse(url, upstream.Options{RootCAs: c.Pool})
 		if err != nil {
 			t.Fatal(err)
 		}
-		f := &resolver.Forward{Upstreams: []resolver.Upstream{u}, AttemptTimeout: 2 * time.Second}
-		_, err = forward(t, f, resolvertest.Query("l.example", dns.TypeA, false))
+		f := &upstream.Forward{Upstreams: []upstream.Upstream{u}, AttemptTimeout: 2 * time.Second}
+		_, err = resolvertest.Resolve(t, f, resolvertest.Query("l.example", dns.TypeA, false))
 		return err
 	}
 	dotURL, dohURL := "tls://"+dot.Addr(), "https://"+doh.Addr()+"/dns-query"

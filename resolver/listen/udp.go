@@ -1,4 +1,4 @@
-package resolver
+package listen
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
+
+	"github.com/dnsfence/dnsfence/resolver"
 )
 
 // udpServer answers DNS over one UDP socket. miekg's server starts a goroutine per packet, whose
@@ -213,7 +215,7 @@ func (w *udpWorker) run() {
 // sees the header first, and a query whose body does not unpack gets FORMERR.
 func (w *udpWorker) serve(n int) {
 	s, m := w.s, w.buf[:n]
-	if AcceptMsg(dns.Header{Bits: uint16(m[2])<<8 | uint16(m[3])}) != dns.MsgAccept {
+	if resolver.AcceptMsg(dns.Header{Bits: uint16(m[2])<<8 | uint16(m[3])}) != dns.MsgAccept {
 		return
 	}
 	req := new(dns.Msg)
@@ -305,12 +307,15 @@ var pktinfoSize = max(len(ipv4.NewControlMessage(ipv4.FlagDst|ipv4.FlagInterface
 // LocalAddr implements dns.ResponseWriter.
 func (w *udpWorker) LocalAddr() net.Addr { return w.s.conn.LocalAddr() }
 
-// RemoteAddr implements dns.ResponseWriter. The Handler uses clientAddr, which does not allocate.
+// RemoteAddr implements dns.ResponseWriter. The Handler uses ClientAddr, which does not allocate.
 func (w *udpWorker) RemoteAddr() net.Addr { return net.UDPAddrFromAddrPort(w.from) }
 
-// clientAddr is the client's address as the chain sees it: without a link-local zone, which
+// ClientAddr is the client's address as the chain sees it: without a link-local zone, which
 // would keep it out of every prefix (netip.Prefix.Contains).
-func (w *udpWorker) clientAddr() netip.Addr { return w.from.Addr().WithZone("").Unmap() }
+func (w *udpWorker) ClientAddr() netip.Addr { return w.from.Addr().WithZone("").Unmap() }
+
+// The Handler recycles a reply once WriteMsg has packed it, and reads the client from ClientAddr.
+var _ resolver.PackingWriter = (*udpWorker)(nil)
 
 // WriteMsg implements dns.ResponseWriter, packing into the worker's buffer. The reply is queued
 // in the outbox and sent in a batch; send errors are not reported (UDP offers no delivery

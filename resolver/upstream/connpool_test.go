@@ -1,4 +1,4 @@
-package resolver_test
+package upstream_test
 
 import (
 	"context"
@@ -11,8 +11,9 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
 // portRecorder is an upstream that answers A queries and records each query's source port and ID.
@@ -23,7 +24,7 @@ type portRecorder struct {
 	drop  func(name string) bool // queries it never answers; set before it starts
 }
 
-func startRecorder(t *testing.T, opts resolver.ServerOptions, drop func(name string) bool) (*portRecorder, string) {
+func startRecorder(t *testing.T, opts listen.Options, drop func(name string) bool) (*portRecorder, string) {
 	t.Helper()
 	pr := &portRecorder{ports: map[string]int{}, ids: map[uint16]int{}, drop: drop}
 	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
@@ -37,7 +38,7 @@ func startRecorder(t *testing.T, opts resolver.ServerOptions, drop func(name str
 		}
 		resolvertest.A("192.0.2.1").ServeDNS(w, r)
 	})
-	srv, err := resolver.Listen("127.0.0.1:0", h, opts)
+	srv, err := listen.Plain("127.0.0.1:0", h, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +52,7 @@ func (pr *portRecorder) sockets() (ports, ids int) {
 	return len(pr.ports), len(pr.ids)
 }
 
-func exchange(t *testing.T, u resolver.Upstream, name string, timeout time.Duration) (*dns.Msg, error) {
+func exchange(t *testing.T, u upstream.Upstream, name string, timeout time.Duration) (*dns.Msg, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
@@ -63,8 +64,8 @@ func exchange(t *testing.T, u resolver.Upstream, name string, timeout time.Durat
 func TestUpstreamReusesSockets(t *testing.T) {
 	for _, scheme := range []string{"udp", "tcp"} {
 		t.Run(scheme, func(t *testing.T) {
-			pr, addr := startRecorder(t, resolver.ServerOptions{}, nil)
-			u := mustUpstream(t, scheme+"://"+addr)
+			pr, addr := startRecorder(t, listen.Options{}, nil)
+			u := resolvertest.Upstream(t, scheme+"://"+addr)
 			for i := range 5 {
 				if _, err := exchange(t, u, fmt.Sprintf("q%d.example.", i), 5*time.Second); err != nil {
 					t.Fatal(err)
@@ -80,15 +81,15 @@ func TestUpstreamReusesSockets(t *testing.T) {
 // TestUpstreamReplacesTimedOutSocket: a socket whose exchange timed out is closed (a late reply
 // could still arrive on it), and the next exchange uses a new one.
 func TestUpstreamReplacesTimedOutSocket(t *testing.T) {
-	pr, addr := startRecorder(t, resolver.ServerOptions{}, func(name string) bool { return name == "lost.example." })
-	u := mustUpstream(t, addr)
+	pr, addr := startRecorder(t, listen.Options{}, func(name string) bool { return name == "lost.example." })
+	u := resolvertest.Upstream(t, addr)
 	if _, err := exchange(t, u, "first.example.", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := exchange(t, u, "lost.example.", 50*time.Millisecond); err == nil {
 		t.Fatal("a query the upstream dropped got an answer")
 	}
-	if udp, _ := resolver.IdleConns(u); udp != 0 {
+	if udp, _ := upstream.IdleConns(u); udp != 0 {
 		t.Errorf("%d idle sockets after a timeout, want 0", udp)
 	}
 	if _, err := exchange(t, u, "third.example.", 5*time.Second); err != nil {
@@ -101,9 +102,9 @@ func TestUpstreamReplacesTimedOutSocket(t *testing.T) {
 
 // TestUpstreamRetiresOldSockets: a socket past its lifetime is not reused.
 func TestUpstreamRetiresOldSockets(t *testing.T) {
-	pr, addr := startRecorder(t, resolver.ServerOptions{}, nil)
-	u := mustUpstream(t, addr)
-	resolver.SetUDPLifetime(u, time.Nanosecond)
+	pr, addr := startRecorder(t, listen.Options{}, nil)
+	u := resolvertest.Upstream(t, addr)
+	upstream.SetUDPLifetime(u, time.Nanosecond)
 	for i := range 3 {
 		if _, err := exchange(t, u, fmt.Sprintf("q%d.example.", i), 5*time.Second); err != nil {
 			t.Fatal(err)
@@ -117,8 +118,8 @@ func TestUpstreamRetiresOldSockets(t *testing.T) {
 // TestUpstreamTCPServerClosedConnection: a pooled TCP connection the server closed meanwhile
 // costs a retry on a new connection, not a failed query.
 func TestUpstreamTCPServerClosedConnection(t *testing.T) {
-	pr, addr := startRecorder(t, resolver.ServerOptions{MaxTCPQueries: 1}, nil)
-	u := mustUpstream(t, "tcp://"+addr)
+	pr, addr := startRecorder(t, listen.Options{MaxTCPQueries: 1}, nil)
+	u := resolvertest.Upstream(t, "tcp://"+addr)
 	for i := range 3 {
 		if _, err := exchange(t, u, fmt.Sprintf("q%d.example.", i), 5*time.Second); err != nil {
 			t.Fatalf("exchange %d: %v", i, err)
@@ -133,11 +134,11 @@ func TestUpstreamTCPServerClosedConnection(t *testing.T) {
 // error after one retry, not a hang.
 func TestUpstreamStaleSocketError(t *testing.T) {
 	h := resolvertest.A("192.0.2.1")
-	srv, err := resolver.Listen("127.0.0.1:0", h, resolver.ServerOptions{})
+	srv, err := listen.Plain("127.0.0.1:0", h, listen.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	u := mustUpstream(t, srv.Addr())
+	u := resolvertest.Upstream(t, srv.Addr())
 	if _, err := exchange(t, u, "a.example.", 5*time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -157,8 +158,8 @@ func TestUpstreamStaleSocketError(t *testing.T) {
 func TestUpstreamPoolConcurrent(t *testing.T) {
 	for _, scheme := range []string{"udp", "tcp"} {
 		t.Run(scheme, func(t *testing.T) {
-			pr, addr := startRecorder(t, resolver.ServerOptions{}, nil)
-			u := mustUpstream(t, scheme+"://"+addr)
+			pr, addr := startRecorder(t, listen.Options{}, nil)
+			u := resolvertest.Upstream(t, scheme+"://"+addr)
 			const workers, each = 20, 25
 			var wg sync.WaitGroup
 			for w := range workers {
@@ -180,7 +181,7 @@ func TestUpstreamPoolConcurrent(t *testing.T) {
 			if ports, _ := pr.sockets(); ports > workers {
 				t.Errorf("%d exchanges used %d sockets, want at most %d (one per concurrent exchange)", workers*each, ports, workers)
 			}
-			if udp, tcp := resolver.IdleConns(u); udp+tcp > workers {
+			if udp, tcp := upstream.IdleConns(u); udp+tcp > workers {
 				t.Errorf("%d idle connections after the load, want at most %d", udp+tcp, workers)
 			}
 		})
@@ -208,7 +209,7 @@ func TestUpstreamOversizedUDPReply(t *testing.T) {
 		}
 		_, _ = w.Write(buf)
 	}))
-	u := mustUpstream(t, up.Addr)
+	u := resolvertest.Upstream(t, up.Addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	r, err := u.Exchange(ctx, resolvertest.Query("big.example.", dns.TypeTXT, false))

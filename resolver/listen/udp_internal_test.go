@@ -1,4 +1,4 @@
-package resolver
+package listen
 
 import (
 	"net"
@@ -75,7 +75,7 @@ func TestUDPClientAddrWithoutZone(t *testing.T) {
 		"192.0.2.1:53":         "192.0.2.1",
 	} {
 		w := &udpWorker{from: netip.MustParseAddrPort(from)}
-		if got := w.clientAddr(); got != netip.MustParseAddr(want) {
+		if got := w.ClientAddr(); got != netip.MustParseAddr(want) {
 			t.Errorf("%s: client %s, want %s", from, got, want)
 		}
 	}

@@ -1,4 +1,4 @@
-package resolver
+package upstream
 
 import (
 	"context"
@@ -89,7 +89,7 @@ func (p *connPool) get(ctx context.Context) (c *poolConn, reused bool, err error
 	}
 	c = &poolConn{Conn: conn, born: now}
 	if p.bufSize > 0 {
-		c.rbuf = make([]byte, p.bufSize)
+		c.rbuf = make([]byte, p.bufSize+1) // +1: see readUDP
 	}
 	return c, false, nil
 }

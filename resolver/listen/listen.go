@@ -1,4 +1,10 @@
-package resolver
+// Package listen accepts queries from clients and hands them to a dns.Handler (resolver.Handler):
+// plain DNS on UDP (batched recvmmsg/sendmmsg, SO_REUSEPORT sockets, long-lived workers) and TCP,
+// DNS over TLS and DNS over HTTPS, with certificate files reloaded as they change.
+//
+// It owns sockets and wire formats only: it must not look at what a query asks or decide how it is
+// answered, and it never uses miekg's DefaultServeMux.
+package listen
 
 import (
 	"context"
@@ -10,10 +16,12 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/netutil"
+
+	"github.com/dnsfence/dnsfence/resolver"
 )
 
-// ServerOptions configure a Server.
-type ServerOptions struct {
+// Options configure a Server.
+type Options struct {
 	// TCPIdleTimeout closes a TCP connection that sends no query for this long; zero means 10s.
 	TCPIdleTimeout time.Duration
 	// MaxTCPQueries closes a TCP connection after this many queries; zero means unlimited.
@@ -35,10 +43,10 @@ type Server struct {
 	shutdown []func(context.Context) error
 }
 
-// Listen binds addr ("host:port") for UDP and TCP and starts serving h on both. It returns once both
+// Plain binds addr ("host:port") for UDP and TCP and starts serving h on both. It returns once both
 // listeners accept queries, so bind errors (port in use, permission for port 53) surface here. With
 // port 0, both transports get the same random port.
-func Listen(addr string, h dns.Handler, opts ServerOptions) (*Server, error) {
+func Plain(addr string, h dns.Handler, opts Options) (*Server, error) {
 	n := opts.UDPSockets
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
@@ -80,7 +88,7 @@ func Listen(addr string, h dns.Handler, opts ServerOptions) (*Server, error) {
 }
 
 // tcpServer is a stream server (TCP or DoT) with the configured timeouts and limits.
-func tcpServer(ln net.Listener, h dns.Handler, opts ServerOptions) *dns.Server {
+func tcpServer(ln net.Listener, h dns.Handler, opts Options) *dns.Server {
 	idle := opts.TCPIdleTimeout
 	if idle <= 0 {
 		idle = 10 * time.Second
@@ -90,7 +98,7 @@ func tcpServer(ln net.Listener, h dns.Handler, opts ServerOptions) *dns.Server {
 		maxq = -1
 	}
 	return &dns.Server{
-		Listener: ln, Handler: h, MsgAcceptFunc: AcceptMsg, MsgInvalidFunc: opts.OnInvalid,
+		Listener: ln, Handler: h, MsgAcceptFunc: resolver.AcceptMsg, MsgInvalidFunc: opts.OnInvalid,
 		// ReadTimeout bounds the first query on a connection, IdleTimeout the wait for later ones.
 		ReadTimeout:   idle,
 		IdleTimeout:   func() time.Duration { return idle },
@@ -98,7 +106,7 @@ func tcpServer(ln net.Listener, h dns.Handler, opts ServerOptions) *dns.Server {
 	}
 }
 
-func limit(ln net.Listener, opts ServerOptions) net.Listener {
+func limit(ln net.Listener, opts Options) net.Listener {
 	if opts.MaxTCPConns > 0 {
 		return netutil.LimitListener(ln, opts.MaxTCPConns)
 	}

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package resolver
+package listen
 
 // msgTrunc is the receive flag of a datagram longer than the buffer it was read into; elsewhere
 // (Windows) such a read fails instead.

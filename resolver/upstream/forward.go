@@ -1,4 +1,4 @@
-package resolver
+package upstream
 
 import (
 	"context"
@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
 )
 
 // Forward is the terminal stage: it sends the query to the upstreams in order until one answers.
@@ -23,7 +25,7 @@ type Forward struct {
 	// Limits, if set, bounds the exchanges in flight per upstream (same order as Upstreams):
 	// a busy upstream is skipped as if it had failed, so one slow upstream cannot hold every
 	// query (and its goroutine) hostage.
-	Limits []*Limiter
+	Limits []*resolver.Limiter
 	// Health, if set, takes an upstream that keeps failing out of rotation for a while.
 	Health *HealthPolicy
 	// OnHealth, if set, is called when an upstream is taken out of rotation or comes back.
@@ -52,12 +54,12 @@ type upstreamState struct {
 // ErrUpstreamBusy is the error for an upstream skipped because its in-flight limit was reached.
 var ErrUpstreamBusy = errors.New("upstream has too many queries in flight")
 
-var _ Resolver = (*Forward)(nil)
+var _ resolver.Resolver = (*Forward)(nil)
 
 // Resolve implements Resolver. It fails over to the next upstream on timeouts, network errors,
 // mismatched replies and SERVFAIL/REFUSED/FORMERR answers; when all fail it returns an error that
 // wraps ErrUpstreamsFailed and every upstream's error.
-func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) {
+func (f *Forward) Resolve(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
 	f.once.Do(func() {
 		f.states = make([]upstreamState, len(f.Upstreams))
 		for i := range f.Upstreams {
@@ -76,7 +78,7 @@ func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) 
 			errs = append(errs, err)
 			break
 		}
-		var lim *Limiter
+		var lim *resolver.Limiter
 		if i < len(f.Limits) {
 			lim = f.Limits[i]
 		}
@@ -95,7 +97,7 @@ func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) 
 		if err == nil {
 			switch reply.Rcode {
 			case dns.RcodeServerFailure, dns.RcodeRefused, dns.RcodeFormatError:
-				err = &RcodeError{Rcode: reply.Rcode}
+				err = &resolver.RcodeError{Rcode: reply.Rcode}
 			}
 		}
 		if f.Observe != nil {
@@ -104,11 +106,11 @@ func (f *Forward) Resolve(ctx context.Context, req *Request) (*Response, error) 
 		f.record(ctx, i, err)
 		if err == nil {
 			reply.Authoritative = false // the upstream may be authoritative; we are not
-			return &Response{Msg: reply, Outcome: OutcomeForwarded, Upstream: u.Address()}, nil
+			return &resolver.Response{Msg: reply, Outcome: resolver.OutcomeForwarded, Upstream: u.Address()}, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", u.Address(), err))
 	}
-	return nil, fmt.Errorf("%w: %w", ErrUpstreamsFailed, errors.Join(errs...))
+	return nil, fmt.Errorf("%w: %w", resolver.ErrUpstreamsFailed, errors.Join(errs...))
 }
 
 // order returns the upstreams to try, in configured order, leaving out those cooling down (or,
@@ -194,7 +196,7 @@ func upstreamQuery(req *dns.Msg) *dns.Msg {
 	if opt := req.IsEdns0(); opt != nil {
 		size := opt.UDPSize()
 		size = max(size, dns.MinMsgSize)
-		size = min(size, EDNSBufferSize)
+		size = min(size, resolver.EDNSBufferSize)
 		q.SetEdns0(size, opt.Do())
 	}
 	return q

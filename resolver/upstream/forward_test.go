@@ -1,4 +1,4 @@
-package resolver_test
+package upstream_test
 
 import (
 	"context"
@@ -15,23 +15,8 @@ import (
 
 	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
-
-func mustUpstream(t *testing.T, url string) resolver.Upstream {
-	t.Helper()
-	u, err := resolver.ParseUpstream(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-func forward(t *testing.T, f *resolver.Forward, q *dns.Msg) (*resolver.Response, error) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return f.Resolve(ctx, &resolver.Request{Msg: q, Received: time.Now()})
-}
 
 func TestForwardReturnsUpstreamAnswer(t *testing.T) {
 	up := resolvertest.Start(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
@@ -41,8 +26,8 @@ func TestForwardReturnsUpstreamAnswer(t *testing.T) {
 		m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 7)}}
 		_ = w.WriteMsg(m)
 	}))
-	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, up.Addr)}}
-	resp, err := forward(t, f, resolvertest.Query("www.example.org", dns.TypeA, false))
+	f := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, up.Addr)}}
+	resp, err := resolvertest.Resolve(t, f, resolvertest.Query("www.example.org", dns.TypeA, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +53,7 @@ func TestForwardQuery(t *testing.T) {
 		mu.Unlock()
 		resolvertest.A("192.0.2.1").ServeDNS(w, r)
 	}))
-	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, up.Addr)}}
+	f := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, up.Addr)}}
 
 	withEDNS := resolvertest.Query("a.example.", dns.TypeA, false)
 	withEDNS.SetEdns0(4096, true)
@@ -77,7 +62,7 @@ func TestForwardQuery(t *testing.T) {
 	plain := resolvertest.Query("b.example.", dns.TypeAAAA, false)
 	plain.Id = 4242
 	for _, q := range []*dns.Msg{withEDNS, plain, withEDNS} {
-		if _, err := forward(t, f, q); err != nil {
+		if _, err := resolvertest.Resolve(t, f, q); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -113,8 +98,8 @@ func TestForwardTruncatedRetriesTCP(t *testing.T) {
 		}
 		_ = w.WriteMsg(m)
 	}))
-	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "udp://"+up.Addr)}}
-	resp, err := forward(t, f, resolvertest.Query("big.example", dns.TypeTXT, false))
+	f := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, "udp://"+up.Addr)}}
+	resp, err := resolvertest.Resolve(t, f, resolvertest.Query("big.example", dns.TypeTXT, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,8 +117,8 @@ func TestForwardTCPOnly(t *testing.T) {
 		nets.Store(w.RemoteAddr().Network(), true)
 		resolvertest.A("192.0.2.2").ServeDNS(w, r)
 	}))
-	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, "tcp://"+up.Addr)}}
-	if _, err := forward(t, f, resolvertest.Query("x.example", dns.TypeA, false)); err != nil {
+	f := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, "tcp://"+up.Addr)}}
+	if _, err := resolvertest.Resolve(t, f, resolvertest.Query("x.example", dns.TypeA, false)); err != nil {
 		t.Fatal(err)
 	}
 	if _, udp := nets.Load("udp"); udp {
@@ -163,14 +148,14 @@ func TestForwardFailover(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var reasons []string
-			f := &resolver.Forward{
-				Upstreams:      []resolver.Upstream{mustUpstream(t, tc.first), mustUpstream(t, good.Addr)},
+			f := &upstream.Forward{
+				Upstreams:      []upstream.Upstream{resolvertest.Upstream(t, tc.first), resolvertest.Upstream(t, good.Addr)},
 				AttemptTimeout: 300 * time.Millisecond,
 				Observe: func(_ string, _ time.Duration, err error) {
-					reasons = append(reasons, resolver.ErrorReason(err))
+					reasons = append(reasons, upstream.ErrorReason(err))
 				},
 			}
-			resp, err := forward(t, f, resolvertest.Query("fo.example", dns.TypeA, false))
+			resp, err := resolvertest.Resolve(t, f, resolvertest.Query("fo.example", dns.TypeA, false))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -187,11 +172,11 @@ func TestForwardFailover(t *testing.T) {
 func TestForwardAllFail(t *testing.T) {
 	dead := resolvertest.Start(t, resolvertest.Silent())
 	servfail := resolvertest.Start(t, resolvertest.Rcode(dns.RcodeServerFailure))
-	f := &resolver.Forward{
-		Upstreams:      []resolver.Upstream{mustUpstream(t, dead.Addr), mustUpstream(t, servfail.Addr)},
+	f := &upstream.Forward{
+		Upstreams:      []upstream.Upstream{resolvertest.Upstream(t, dead.Addr), resolvertest.Upstream(t, servfail.Addr)},
 		AttemptTimeout: 200 * time.Millisecond,
 	}
-	_, err := forward(t, f, resolvertest.Query("x.example", dns.TypeA, false))
+	_, err := resolvertest.Resolve(t, f, resolvertest.Query("x.example", dns.TypeA, false))
 	if !errors.Is(err, resolver.ErrUpstreamsFailed) || !errors.Is(err, resolver.ErrUpstreamRcode) {
 		t.Fatalf("err = %v, want ErrUpstreamsFailed wrapping the SERVFAIL", err)
 	}
@@ -199,11 +184,11 @@ func TestForwardAllFail(t *testing.T) {
 
 // TestForwardOverallDeadline: the request context bounds the whole failover, not each attempt.
 func TestForwardOverallDeadline(t *testing.T) {
-	var ups []resolver.Upstream
+	var ups []upstream.Upstream
 	for range 5 {
-		ups = append(ups, mustUpstream(t, resolvertest.Start(t, resolvertest.Silent()).Addr))
+		ups = append(ups, resolvertest.Upstream(t, resolvertest.Start(t, resolvertest.Silent()).Addr))
 	}
-	f := &resolver.Forward{Upstreams: ups, AttemptTimeout: time.Second}
+	f := &upstream.Forward{Upstreams: ups, AttemptTimeout: time.Second}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)
@@ -236,8 +221,8 @@ func TestForwardIgnoresMismatchedReplies(t *testing.T) {
 		_ = w.WriteMsg(wrongID)
 		resolvertest.A("192.0.2.3").ServeDNS(w, r)
 	}))
-	f := &resolver.Forward{Upstreams: []resolver.Upstream{mustUpstream(t, up.Addr)}}
-	resp, err := forward(t, f, resolvertest.Query("good.example", dns.TypeA, false))
+	f := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, up.Addr)}}
+	resp, err := resolvertest.Resolve(t, f, resolvertest.Query("good.example", dns.TypeA, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -255,12 +240,12 @@ func TestForwardOnlyMismatchedRepliesFails(t *testing.T) {
 	}))
 	good := resolvertest.Start(t, resolvertest.A("192.0.2.4"))
 	var reasons []string
-	f := &resolver.Forward{
-		Upstreams:      []resolver.Upstream{mustUpstream(t, "tcp://"+up.Addr), mustUpstream(t, good.Addr)},
+	f := &upstream.Forward{
+		Upstreams:      []upstream.Upstream{resolvertest.Upstream(t, "tcp://"+up.Addr), resolvertest.Upstream(t, good.Addr)},
 		AttemptTimeout: 300 * time.Millisecond,
-		Observe:        func(_ string, _ time.Duration, err error) { reasons = append(reasons, resolver.ErrorReason(err)) },
+		Observe:        func(_ string, _ time.Duration, err error) { reasons = append(reasons, upstream.ErrorReason(err)) },
 	}
-	resp, err := forward(t, f, resolvertest.Query("q.example", dns.TypeA, false))
+	resp, err := resolvertest.Resolve(t, f, resolvertest.Query("q.example", dns.TypeA, false))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +265,7 @@ func closedTCPAddr(t *testing.T) string {
 	return addr
 }
 
-func TestParseUpstream(t *testing.T) {
+func TestParse(t *testing.T) {
 	for _, tc := range []struct{ in, want, err string }{
 		{in: "192.0.2.1", want: "udp://192.0.2.1:53"},
 		{in: "192.0.2.1:5353", want: "udp://192.0.2.1:5353"},
@@ -299,16 +284,16 @@ func TestParseUpstream(t *testing.T) {
 		{in: "192.0.2.1:0", err: "bad port"},
 		{in: "192.0.2.1:99999", err: "bad port"},
 	} {
-		u, err := resolver.ParseUpstream(tc.in)
+		u, err := upstream.Parse(tc.in, upstream.Options{})
 		switch {
 		case tc.err != "":
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
-				t.Errorf("ParseUpstream(%q) err = %v, want %q", tc.in, err, tc.err)
+				t.Errorf("Parse(%q) err = %v, want %q", tc.in, err, tc.err)
 			}
 		case err != nil:
-			t.Errorf("ParseUpstream(%q): %v", tc.in, err)
+			t.Errorf("Parse(%q): %v", tc.in, err)
 		case u.Address() != tc.want:
-			t.Errorf("ParseUpstream(%q) = %q, want %q", tc.in, u.Address(), tc.want)
+			t.Errorf("Parse(%q) = %q, want %q", tc.in, u.Address(), tc.want)
 		}
 	}
 }
@@ -326,10 +311,10 @@ func TestForwardHealth(t *testing.T) {
 	good := resolvertest.Start(t, resolvertest.A("192.0.2.2"))
 	var mu sync.Mutex
 	var events []string
-	f := &resolver.Forward{
-		Upstreams:      []resolver.Upstream{mustUpstream(t, flappy.Addr), mustUpstream(t, good.Addr)},
+	f := &upstream.Forward{
+		Upstreams:      []upstream.Upstream{resolvertest.Upstream(t, flappy.Addr), resolvertest.Upstream(t, good.Addr)},
 		AttemptTimeout: 200 * time.Millisecond,
-		Health:         &resolver.HealthPolicy{FailThreshold: 2, Cooldown: 400 * time.Millisecond, MaxCooldown: time.Second},
+		Health:         &upstream.HealthPolicy{FailThreshold: 2, Cooldown: 400 * time.Millisecond, MaxCooldown: time.Second},
 		OnHealth: func(_ string, healthy bool) {
 			mu.Lock()
 			events = append(events, fmt.Sprint(healthy))
@@ -337,7 +322,7 @@ func TestForwardHealth(t *testing.T) {
 		},
 	}
 	ask := func() string {
-		resp, err := forward(t, f, resolvertest.Query("h.example", dns.TypeA, false))
+		resp, err := resolvertest.Resolve(t, f, resolvertest.Query("h.example", dns.TypeA, false))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,16 +353,16 @@ func TestForwardHealth(t *testing.T) {
 // gets an answer the moment any upstream can give one), not all of them.
 func TestForwardAllDownTriesOne(t *testing.T) {
 	a, b := resolvertest.Start(t, resolvertest.Silent()), resolvertest.Start(t, resolvertest.Silent())
-	f := &resolver.Forward{
-		Upstreams:      []resolver.Upstream{mustUpstream(t, a.Addr), mustUpstream(t, b.Addr)},
+	f := &upstream.Forward{
+		Upstreams:      []upstream.Upstream{resolvertest.Upstream(t, a.Addr), resolvertest.Upstream(t, b.Addr)},
 		AttemptTimeout: 100 * time.Millisecond,
-		Health:         &resolver.HealthPolicy{FailThreshold: 1, Cooldown: time.Hour},
+		Health:         &upstream.HealthPolicy{FailThreshold: 1, Cooldown: time.Hour},
 	}
-	if _, err := forward(t, f, resolvertest.Query("x.example", dns.TypeA, false)); !errors.Is(err, resolver.ErrUpstreamsFailed) {
+	if _, err := resolvertest.Resolve(t, f, resolvertest.Query("x.example", dns.TypeA, false)); !errors.Is(err, resolver.ErrUpstreamsFailed) {
 		t.Fatal(err)
 	}
 	before := a.Queries() + b.Queries()
-	if _, err := forward(t, f, resolvertest.Query("x.example", dns.TypeA, false)); !errors.Is(err, resolver.ErrUpstreamsFailed) {
+	if _, err := resolvertest.Resolve(t, f, resolvertest.Query("x.example", dns.TypeA, false)); !errors.Is(err, resolver.ErrUpstreamsFailed) {
 		t.Fatal(err)
 	}
 	if n := a.Queries() + b.Queries() - before; n != 1 {
@@ -413,12 +398,12 @@ func garbageUpstream(t *testing.T) string {
 func TestForwardGarbageUpstream(t *testing.T) {
 	good := resolvertest.Start(t, resolvertest.A("192.0.2.5"))
 	var reasons []string
-	f := &resolver.Forward{
-		Upstreams:      []resolver.Upstream{mustUpstream(t, garbageUpstream(t)), mustUpstream(t, good.Addr)},
+	f := &upstream.Forward{
+		Upstreams:      []upstream.Upstream{resolvertest.Upstream(t, garbageUpstream(t)), resolvertest.Upstream(t, good.Addr)},
 		AttemptTimeout: 300 * time.Millisecond,
-		Observe:        func(_ string, _ time.Duration, err error) { reasons = append(reasons, resolver.ErrorReason(err)) },
+		Observe:        func(_ string, _ time.Duration, err error) { reasons = append(reasons, upstream.ErrorReason(err)) },
 	}
-	resp, err := forward(t, f, resolvertest.Query("g.example", dns.TypeA, false))
+	resp, err := resolvertest.Resolve(t, f, resolvertest.Query("g.example", dns.TypeA, false))
 	if err != nil || resp.Upstream != "udp://"+good.Addr {
 		t.Fatalf("garbage upstream not failed over: %+v %v", resp, err)
 	}

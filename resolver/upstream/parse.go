@@ -1,4 +1,11 @@
-package resolver
+// Package upstream is dnsfence's side of the wire towards upstream resolvers: the clients
+// (plain UDP with TCP fallback over pooled sockets, TCP, DNS over TLS, DNS over HTTPS), parsed from
+// URLs by Parse, host names resolved through bootstrap servers, and Forward, the terminal stage of
+// the chain, with failover, health and per-upstream in-flight limits.
+//
+// Every reply is checked against its query (ID, question) before it is used. It must not decide
+// anything about policy (what to block, cache or log): that is the stages' job in package resolver.
+package upstream
 
 import (
 	"context"
@@ -17,6 +24,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
 )
 
 // Upstream sends one query to one upstream resolver. Exchange must not modify m, must give the
@@ -28,26 +37,12 @@ type Upstream interface {
 	Address() string
 }
 
-// Errors an exchange can fail with, for errors.Is and metric reasons.
-var (
-	ErrMismatch        = errors.New("reply does not match the query")
-	ErrUpstreamRcode   = errors.New("upstream answered with an error rcode")
-	ErrUpstreamsFailed = errors.New("no upstream answered")
-)
-
-// RcodeError is an upstream reply whose rcode (SERVFAIL, REFUSED, FORMERR) makes us try the next one.
-type RcodeError struct{ Rcode int }
-
-func (e *RcodeError) Error() string {
-	return fmt.Sprintf("upstream answered %s", dns.RcodeToString[e.Rcode])
-}
-
-// Is makes errors.Is(err, ErrUpstreamRcode) true.
-func (e *RcodeError) Is(target error) bool { return target == ErrUpstreamRcode }
+// ErrMismatch is the error for a reply whose ID or question does not match the query.
+var ErrMismatch = errors.New("reply does not match the query")
 
 // ErrorReason classifies an exchange error into a short, bounded metric label.
 func ErrorReason(err error) string {
-	var rerr *RcodeError
+	var rerr *resolver.RcodeError
 	var nerr net.Error
 	switch {
 	case err == nil:
@@ -70,8 +65,8 @@ func ErrorReason(err error) string {
 	return "other"
 }
 
-// UpstreamOptions configure the upstreams ParseUpstreamWith builds.
-type UpstreamOptions struct {
+// Options configure the upstreams Parse builds.
+type Options struct {
 	// RootCAs verify DoT/DoH servers; nil means the system's roots.
 	RootCAs *x509.CertPool
 	// Bootstrap are plain-DNS servers (IP:port) that resolve the host names of DoT/DoH upstreams.
@@ -79,10 +74,7 @@ type UpstreamOptions struct {
 	Bootstrap []string
 }
 
-// ParseUpstream is ParseUpstreamWith without options.
-func ParseUpstream(s string) (Upstream, error) { return ParseUpstreamWith(s, UpstreamOptions{}) }
-
-// ParseUpstreamWith turns an upstream URL into an Upstream:
+// Parse turns an upstream URL into an Upstream:
 //   - udp://IP[:port]: UDP, retried over TCP when the reply is truncated; a bare IP[:port] is the same;
 //   - tcp://IP[:port]: TCP only;
 //   - tls://HOST[:port][?tls_server_name=NAME]: DNS over TLS (port 853), one pipelined connection;
@@ -90,7 +82,7 @@ func ParseUpstream(s string) (Upstream, error) { return ParseUpstreamWith(s, Ups
 //
 // HOST of tls:// and https:// may be a name, resolved through opts.Bootstrap; the certificate is
 // checked against tls_server_name if given, else HOST.
-func ParseUpstreamWith(s string, opts UpstreamOptions) (Upstream, error) {
+func Parse(s string, opts Options) (Upstream, error) {
 	scheme, rest, found := strings.Cut(s, "://")
 	if !found {
 		scheme, rest = "udp", s
@@ -108,7 +100,7 @@ func ParseUpstreamWith(s string, opts UpstreamOptions) (Upstream, error) {
 	return nil, fmt.Errorf("upstream %q: unsupported scheme %q (want udp://, tcp://, tls:// or https://)", s, scheme)
 }
 
-func parseEncrypted(s, scheme string, opts UpstreamOptions) (Upstream, error) {
+func parseEncrypted(s, scheme string, opts Options) (Upstream, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %q: %w", s, err)
@@ -350,13 +342,14 @@ func exchangeOn(ctx context.Context, c *poolConn, network string, m *dns.Msg) (r
 	}
 }
 
-// readUDP reads one datagram into c.rbuf and unpacks it.
+// readUDP reads one datagram into c.rbuf and unpacks it. rbuf is one byte longer than any reply
+// we accept, so a datagram that fills it was cut short (on Windows the read fails instead).
 func readUDP(c *poolConn) (*dns.Msg, error) {
-	n, _, flags, _, err := c.Conn.(*net.UDPConn).ReadMsgUDP(c.rbuf, nil)
+	n, err := c.Conn.Read(c.rbuf)
 	if err != nil {
 		return nil, err
 	}
-	if flags&msgTrunc != 0 {
+	if n == len(c.rbuf) {
 		return nil, errTruncatedRead
 	}
 	r := new(dns.Msg)

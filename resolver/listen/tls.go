@@ -1,4 +1,4 @@
-package resolver
+package listen
 
 import (
 	"context"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver"
 )
 
 // CertReloader serves a certificate and key from files and picks up new ones (certbot or
@@ -81,15 +83,15 @@ func (cr *CertReloader) config(protos ...string) *tls.Config {
 	return &tls.Config{GetCertificate: cr.GetCertificate, MinVersion: tls.VersionTLS12, NextProtos: protos}
 }
 
-// ListenDoT serves h over DNS-over-TLS (RFC 7858) on addr.
-func ListenDoT(addr string, h *Handler, cr *CertReloader, opts ServerOptions) (*Server, error) {
+// DoT serves h over DNS-over-TLS (RFC 7858) on addr.
+func DoT(addr string, h *resolver.Handler, cr *CertReloader, opts Options) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen tls: %w", err)
 	}
 	tl := tls.NewListener(limit(ln, opts), cr.config("dot"))
 	srv := tcpServer(tl, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
-		h.ServeTransport(w, r, DoT)
+		h.ServeTransport(w, r, resolver.DoT)
 	}), opts)
 	srv.Net = "tcp-tls"
 	if err := start(srv); err != nil {
@@ -99,14 +101,14 @@ func ListenDoT(addr string, h *Handler, cr *CertReloader, opts ServerOptions) (*
 	return &Server{addr: ln.Addr().String(), shutdown: []func(context.Context) error{srv.ShutdownContext}}, nil
 }
 
-// ListenDoH serves h over DNS-over-HTTPS (RFC 8484: GET ?dns= and POST, HTTP/2) on addr at path.
-func ListenDoH(addr, path string, h *Handler, cr *CertReloader, opts ServerOptions) (*Server, error) {
+// DoH serves h over DNS-over-HTTPS (RFC 8484: GET ?dns= and POST, HTTP/2) on addr at path.
+func DoH(addr, path string, h *resolver.Handler, cr *CertReloader, opts Options) (*Server, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen https: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle(path, DoHHandler(func(w dns.ResponseWriter, m *dns.Msg) { h.ServeTransport(w, m, DoH) }))
+	mux.Handle(path, DoHHandler(func(w dns.ResponseWriter, m *dns.Msg) { h.ServeTransport(w, m, resolver.DoH) }))
 	idle := opts.TCPIdleTimeout
 	if idle <= 0 {
 		idle = 10 * time.Second

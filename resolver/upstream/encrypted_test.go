@@ -1,4 +1,4 @@
-package resolver_test
+package upstream_test
 
 import (
 	"strings"
@@ -8,13 +8,13 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
+	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
 
-func encUpstream(t *testing.T, url string, opts resolver.UpstreamOptions) resolver.Upstream {
+func encUpstream(t *testing.T, url string, opts upstream.Options) upstream.Upstream {
 	t.Helper()
-	u, err := resolver.ParseUpstreamWith(url, opts)
+	u, err := upstream.Parse(url, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,7 +22,7 @@ func encUpstream(t *testing.T, url string, opts resolver.UpstreamOptions) resolv
 }
 
 // askMany sends n queries at once through f and fails the test unless all are answered by want.
-func askMany(t *testing.T, f *resolver.Forward, n int, want string) {
+func askMany(t *testing.T, f *upstream.Forward, n int, want string) {
 	t.Helper()
 	var wg sync.WaitGroup
 	errs := make(chan string, n)
@@ -30,7 +30,7 @@ func askMany(t *testing.T, f *resolver.Forward, n int, want string) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := forward(t, f, resolvertest.Query("q"+strings.Repeat("x", i%7)+".example", dns.TypeA, false))
+			resp, err := resolvertest.Resolve(t, f, resolvertest.Query("q"+strings.Repeat("x", i%7)+".example", dns.TypeA, false))
 			switch {
 			case err != nil:
 				errs <- err.Error()
@@ -51,8 +51,8 @@ func askMany(t *testing.T, f *resolver.Forward, n int, want string) {
 func TestDoTUpstream(t *testing.T) {
 	cert := resolvertest.NewCert(t, "dns.test")
 	srv := resolvertest.StartDoT(t, resolvertest.A("192.0.2.30"), cert)
-	u := encUpstream(t, "tls://"+srv.Addr, resolver.UpstreamOptions{RootCAs: cert.Pool})
-	f := &resolver.Forward{Upstreams: []resolver.Upstream{u}}
+	u := encUpstream(t, "tls://"+srv.Addr, upstream.Options{RootCAs: cert.Pool})
+	f := &upstream.Forward{Upstreams: []upstream.Upstream{u}}
 	askMany(t, f, 1, "192.0.2.30") // open the connection
 	askMany(t, f, 40, "192.0.2.30")
 	if h := srv.Handshakes(); h != 1 {
@@ -71,8 +71,8 @@ func TestDoTReconnects(t *testing.T) {
 			_ = w.Close() // the server drops the connection after answering
 		}
 	}), cert)
-	f := &resolver.Forward{Upstreams: []resolver.Upstream{encUpstream(t, "tls://"+srv.Addr, resolver.UpstreamOptions{RootCAs: cert.Pool})}}
-	if _, err := forward(t, f, resolvertest.Query("hangup.example", dns.TypeA, false)); err != nil {
+	f := &upstream.Forward{Upstreams: []upstream.Upstream{encUpstream(t, "tls://"+srv.Addr, upstream.Options{RootCAs: cert.Pool})}}
+	if _, err := resolvertest.Resolve(t, f, resolvertest.Query("hangup.example", dns.TypeA, false)); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(50 * time.Millisecond) // let the client notice the close (the retry covers it if not)
@@ -92,18 +92,18 @@ func TestDoTCertificateChecks(t *testing.T) {
 	_, port, _ := strings.Cut(srv.Addr, ":")
 	for _, tc := range []struct {
 		name, url string
-		opts      resolver.UpstreamOptions
+		opts      upstream.Options
 		ok        bool
 	}{
-		{"trusted IP", "tls://" + srv.Addr, resolver.UpstreamOptions{RootCAs: cert.Pool}, true},
-		{"untrusted CA", "tls://" + srv.Addr, resolver.UpstreamOptions{RootCAs: other.Pool}, false},
-		{"right server name", "tls://" + srv.Addr + "?tls_server_name=dns.test", resolver.UpstreamOptions{RootCAs: cert.Pool}, true},
-		{"wrong server name", "tls://" + srv.Addr + "?tls_server_name=evil.test", resolver.UpstreamOptions{RootCAs: cert.Pool}, false},
-		{"host name via bootstrap", "tls://dns.test:" + port, resolver.UpstreamOptions{RootCAs: cert.Pool, Bootstrap: []string{bootstrap.Addr}}, true},
+		{"trusted IP", "tls://" + srv.Addr, upstream.Options{RootCAs: cert.Pool}, true},
+		{"untrusted CA", "tls://" + srv.Addr, upstream.Options{RootCAs: other.Pool}, false},
+		{"right server name", "tls://" + srv.Addr + "?tls_server_name=dns.test", upstream.Options{RootCAs: cert.Pool}, true},
+		{"wrong server name", "tls://" + srv.Addr + "?tls_server_name=evil.test", upstream.Options{RootCAs: cert.Pool}, false},
+		{"host name via bootstrap", "tls://dns.test:" + port, upstream.Options{RootCAs: cert.Pool, Bootstrap: []string{bootstrap.Addr}}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			f := &resolver.Forward{Upstreams: []resolver.Upstream{encUpstream(t, tc.url, tc.opts)}, AttemptTimeout: time.Second}
-			_, err := forward(t, f, resolvertest.Query("c.example", dns.TypeA, false))
+			f := &upstream.Forward{Upstreams: []upstream.Upstream{encUpstream(t, tc.url, tc.opts)}, AttemptTimeout: time.Second}
+			_, err := resolvertest.Resolve(t, f, resolvertest.Query("c.example", dns.TypeA, false))
 			if (err == nil) != tc.ok {
 				t.Fatalf("err = %v, want ok=%v", err, tc.ok)
 			}
@@ -114,7 +114,7 @@ func TestDoTCertificateChecks(t *testing.T) {
 func TestDoHUpstream(t *testing.T) {
 	cert := resolvertest.NewCert(t, "doh.test")
 	srv := resolvertest.StartDoH(t, resolvertest.A("192.0.2.40"), cert)
-	f := &resolver.Forward{Upstreams: []resolver.Upstream{encUpstream(t, srv.URL, resolver.UpstreamOptions{RootCAs: cert.Pool})}}
+	f := &upstream.Forward{Upstreams: []upstream.Upstream{encUpstream(t, srv.URL, upstream.Options{RootCAs: cert.Pool})}}
 	askMany(t, f, 1, "192.0.2.40")
 	askMany(t, f, 30, "192.0.2.40")
 	if h := srv.Handshakes(); h != 1 {
@@ -125,8 +125,8 @@ func TestDoHUpstream(t *testing.T) {
 	}
 	// A generous timeout: verifying against the system roots first loads them, which alone takes
 	// most of a second under -race on a busy machine.
-	bad := &resolver.Forward{Upstreams: []resolver.Upstream{encUpstream(t, srv.URL, resolver.UpstreamOptions{})}, AttemptTimeout: 10 * time.Second}
-	if _, err := forward(t, bad, resolvertest.Query("c.example", dns.TypeA, false)); err == nil || !strings.Contains(err.Error(), "certificate") {
+	bad := &upstream.Forward{Upstreams: []upstream.Upstream{encUpstream(t, srv.URL, upstream.Options{})}, AttemptTimeout: 10 * time.Second}
+	if _, err := resolvertest.Resolve(t, bad, resolvertest.Query("c.example", dns.TypeA, false)); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("untrusted DoH certificate: err = %v", err)
 	}
 }
