@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
@@ -78,7 +79,7 @@ func TestAdminTokenRequiredOffLoopback(t *testing.T) {
 		{"http:\n  token_file: " + filepath.Join(dir, "missing") + "\n", "line 2: http.token_file"},
 		{"http:\n  token: \" spaced \"\n", "line 2: http.token: must not have surrounding spaces"},
 	} {
-		cfg, err := parseConfig([]byte(tc.yaml), "c.yaml")
+		cfg, err := configs.Parse([]byte(tc.yaml), "c.yaml")
 		if err == nil {
 			err = cfg.Validate()
 		}
@@ -94,7 +95,7 @@ func TestAdminTokenRequiredOffLoopback(t *testing.T) {
 		"http:\n  listen: 0.0.0.0:9253\n  token: s3cret\n",
 		"http:\n  listen: 0.0.0.0:9253\n  token_file: " + tokenFile + "\n",
 	} {
-		cfg, err := parseConfig([]byte(ok), "c.yaml")
+		cfg, err := configs.Parse([]byte(ok), "c.yaml")
 		if err == nil {
 			err = cfg.Validate()
 		}
@@ -107,11 +108,11 @@ func TestAdminTokenRequiredOffLoopback(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "http.listen") || !strings.Contains(err.Error(), "http.token") {
 		t.Errorf("-http 0.0.0.0:0 without a token: %v", err)
 	}
-	cfg, err := parseConfig([]byte("http:\n  token_file: "+tokenFile+"\n"), "c.yaml")
+	cfg, err := configs.Parse([]byte("http:\n  token_file: "+tokenFile+"\n"), "c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tok, err := cfg.httpToken(); tok != "file-token" || err != nil {
+	if tok, err := cfg.HTTPToken(); tok != "file-token" || err != nil {
 		t.Errorf("token from file: %q, %v", tok, err)
 	}
 }
@@ -462,7 +463,7 @@ func TestReportCommandToken(t *testing.T) {
 // TestAdminAPIOff: with http.api false, /api/ and /report are not served and a non-loopback
 // listen needs no token (metrics and probes only).
 func TestAdminAPIOff(t *testing.T) {
-	cfg, err := parseConfig([]byte("http:\n  listen: 0.0.0.0:9253\n  api: false\n"), "c.yaml")
+	cfg, err := configs.Parse([]byte("http:\n  listen: 0.0.0.0:9253\n  api: false\n"), "c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,7 +491,7 @@ func TestAdminAPIOff(t *testing.T) {
 // TestPProf: the profiler is off by default; http.pprof serves it behind the API token, and on a
 // public listen it needs one like the API.
 func TestPProf(t *testing.T) {
-	cfg, err := parseConfig([]byte("http:\n  listen: 0.0.0.0:9253\n  api: false\n  pprof: true\n"), "c.yaml")
+	cfg, err := configs.Parse([]byte("http:\n  listen: 0.0.0.0:9253\n  api: false\n  pprof: true\n"), "c.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

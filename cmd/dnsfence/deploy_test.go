@@ -18,6 +18,8 @@ import (
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/dnsfence/dnsfence/configs"
 )
 
 // The deployment files (Dockerfile, configs/container, configs/compose, configs/kubernetes) are
@@ -269,9 +271,9 @@ func flagValue(args []string, name string) string {
 }
 
 // checkedConfig parses and validates a shipped dnsfence config, as the binary would at start.
-func checkedConfig(t *testing.T, data []byte, source string) *Config {
+func checkedConfig(t *testing.T, data []byte, source string) *configs.Config {
 	t.Helper()
-	cfg, err := parseConfig(data, source)
+	cfg, err := configs.Parse(data, source)
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -282,25 +284,25 @@ func checkedConfig(t *testing.T, data []byte, source string) *Config {
 }
 
 // dnsPorts are the ports of the config's plain DNS listeners (UDP and TCP).
-func dnsPorts(t *testing.T, cfg *Config) []int {
+func dnsPorts(t *testing.T, cfg *configs.Config) []int {
 	t.Helper()
 	var out []int
 	for _, l := range cfg.Listen {
-		ls, err := parseListen(l)
+		ls, err := configs.ParseListen(l)
 		if err != nil {
-			t.Fatalf("%s: listen %q: %v", cfg.source, l, err)
+			t.Fatalf("%s: listen %q: %v", cfg.Source(), l, err)
 		}
-		out = append(out, int(ls.addr.Port()))
+		out = append(out, int(ls.Addr.Port()))
 	}
 	return out
 }
 
-func httpPort(t *testing.T, cfg *Config) int {
+func httpPort(t *testing.T, cfg *configs.Config) int {
 	t.Helper()
 	_, p, err := net.SplitHostPort(cfg.HTTP.Listen)
 	n, _ := strconv.Atoi(p)
 	if err != nil || n == 0 {
-		t.Fatalf("%s: http.listen %q: want host:port (the probes and Prometheus need it)", cfg.source, cfg.HTTP.Listen)
+		t.Fatalf("%s: http.listen %q: want host:port (the probes and Prometheus need it)", cfg.Source(), cfg.HTTP.Listen)
 	}
 	return n
 }

@@ -7,11 +7,12 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dnsfence/dnsfence/blocklist"
+	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver"
 )
 
 // buildGroups turns the validated group config into the policy stage's groups; nil without groups.
-func buildGroups(cfg *Config, lists *blocklist.Live, log *zap.Logger) (*resolver.Groups, error) {
+func buildGroups(cfg *configs.Config, lists *blocklist.Live, log *zap.Logger) (*resolver.Groups, error) {
 	if len(cfg.Groups) == 0 {
 		return nil, nil
 	}
@@ -32,12 +33,12 @@ func buildGroups(cfg *Config, lists *blocklist.Live, log *zap.Logger) (*resolver
 			continue
 		}
 		for _, cl := range gc.Clients {
-			p, _ := parsePrefixOrAddr(cl) // validated
+			p, _ := configs.ParsePrefixOrAddr(cl) // validated
 			gs.Add(p, g)
 		}
 	}
 	if gs.Default == nil {
-		g, err := buildGroup(cfg, GroupConfig{Name: "default"}, lists)
+		g, err := buildGroup(cfg, configs.GroupConfig{Name: "default"}, lists)
 		if err != nil {
 			return nil, err
 		}
@@ -46,7 +47,7 @@ func buildGroups(cfg *Config, lists *blocklist.Live, log *zap.Logger) (*resolver
 	return gs, nil
 }
 
-func buildGroup(cfg *Config, gc GroupConfig, lists *blocklist.Live) (*resolver.Group, error) {
+func buildGroup(cfg *configs.Config, gc configs.GroupConfig, lists *blocklist.Live) (*resolver.Group, error) {
 	apps := gc.Apps
 	if apps == nil {
 		apps = cfg.Apps
@@ -72,7 +73,7 @@ func buildGroup(cfg *Config, gc GroupConfig, lists *blocklist.Live) (*resolver.G
 }
 
 // groupNames are the values of the group metric label.
-func groupNames(cfg *Config) []string {
+func groupNames(cfg *configs.Config) []string {
 	names := []string{"default"}
 	for _, g := range cfg.Groups {
 		if g.Name != "default" {

@@ -7,6 +7,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/dnsfence/dnsfence/configs"
 )
 
 // loggers are the logs a running dnsfence writes.
@@ -23,7 +25,7 @@ type loggers struct {
 
 // newLoggers builds the logs from the log config: everything on w, except the query log when
 // log.query_file names a file.
-func newLoggers(c LogConfig, w io.Writer) (loggers, error) {
+func newLoggers(c configs.LogConfig, w io.Writer) (loggers, error) {
 	level, err := zapcore.ParseLevel(c.Level)
 	if err != nil {
 		return loggers{}, fmt.Errorf("log level: %w", err)

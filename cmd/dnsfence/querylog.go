@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/natefinch/lumberjack.v2"
 
-	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/configs"
 )
 
 // queryFile is the query log written to log.query_file.
@@ -26,7 +26,7 @@ const queryFileFlush = time.Second
 // fields), rotated by lumberjack when the file would pass query_max_size_mb, keeping
 // query_max_backups old files (and none older than query_max_age_days, if set). Lines are
 // buffered, so a query costs a copy into memory, not a write to disk; close flushes them.
-func openQueryFile(c LogConfig, errLog *zap.Logger) (*queryFile, error) {
+func openQueryFile(c configs.LogConfig, errLog *zap.Logger) (*queryFile, error) {
 	// Fail at start, not at the first query, when the file cannot be written.
 	f, err := os.OpenFile(c.QueryFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -78,40 +78,4 @@ func (r reportingWriter) Write(p []byte) (int, error) {
 		r.log.Error("query log lines lost", zap.Int("bytes", len(p)), zap.Error(err))
 	}
 	return len(p), nil
-}
-
-// validateQueryLog checks the log.query_* keys.
-func (c *Config) validateQueryLog() []error {
-	var errs []error
-	if c.Log.QueryMaxSizeMB < 1 {
-		errs = append(errs, c.problem("log.query_max_size_mb", "must be at least 1 (megabytes), got %d", c.Log.QueryMaxSizeMB))
-	}
-	if c.Log.QueryMaxBackups < 0 {
-		errs = append(errs, c.problem("log.query_max_backups", "must be 0 (keep every rotated file) or more, got %d", c.Log.QueryMaxBackups))
-	}
-	if c.Log.QueryMaxAgeDays < 0 {
-		errs = append(errs, c.problem("log.query_max_age_days", "must be 0 (no age limit) or more, got %d", c.Log.QueryMaxAgeDays))
-	}
-	if _, err := resolver.ParseClientPrivacy(c.Log.QueryClient); err != nil {
-		errs = append(errs, c.problem("log.query_client", "%v", err))
-	}
-	if c.Log.QueryFile != "" {
-		if st, err := os.Stat(c.Log.QueryFile); err == nil && st.IsDir() {
-			errs = append(errs, c.problem("log.query_file", "%s is a directory; name a file in it", c.Log.QueryFile))
-		}
-	}
-	return errs
-}
-
-// clientPrivacy is log.query_client, validated.
-func (c *Config) clientPrivacy() resolver.ClientPrivacy {
-	p, _ := resolver.ParseClientPrivacy(c.Log.QueryClient)
-	return p
-}
-
-// logSettings are the log settings that apply only at start (log.queries and log.query_client
-// apply at a reload: they are part of the query chain).
-func logSettings(c LogConfig) string {
-	c.Queries, c.QueryClient = false, ""
-	return fmt.Sprintf("%+v", c)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
@@ -196,7 +197,7 @@ func TestQueryLogConfigErrors(t *testing.T) {
 		{"log:\n  query_client: hash\n", `line 2: log.query_client: "hash": want full, truncate or omit`},
 		{"log:\n  query_file: " + dir + "\n", "line 2: log.query_file: " + dir + " is a directory"},
 	} {
-		cfg, err := parseConfig([]byte(tc.yaml), "c.yaml")
+		cfg, err := configs.Parse([]byte(tc.yaml), "c.yaml")
 		if err == nil {
 			err = cfg.Validate()
 		}

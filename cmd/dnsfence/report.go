@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver/report"
 )
 
@@ -62,7 +63,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	if *tokenFile != "" {
-		tok, err := (&Config{HTTP: HTTPConfig{TokenFile: *tokenFile}}).httpToken()
+		tok, err := (&configs.Config{HTTP: configs.HTTPConfig{TokenFile: *tokenFile}}).HTTPToken()
 		if err != nil {
 			return fmt.Errorf("report: %w", err)
 		}

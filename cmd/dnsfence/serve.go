@@ -82,7 +82,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 			}
 		}
 		fmt.Fprintf(stdout, "%s: OK (%d listen addresses, %d lists with %d entries)\n",
-			cfg.source, len(cfg.Listen), len(infos), set.Len())
+			cfg.Source(), len(cfg.Listen), len(infos), set.Len())
 		return nil
 	}
 	logs, err := newLoggers(cfg.Log, stderr)
@@ -95,16 +95,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 }
 
 // loadConfig reads the config (the built-in one without -config), applies the flags and validates.
-func loadConfig(o *options) (*Config, error) {
-	data, source := configs.DefaultConfig(), "built-in config"
-	if o.config != "" {
-		b, err := os.ReadFile(o.config)
-		if err != nil {
-			return nil, fmt.Errorf("config: %w", err)
-		}
-		data, source = b, o.config
-	}
-	cfg, err := parseConfig(data, source)
+func loadConfig(o *options) (*configs.Config, error) {
+	cfg, err := configs.Load(o.config)
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +107,7 @@ func loadConfig(o *options) (*Config, error) {
 		cfg.Upstreams = o.upstreams
 	}
 	for _, p := range o.blocklists {
-		cfg.Blocklists = append(cfg.Blocklists, ListConfig{Name: listName(p, cfg.Blocklists), Path: p})
+		cfg.Blocklists = append(cfg.Blocklists, configs.ListConfig{Name: listName(p, cfg.Blocklists), Path: p})
 	}
 	if o.httpSet {
 		cfg.HTTP.Listen = o.http
@@ -139,7 +131,7 @@ func loadConfig(o *options) (*Config, error) {
 }
 
 // listName names a -blocklist file after its base name, made unique among the configured lists.
-func listName(path string, existing []ListConfig) string {
+func listName(path string, existing []configs.ListConfig) string {
 	base := strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
 	name := base
 	for i := 2; ; i++ {
@@ -156,22 +148,22 @@ func listName(path string, existing []ListConfig) string {
 
 // loadSet loads the configured lists once, for commands that do not serve (URL lists from their
 // cached copy only: these commands do not download).
-func loadSet(cfg *Config) (*blocklist.Set, []blocklist.ListInfo, error) {
+func loadSet(cfg *configs.Config) (*blocklist.Set, []blocklist.ListInfo, error) {
 	set, infos, err := blocklist.Load(listSources(cfg, newFetcher(cfg)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: blocklists: %w", cfg.source, err)
+		return nil, nil, fmt.Errorf("%s: blocklists: %w", cfg.Source(), err)
 	}
 	return set, infos, nil
 }
 
 // newFetcher downloads URL lists into the configured cache directory.
-func newFetcher(cfg *Config) *blocklist.Fetcher {
+func newFetcher(cfg *configs.Config) *blocklist.Fetcher {
 	retries := cfg.Downloads.Retries
 	if retries == 0 {
 		retries = -1 // the Fetcher reads 0 as its default
 	}
 	return &blocklist.Fetcher{
-		CacheDir: cfg.cacheDir(), Timeout: cfg.Downloads.Timeout, Retries: retries,
+		CacheDir: cfg.CacheDir(), Timeout: cfg.Downloads.Timeout, Retries: retries,
 		MaxBytes: int64(cfg.Downloads.MaxSizeMB) << 20, UserAgent: "dnsfence/" + version,
 		Check: blocklist.CheckList,
 	}
@@ -179,12 +171,12 @@ func newFetcher(cfg *Config) *blocklist.Fetcher {
 
 // listSources are the lists to load: the enabled app lists first, then the configured blocklists,
 // then the allowlists. A URL list is read from its cached download.
-func listSources(cfg *Config, f *blocklist.Fetcher) []blocklist.Source {
+func listSources(cfg *configs.Config, f *blocklist.Fetcher) []blocklist.Source {
 	var out []blocklist.Source
 	for _, id := range cfg.Apps {
 		out = append(out, blocklist.Source{Name: id, Category: "apps", Path: configs.AppPath(id), FS: configs.Lists()})
 	}
-	add := func(l ListConfig, allow bool) {
+	add := func(l configs.ListConfig, allow bool) {
 		src := blocklist.Source{Name: l.Name, Category: l.Category, Path: l.Path, Allow: allow}
 		switch {
 		case l.Builtin != "":
@@ -204,8 +196,8 @@ func listSources(cfg *Config, f *blocklist.Fetcher) []blocklist.Source {
 }
 
 // urlLists are the configured lists downloaded from a URL.
-func urlLists(cfg *Config) []ListConfig {
-	var out []ListConfig
+func urlLists(cfg *configs.Config) []configs.ListConfig {
+	var out []configs.ListConfig
 	for _, l := range slices.Concat(cfg.Blocklists, cfg.Allowlists) {
 		if l.URL != "" {
 			out = append(out, l)
@@ -215,7 +207,7 @@ func urlLists(cfg *Config) []ListConfig {
 }
 
 // listApps maps each list name to the app its blocks count for (lists without one are absent).
-func listApps(cfg *Config) map[string]string {
+func listApps(cfg *configs.Config) map[string]string {
 	m := map[string]string{}
 	for _, id := range cfg.Apps {
 		m[id] = id
@@ -256,9 +248,9 @@ type chainParts struct {
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
-func buildChain(cfg *Config, p chainParts) resolver.Resolver {
-	blockedNets, _ := cfg.blockedNets()
-	allowed, _ := cfg.allowedNets()
+func buildChain(cfg *configs.Config, p chainParts) resolver.Resolver {
+	blockedNets, _ := cfg.BlockedNets()
+	allowed, _ := cfg.AllowedNets()
 	router := buildRouter(cfg, p)
 	var ql, policy, policyLog, rateLimit resolver.Middleware
 	if rl := cfg.RateLimit; rl.ClientQPS > 0 || rl.PrefixQPS > 0 {
@@ -268,7 +260,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		}, nil)
 	}
 	if cfg.Log.Queries {
-		ql = resolver.QueryLog(p.queryLog, cfg.clientPrivacy())
+		ql = resolver.QueryLog(p.queryLog, cfg.ClientPrivacy())
 	}
 	if p.groups != nil {
 		policy = resolver.Policy(p.groups)
@@ -308,7 +300,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		policy,
 		resolver.Local(p.local),
 		resolver.Block(resolver.Blocker{
-			Matcher: p.lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: p.apps,
+			Matcher: p.lists, Sinkhole: cfg.Sinkhole(""), ListSinkholes: cfg.ListSinkholes(), Apps: p.apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
 			Pause: p.pause,
 		}),
@@ -325,7 +317,7 @@ func cacheStage(c *resolver.Cache) resolver.Middleware {
 }
 
 // newCache builds the response cache from the config (nil when cache.max_entries is 0).
-func newCache(cfg *Config, m *metrics.Metrics) *resolver.Cache {
+func newCache(cfg *configs.Config, m *metrics.Metrics) *resolver.Cache {
 	c := cfg.Cache
 	if c.MaxEntries == 0 {
 		m.CacheSize(nil)
@@ -342,14 +334,14 @@ func newCache(cfg *Config, m *metrics.Metrics) *resolver.Cache {
 
 // buildRouter routes names by zone: forward_zones to their upstreams, the locally-served zones to
 // private_zones.upstreams or a local NXDOMAIN (RFC 6303), the rest to the default upstreams.
-func buildRouter(cfg *Config, p chainParts) *resolver.Router {
+func buildRouter(cfg *configs.Config, p chainParts) *resolver.Router {
 	forward := func(ups []upstream.Upstream) *upstream.Forward {
 		limits := make([]*resolver.Limiter, len(ups))
 		for i := range limits {
 			limits[i] = resolver.NewLimiter(cfg.Limits.UpstreamMaxInflight)
 		}
 		return &upstream.Forward{Upstreams: ups, AttemptTimeout: cfg.UpstreamTimeout, Observe: p.observe,
-			Limits: limits, Health: cfg.healthPolicy(), OnHealth: p.onHealth}
+			Limits: limits, Health: cfg.HealthPolicy(), OnHealth: p.onHealth}
 	}
 	parse := func(urls []string) []upstream.Upstream {
 		var ups []upstream.Upstream
@@ -416,7 +408,7 @@ type refreshEvent struct {
 
 // state is everything built from one config: its lists and the query chain.
 type state struct {
-	cfg       *Config
+	cfg       *configs.Config
 	lists     *blocklist.Live
 	chain     resolver.Resolver
 	upstreams []string
@@ -425,16 +417,16 @@ type state struct {
 }
 
 // build makes a state from cfg aside from the running one; an error leaves nothing behind.
-func (e *env) build(cfg *Config) (*state, error) {
+func (e *env) build(cfg *configs.Config) (*state, error) {
 	m, log := e.metrics, e.log
 	upstreamURLs := cfg.Upstreams
 	if len(upstreamURLs) == 0 {
 		var err error
-		if upstreamURLs, err = defaultUpstreams(cfg.ResolvConf, cfg.Listen); err != nil {
+		if upstreamURLs, err = configs.DefaultUpstreams(cfg.ResolvConf, cfg.Listen); err != nil {
 			return nil, err
 		}
 	}
-	upOpts, err := cfg.upstreamOptions()
+	upOpts, err := cfg.UpstreamOptions()
 	if err != nil {
 		return nil, err
 	}
@@ -446,7 +438,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 		}
 		upstreams = append(upstreams, up)
 	}
-	e.download(cfg, func(l ListConfig) bool { _, ok := e.fetcher.Cached(l.Name, l.URL); return !ok })
+	e.download(cfg, func(l configs.ListConfig) bool { _, ok := e.fetcher.Cached(l.Name, l.URL); return !ok })
 	onReload := func(r blocklist.Result) {
 		now := time.Now()
 		for _, l := range r.Lists {
@@ -471,7 +463,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 	if err != nil {
 		return nil, err
 	}
-	local, err := cfg.localData()
+	local, err := cfg.LocalData()
 	if err != nil {
 		return nil, err
 	}
@@ -488,7 +480,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 		}
 	}
 	for _, l := range urlLists(cfg) {
-		m.ListInterval(l.Name, l.refresh())
+		m.ListInterval(l.Name, l.RefreshInterval())
 	}
 	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
@@ -518,7 +510,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 // download fetches the URL lists that need it (e.g. those without a cached copy) concurrently,
 // each bounded by downloads.timeout per attempt; failures are logged, returned by list name and
 // left to the refresh loop to retry.
-func (e *env) download(cfg *Config, need func(ListConfig) bool) map[string]error {
+func (e *env) download(cfg *configs.Config, need func(configs.ListConfig) bool) map[string]error {
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex
@@ -547,10 +539,10 @@ func (e *env) download(cfg *Config, need func(ListConfig) bool) map[string]error
 	return failed
 }
 
-// refresh starts the background downloads of a state's URL lists: at once for a list served from
+// Refresh starts the background downloads of a state's URL lists: at once for a list served from
 // an older cached copy, then every refresh interval; a list with no copy yet is retried sooner,
 // with backoff. Results go to the reload loop, so reloads stay single-threaded.
-func (e *env) refresh(st *state) {
+func (e *env) Refresh(st *state) {
 	ctx, cancel := context.WithCancel(context.Background())
 	closeRest := st.stop
 	st.stop = func() { cancel(); closeRest() }
@@ -566,7 +558,7 @@ func (e *env) refresh(st *state) {
 		go func() {
 			done := report(l.Name)
 			_, have := e.fetcher.Cached(l.Name, l.URL)
-			for delay := 30 * time.Second; !have; delay = min(2*delay, l.refresh()) {
+			for delay := 30 * time.Second; !have; delay = min(2*delay, l.RefreshInterval()) {
 				select {
 				case <-ctx.Done():
 					return
@@ -579,7 +571,7 @@ func (e *env) refresh(st *state) {
 				done(res, err)
 				have = err == nil
 			}
-			e.fetcher.Refresh(ctx, l.Name, l.URL, l.refresh(), done)
+			e.fetcher.Refresh(ctx, l.Name, l.URL, l.RefreshInterval(), done)
 		}()
 	}
 }
@@ -616,7 +608,7 @@ func listInfo(l *blocklist.Live, name string) (blocklist.ListInfo, bool) {
 
 // restartNeeded names the settings that changed but only apply at the next start (new sockets,
 // the handler's own bounds).
-func restartNeeded(old, cfg *Config) []string {
+func restartNeeded(old, cfg *configs.Config) []string {
 	var out []string
 	for _, f := range []struct {
 		name     string
@@ -628,7 +620,7 @@ func restartNeeded(old, cfg *Config) []string {
 		{"limits.max_tcp_connections", old.Limits.MaxTCPConnections, cfg.Limits.MaxTCPConnections},
 		{"limits.max_tcp_queries", old.Limits.MaxTCPQueries, cfg.Limits.MaxTCPQueries},
 		{"limits.heap_floor_mb", old.Limits.HeapFloorMB, cfg.Limits.HeapFloorMB},
-		{"log", logSettings(old.Log), logSettings(cfg.Log)},
+		{"log", configs.LogSettings(old.Log), configs.LogSettings(cfg.Log)},
 		{"downloads", old.Downloads, cfg.Downloads},
 	} {
 		if fmt.Sprint(f.old) != fmt.Sprint(f.new) {
@@ -648,7 +640,7 @@ func restartNeeded(old, cfg *Config) []string {
 func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download bool) (*state, reloaded, error) {
 	var failed map[string]error
 	if download {
-		failed = e.download(cur.cfg, func(ListConfig) bool { return true })
+		failed = e.download(cur.cfg, func(configs.ListConfig) bool { return true })
 	}
 	reloadLists := func() blocklist.Result {
 		res := cur.lists.Reload()
@@ -664,7 +656,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 		return cur, listsReloaded("built-in", reloadLists()), nil
 	}
 	cfg, err := loadConfig(o)
-	if err == nil && configEqual(cur.cfg, cfg) {
+	if err == nil && cur.cfg.Equal(cfg) {
 		return cur, listsReloaded("unchanged", reloadLists()), nil
 	}
 	var next *state
@@ -681,7 +673,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	}
 	chain.Store(next.chain)
 	cur.stop()
-	e.refresh(next)
+	e.Refresh(next)
 	e.metrics.ConfigLoaded(true, time.Now())
 	e.log.Info("config reloaded", zap.String("config", o.config), zap.Int("blocked_names", next.lists.Set().Len()))
 	return next, listsReloaded("reloaded", blocklist.Result{Lists: next.lists.Set().Lists(), Entries: next.lists.Set().Len()}), nil
@@ -701,15 +693,8 @@ func sizeString(n int) string {
 // garbage collection per load.
 func releaseMemory() { debug.FreeOSMemory() }
 
-// configEqual compares two configs as the user wrote them.
-func configEqual(a, b *Config) bool {
-	ca, cb := *a, *b
-	ca.lines, cb.lines = nil, nil
-	return fmt.Sprintf("%+v", ca) == fmt.Sprintf("%+v", cb)
-}
-
 // serve runs the DNS and HTTP listeners until ctx is done.
-func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) error {
+func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h hooks) error {
 	log := logs.main
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
@@ -734,7 +719,7 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 	}
 	e.cur.Store(cur)
 	releaseMemory()
-	e.refresh(cur)
+	e.Refresh(cur)
 	defer func() { cur.stop() }()
 	m.ConfigLoaded(true, time.Now())
 	rep := e.report
@@ -769,15 +754,15 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		OnInvalid:      m.InvalidPacket,
 	}
 	for _, l := range cfg.Listen {
-		ls, _ := parseListen(l) // validated
+		ls, _ := configs.ParseListen(l) // validated
 		var s *listen.Server
-		switch ls.transport {
+		switch ls.Transport {
 		case resolver.DoT:
-			s, err = listen.DoT(ls.addr.String(), handler, certs, sopts)
+			s, err = listen.DoT(ls.Addr.String(), handler, certs, sopts)
 		case resolver.DoH:
-			s, err = listen.DoH(ls.addr.String(), ls.path, handler, certs, sopts)
+			s, err = listen.DoH(ls.Addr.String(), ls.Path, handler, certs, sopts)
 		default:
-			s, err = listen.Plain(ls.addr.String(), handler, sopts)
+			s, err = listen.Plain(ls.Addr.String(), handler, sopts)
 		}
 		if err != nil {
 			_ = shutdownDNS(context.Background())
@@ -785,11 +770,11 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		}
 		servers = append(servers, s)
 		addr := s.Addr()
-		switch ls.transport {
+		switch ls.Transport {
 		case resolver.DoT:
 			addr = "tls://" + addr
 		case resolver.DoH:
-			addr = "https://" + addr + ls.path
+			addr = "https://" + addr + ls.Path
 		}
 		inst.dnsAddrs = append(inst.dnsAddrs, addr)
 	}
@@ -817,7 +802,7 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 	var httpSrv *http.Server
 	httpErr := make(chan error, 1)
 	if cfg.HTTP.Listen != "" {
-		token, err := cfg.httpToken()
+		token, err := cfg.HTTPToken()
 		if err != nil { // validated, but the file may have changed since
 			_ = shutdownDNS(context.Background())
 			return fmt.Errorf("http.token_file: %w", err)
@@ -852,7 +837,7 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 	for _, l := range lists.Set().Lists() {
 		listFields = append(listFields, zap.Int(l.Name, l.Entries))
 	}
-	if exposed := cfg.exposedListeners(); len(exposed) > 0 {
+	if exposed := cfg.ExposedListeners(); len(exposed) > 0 {
 		log.Warn("OPEN RESOLVER: listening on a public or wildcard address while access.allow admits every client; "+
 			"anyone on the internet can use this server for DNS amplification attacks. Restrict access.allow.",
 			zap.Strings("listen", exposed))

@@ -10,6 +10,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
+
+	"github.com/dnsfence/dnsfence/configs"
 )
 
 // watchFiles signals on the returned channel when any of paths may have changed, after a quiet
@@ -83,7 +85,7 @@ func relevant(name string, paths []string) bool {
 
 // watchedPaths are the files whose change should trigger a reload: the config file and the list
 // (or list directory) and hosts files it names. URL lists are refreshed on their own schedule.
-func watchedPaths(cfg *Config, configPath string) []string {
+func watchedPaths(cfg *configs.Config, configPath string) []string {
 	var out []string
 	add := func(p string) {
 		if p != "" {

@@ -1,4 +1,4 @@
-package main
+package configs
 
 import (
 	"bytes"
@@ -20,7 +20,6 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/dnsfence/dnsfence/blocklist"
-	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/upstream"
 )
@@ -61,6 +60,16 @@ type Config struct {
 	lines map[string]int
 	// source names the file in messages ("embedded default" when there is none).
 	source string
+}
+
+// Source names the file the config came from, for messages.
+func (c *Config) Source() string { return c.source }
+
+// Equal compares two configs as the user wrote them (line numbers aside).
+func (c *Config) Equal(o *Config) bool {
+	a, b := *c, *o
+	a.lines, b.lines = nil, nil
+	return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b)
 }
 
 // BlockingConfig is how blocked names are answered.
@@ -119,16 +128,16 @@ type DownloadConfig struct {
 // defaultRefresh is how often a URL list is downloaded again when its refresh is not set.
 const defaultRefresh = 24 * time.Hour
 
-// refresh is the list's refresh interval.
-func (l ListConfig) refresh() time.Duration {
+// RefreshInterval is the list's refresh interval.
+func (l ListConfig) RefreshInterval() time.Duration {
 	if l.Refresh > 0 {
 		return l.Refresh
 	}
 	return defaultRefresh
 }
 
-// cacheDir is where URL lists are cached.
-func (c *Config) cacheDir() string {
+// CacheDir is where URL lists are cached.
+func (c *Config) CacheDir() string {
 	if c.Downloads.CacheDir != "" {
 		return c.Downloads.CacheDir
 	}
@@ -141,16 +150,16 @@ func (c *Config) cacheDir() string {
 	return filepath.Join(os.TempDir(), "dnsfence-cache")
 }
 
-// mode is the sinkhole mode that applies to list l ("" means blocking.mode).
-func (l ListConfig) mode() string {
+// SinkholeMode is the sinkhole mode that applies to list l ("" means blocking.mode).
+func (l ListConfig) SinkholeMode() string {
 	if l.Mode == "" && l.Builtin == "doh-bypass" {
 		return "nxdomain" // Firefox honours only NXDOMAIN from its canary
 	}
 	return l.Mode
 }
 
-// bootstrapAddrs are the bootstrap servers as IP:port.
-func (c *Config) bootstrapAddrs() []string {
+// BootstrapAddrs are the bootstrap servers as IP:port.
+func (c *Config) BootstrapAddrs() []string {
 	var out []string
 	for _, b := range c.Bootstrap {
 		if u, err := upstream.Parse(b, upstream.Options{}); err == nil {
@@ -160,9 +169,9 @@ func (c *Config) bootstrapAddrs() []string {
 	return out
 }
 
-// upstreamOptions builds the options for DoT/DoH upstreams, reading upstream_tls_ca if set.
-func (c *Config) upstreamOptions() (upstream.Options, error) {
-	opts := upstream.Options{Bootstrap: c.bootstrapAddrs()}
+// UpstreamOptions builds the options for DoT/DoH upstreams, reading upstream_tls_ca if set.
+func (c *Config) UpstreamOptions() (upstream.Options, error) {
+	opts := upstream.Options{Bootstrap: c.BootstrapAddrs()}
 	if c.UpstreamTLSCA != "" {
 		pem, err := os.ReadFile(c.UpstreamTLSCA)
 		if err != nil {
@@ -189,8 +198,8 @@ type PrivateConfig struct {
 	Upstreams []string `yaml:"upstreams"`
 }
 
-// localData builds the custom records and hosts files.
-func (c *Config) localData() (*resolver.LocalData, error) {
+// LocalData builds the custom records and hosts files.
+func (c *Config) LocalData() (*resolver.LocalData, error) {
 	ld, err := resolver.NewLocalData(c.Records)
 	if err != nil {
 		return nil, err
@@ -215,45 +224,47 @@ type TLSConfig struct {
 	Key  string `yaml:"key"`
 }
 
-// listenSpec is one listen entry: a bare IP:port (UDP and TCP), tls://IP:port (DoT, default port
+// ListenSpec is one listen entry: a bare IP:port (UDP and TCP), tls://IP:port (DoT, default port
 // 853) or https://IP:port/path (DoH, default port 443, path /dns-query).
-type listenSpec struct {
-	transport resolver.Transport // UDP means UDP and TCP
-	addr      netip.AddrPort
-	path      string
+type ListenSpec struct {
+	Transport resolver.Transport // UDP means UDP and TCP
+	Addr      netip.AddrPort
+	Path      string // DoH only
 }
 
-func parseListen(s string) (listenSpec, error) {
+// ParseListen parses one listen address: IP:port (UDP and TCP), tls://IP:port or
+// https://IP:port/path.
+func ParseListen(s string) (ListenSpec, error) {
 	scheme, rest, found := strings.Cut(s, "://")
 	if !found {
 		ap, err := netip.ParseAddrPort(s)
 		if err != nil {
-			return listenSpec{}, fmt.Errorf("%q is not IP:port, tls://IP:port or https://IP:port/path (%v)", s, err)
+			return ListenSpec{}, fmt.Errorf("%q is not IP:port, tls://IP:port or https://IP:port/path (%v)", s, err)
 		}
-		return listenSpec{transport: resolver.UDP, addr: ap}, nil
+		return ListenSpec{Transport: resolver.UDP, Addr: ap}, nil
 	}
-	ls := listenSpec{}
+	ls := ListenSpec{}
 	switch scheme {
 	case "tls":
-		ls.transport = resolver.DoT
+		ls.Transport = resolver.DoT
 	case "https":
-		ls.transport = resolver.DoH
+		ls.Transport = resolver.DoH
 	default:
-		return listenSpec{}, fmt.Errorf("%q: unsupported scheme %q (want a bare IP:port, tls:// or https://)", s, scheme)
+		return ListenSpec{}, fmt.Errorf("%q: unsupported scheme %q (want a bare IP:port, tls:// or https://)", s, scheme)
 	}
 	hostport, path, _ := strings.Cut(rest, "/")
-	ls.path = "/" + path
+	ls.Path = "/" + path
 	if path == "" {
-		ls.path = "/dns-query"
+		ls.Path = "/dns-query"
 	}
-	if ls.transport == resolver.DoT && path != "" {
-		return listenSpec{}, fmt.Errorf("%q: a tls:// listener has no path", s)
+	if ls.Transport == resolver.DoT && path != "" {
+		return ListenSpec{}, fmt.Errorf("%q: a tls:// listener has no path", s)
 	}
-	ap, err := parseHostPortDefault(hostport, map[resolver.Transport]uint16{resolver.DoT: 853, resolver.DoH: 443}[ls.transport])
+	ap, err := parseHostPortDefault(hostport, map[resolver.Transport]uint16{resolver.DoT: 853, resolver.DoH: 443}[ls.Transport])
 	if err != nil {
-		return listenSpec{}, fmt.Errorf("%q: %v", s, err)
+		return ListenSpec{}, fmt.Errorf("%q: %v", s, err)
 	}
-	ls.addr = ap
+	ls.Addr = ap
 	return ls, nil
 }
 
@@ -275,8 +286,8 @@ type HealthConfig struct {
 	MaxCooldown   time.Duration `yaml:"max_cooldown"`
 }
 
-// healthPolicy is the forwarder's policy; nil when fail_threshold is 0.
-func (c *Config) healthPolicy() *upstream.HealthPolicy {
+// HealthPolicy is the forwarder's policy; nil when fail_threshold is 0.
+func (c *Config) HealthPolicy() *upstream.HealthPolicy {
 	h := c.UpstreamHealth
 	if h.FailThreshold == 0 {
 		return nil
@@ -338,7 +349,7 @@ func (a *AppSelection) UnmarshalYAML(n *yaml.Node) error {
 	case yaml.ScalarNode:
 		switch n.Value {
 		case "all":
-			*a = configs.AppIDs()
+			*a = AppIDs()
 		case "none", "":
 			*a = AppSelection{}
 		default:
@@ -396,7 +407,7 @@ func defaults() Config {
 		TCPIdleTimeout:  10 * time.Second,
 		ShutdownTimeout: 5 * time.Second,
 		Blocking:        BlockingConfig{Mode: "nxdomain", TTL: 60 * time.Second, InspectAnswers: true},
-		Apps:            configs.AppIDs(),
+		Apps:            AppIDs(),
 		Access:          AccessConfig{Allow: prefixStrings(resolver.DefaultAllowedNets()), Action: "refuse"},
 		RateLimit:       RateConfig{ClientQPS: 200, ClientBurst: 400, Slip: 2},
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000, HeapFloorMB: 10},
@@ -408,9 +419,25 @@ func defaults() Config {
 	}
 }
 
-// parseConfig decodes YAML strictly: unknown keys and values of the wrong type are errors with the
+// Parse decodes YAML strictly: unknown keys and values of the wrong type are errors with the
 // line they are on. It does not validate values; call Validate.
-func parseConfig(data []byte, source string) (*Config, error) {
+// Load reads and parses the config file at path; an empty path is the built-in default. It does
+// not validate: flags may still change the result.
+func Load(path string) (*Config, error) {
+	data, source := DefaultConfig(), "built-in config"
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+		data, source = b, path
+	}
+	return Parse(data, source)
+}
+
+// Parse decodes YAML strictly: unknown keys and values of the wrong type are errors with the line
+// they are on. source names the file in messages. It does not validate values; call Validate.
+func Parse(data []byte, source string) (*Config, error) {
 	cfg := defaults()
 	cfg.source = source
 	dec := yaml.NewDecoder(bytes.NewReader(data))
@@ -522,13 +549,13 @@ func (c *Config) Validate() error {
 	}
 	encrypted := false
 	for i, l := range c.Listen {
-		ls, err := parseListen(l)
+		ls, err := ParseListen(l)
 		if err != nil {
 			errs = append(errs, c.problem(fmt.Sprintf("listen[%d]", i), "%v", err))
 		}
-		encrypted = encrypted || ls.transport == resolver.DoT || ls.transport == resolver.DoH
+		encrypted = encrypted || ls.Transport == resolver.DoT || ls.Transport == resolver.DoH
 	}
-	upOpts := upstream.Options{Bootstrap: c.bootstrapAddrs()}
+	upOpts := upstream.Options{Bootstrap: c.BootstrapAddrs()}
 	for i, z := range c.ForwardZones {
 		p := fmt.Sprintf("forward_zones[%d]", i)
 		if _, ok := dns.IsDomainName(z.Zone); !ok || z.Zone == "" {
@@ -562,7 +589,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, u := range c.Upstreams {
-		if _, err := upstream.Parse(u, upstream.Options{Bootstrap: c.bootstrapAddrs()}); err != nil {
+		if _, err := upstream.Parse(u, upstream.Options{Bootstrap: c.BootstrapAddrs()}); err != nil {
 			errs = append(errs, c.problem(fmt.Sprintf("upstreams[%d]", i), "%v", err))
 		}
 	}
@@ -589,14 +616,14 @@ func (c *Config) Validate() error {
 	if err != nil {
 		errs = append(errs, c.problem("blocking.mode", "%v", err))
 	}
-	v4, v6, ipErrs := c.customIPs()
+	v4, v6, ipErrs := c.CustomIPs()
 	errs = append(errs, ipErrs...)
 	if err == nil && mode == resolver.SinkholeCustom && !v4.IsValid() && !v6.IsValid() {
 		errs = append(errs, c.problem("blocking.mode", "custom mode needs blocking.ipv4 and/or blocking.ipv6"))
 	}
-	_, netErrs := c.blockedNets()
+	_, netErrs := c.BlockedNets()
 	errs = append(errs, netErrs...)
-	valid := strings.Join(configs.AppIDs(), ", ")
+	valid := strings.Join(AppIDs(), ", ")
 	names := map[string]bool{}
 	for i, id := range c.Apps {
 		p := "apps"
@@ -604,7 +631,7 @@ func (c *Config) Validate() error {
 			p = fmt.Sprintf("apps[%d]", i)
 		}
 		switch {
-		case !configs.IsApp(id):
+		case !IsApp(id):
 			errs = append(errs, c.problem(p, "unknown app %q (valid: all, none, %s)", id, valid))
 		case names[id]:
 			errs = append(errs, c.problem(p, "app %q listed twice", id))
@@ -668,7 +695,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, c.problem(r.path, "must be 0 (off) or more, got %v", r.v))
 		}
 	}
-	_, accessErrs := c.allowedNets()
+	_, accessErrs := c.AllowedNets()
 	errs = append(errs, accessErrs...)
 	if c.Access.Action != "refuse" && c.Access.Action != "drop" {
 		errs = append(errs, c.problem("access.action", "%q: want refuse or drop", c.Access.Action))
@@ -699,10 +726,10 @@ func prefixStrings(ps []netip.Prefix) []string {
 	return out
 }
 
-// allowedNets parses access.allow (a bare address is a single-host prefix).
-func (c *Config) allowedNets() (nets []netip.Prefix, errs []error) {
+// AllowedNets parses access.allow (a bare address is a single-host prefix).
+func (c *Config) AllowedNets() (nets []netip.Prefix, errs []error) {
 	for i, s := range c.Access.Allow {
-		p, err := parsePrefixOrAddr(s)
+		p, err := ParsePrefixOrAddr(s)
 		if err != nil {
 			errs = append(errs, c.problem(fmt.Sprintf("access.allow[%d]", i), "%q is not a CIDR prefix or address", s))
 			continue
@@ -712,7 +739,7 @@ func (c *Config) allowedNets() (nets []netip.Prefix, errs []error) {
 	return nets, errs
 }
 
-func parsePrefixOrAddr(s string) (netip.Prefix, error) {
+func ParsePrefixOrAddr(s string) (netip.Prefix, error) {
 	if p, err := netip.ParsePrefix(s); err == nil {
 		return p.Masked(), nil
 	}
@@ -723,20 +750,20 @@ func parsePrefixOrAddr(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// exposedListeners returns the listen addresses reachable from the internet (a public address or
+// ExposedListeners returns the listen addresses reachable from the internet (a public address or
 // a wildcard) when access admits every client: the setup that makes an open resolver.
-func (c *Config) exposedListeners() []string {
-	nets, _ := c.allowedNets()
+func (c *Config) ExposedListeners() []string {
+	nets, _ := c.AllowedNets()
 	if !resolver.AllowsAll(nets) {
 		return nil
 	}
 	var out []string
 	for _, l := range c.Listen {
-		ls, err := parseListen(l)
+		ls, err := ParseListen(l)
 		if err != nil {
 			continue
 		}
-		a := ls.addr.Addr().Unmap()
+		a := ls.Addr.Addr().Unmap()
 		if a.IsUnspecified() || a.IsGlobalUnicast() && !a.IsPrivate() && !netip.MustParsePrefix("100.64.0.0/10").Contains(a) {
 			out = append(out, l)
 		}
@@ -753,13 +780,13 @@ func (c *Config) validateLists(section string, lists []ListConfig, names map[str
 		switch {
 		case l.Name == "":
 			errs = append(errs, c.problem(p, "name is required"))
-		case names[l.Name] && configs.IsApp(l.Name):
+		case names[l.Name] && IsApp(l.Name):
 			errs = append(errs, c.problem(p+".name", "list name %q is taken by the enabled app list; name it otherwise (and set app: %s to file it under that app)", l.Name, l.Name))
 		case names[l.Name]:
 			errs = append(errs, c.problem(p+".name", "duplicate list name %q", l.Name))
 		}
 		names[l.Name] = true
-		if m := l.mode(); m != "" {
+		if m := l.SinkholeMode(); m != "" {
 			if allow {
 				errs = append(errs, c.problem(p+".mode", "an allowlist blocks nothing, so it has no sinkhole mode"))
 			} else if _, err := resolver.ParseSinkholeMode(m); err != nil {
@@ -769,7 +796,7 @@ func (c *Config) validateLists(section string, lists []ListConfig, names map[str
 		switch {
 		case l.App != "" && allow:
 			errs = append(errs, c.problem(p+".app", "an allowlist blocks nothing, so it is filed under no app"))
-		case l.App != "" && !configs.IsApp(l.App):
+		case l.App != "" && !IsApp(l.App):
 			errs = append(errs, c.problem(p+".app", "unknown app %q (valid: %s)", l.App, validApps))
 		}
 		set := 0
@@ -782,9 +809,9 @@ func (c *Config) validateLists(section string, lists []ListConfig, names map[str
 			errs = append(errs, c.problem(p, "exactly one of path, url or builtin is required"))
 		}
 		if l.Builtin != "" {
-			if _, err := fs.Stat(configs.Lists(), configs.BuiltinPath(l.Builtin)); err != nil {
+			if _, err := fs.Stat(Lists(), BuiltinPath(l.Builtin)); err != nil {
 				errs = append(errs, c.problem(p+".builtin", "unknown built-in list %q (built in: %s)",
-					l.Builtin, strings.Join(configs.Builtins(), ", ")))
+					l.Builtin, strings.Join(Builtins(), ", ")))
 			}
 		}
 		if l.URL != "" {
@@ -830,7 +857,7 @@ func (c *Config) validateGroups(lists map[string]bool) []error {
 		}
 		seen[g.Name] = true
 		for j, cl := range g.Clients {
-			if _, err := parsePrefixOrAddr(cl); err != nil {
+			if _, err := ParsePrefixOrAddr(cl); err != nil {
 				errs = append(errs, c.problem(fmt.Sprintf("%s.clients[%d]", p, j), "%q is not a CIDR prefix or address", cl))
 			}
 		}
@@ -840,7 +867,7 @@ func (c *Config) validateGroups(lists map[string]bool) []error {
 			}
 		}
 		for j, l := range g.Lists {
-			if !lists[l] || configs.IsApp(l) {
+			if !lists[l] || IsApp(l) {
 				errs = append(errs, c.problem(fmt.Sprintf("%s.lists[%d]", p, j), "no blocklist named %q (apps go under apps)", l))
 			}
 		}
@@ -852,7 +879,7 @@ func (c *Config) validateGroups(lists map[string]bool) []error {
 			if (e.App == "") == (e.List == "") {
 				errs = append(errs, c.problem(ep, "exactly one of app or list is required"))
 			}
-			if e.App != "" && !configs.IsApp(e.App) {
+			if e.App != "" && !IsApp(e.App) {
 				errs = append(errs, c.problem(ep+".app", "unknown app %q", e.App))
 			}
 			if e.List != "" && !lists[e.List] && e.List != resolver.BlockedNetsList {
@@ -869,8 +896,8 @@ func (c *Config) validateGroups(lists map[string]bool) []error {
 	return errs
 }
 
-// customIPs parses blocking.ipv4 and blocking.ipv6 (either may be empty).
-func (c *Config) customIPs() (v4, v6 netip.Addr, errs []error) {
+// CustomIPs parses blocking.ipv4 and blocking.ipv6 (either may be empty).
+func (c *Config) CustomIPs() (v4, v6 netip.Addr, errs []error) {
 	if c.Blocking.IPv4 != "" {
 		ip, err := netip.ParseAddr(c.Blocking.IPv4)
 		if err != nil || !ip.Is4() {
@@ -888,8 +915,8 @@ func (c *Config) customIPs() (v4, v6 netip.Addr, errs []error) {
 	return v4, v6, errs
 }
 
-// blockedNets parses blocking.blocked_nets.
-func (c *Config) blockedNets() (nets []netip.Prefix, errs []error) {
+// BlockedNets parses blocking.blocked_nets.
+func (c *Config) BlockedNets() (nets []netip.Prefix, errs []error) {
 	for i, s := range c.Blocking.BlockedNets {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -901,31 +928,31 @@ func (c *Config) blockedNets() (nets []netip.Prefix, errs []error) {
 	return nets, errs
 }
 
-// sinkhole builds the sinkhole for mode ("" is blocking.mode) from a validated config.
-func (c *Config) sinkhole(mode string) *resolver.Sinkhole {
+// Sinkhole builds the sinkhole for mode ("" is blocking.mode) from a validated config.
+func (c *Config) Sinkhole(mode string) *resolver.Sinkhole {
 	if mode == "" {
 		mode = c.Blocking.Mode
 	}
 	m, _ := resolver.ParseSinkholeMode(mode)
-	v4, v6, _ := c.customIPs()
+	v4, v6, _ := c.CustomIPs()
 	return &resolver.Sinkhole{Mode: m, IPv4: v4, IPv6: v6, TTL: c.Blocking.TTL}
 }
 
-// listSinkholes are the per-list overrides of the sinkhole mode.
-func (c *Config) listSinkholes() map[string]*resolver.Sinkhole {
+// ListSinkholes are the per-list overrides of the sinkhole mode.
+func (c *Config) ListSinkholes() map[string]*resolver.Sinkhole {
 	out := map[string]*resolver.Sinkhole{}
 	for _, l := range c.Blocklists {
-		if m := l.mode(); m != "" {
-			out[l.Name] = c.sinkhole(m)
+		if m := l.SinkholeMode(); m != "" {
+			out[l.Name] = c.Sinkhole(m)
 		}
 	}
 	return out
 }
 
-// defaultUpstreams reads the nameservers from resolvConf, minus those that are dnsfence itself (one
+// DefaultUpstreams reads the nameservers from resolvConf, minus those that are dnsfence itself (one
 // of the listen addresses, or any local address when listening on a wildcard on port 53), which
 // would make every query loop back to us.
-func defaultUpstreams(resolvConf string, listen []string) ([]string, error) {
+func DefaultUpstreams(resolvConf string, listen []string) ([]string, error) {
 	cc, err := dns.ClientConfigFromFile(resolvConf)
 	if err != nil {
 		return nil, fmt.Errorf("no upstreams configured and %s unreadable: %w", resolvConf, err)
@@ -956,9 +983,9 @@ func defaultUpstreams(resolvConf string, listen []string) ([]string, error) {
 
 func isSelf(server netip.AddrPort, listen []string) bool {
 	for _, l := range listen {
-		ls, err := parseListen(l)
-		ap := ls.addr
-		if err != nil || ls.transport != resolver.UDP || ap.Port() != server.Port() {
+		ls, err := ParseListen(l)
+		ap := ls.Addr
+		if err != nil || ls.Transport != resolver.UDP || ap.Port() != server.Port() {
 			continue
 		}
 		if ap.Addr().Unmap() == server.Addr() {

@@ -1,47 +1,22 @@
-package main
+package configs
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver"
 )
 
-// TestShippedConfigs loads every example config: docs that do not parse fail the build.
-func TestShippedConfigs(t *testing.T) {
-	files, err := filepath.Glob("../../configs/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no example configs found: %v", err)
-	}
-	for _, f := range files {
-		cfg, err := loadConfig(&options{config: f})
-		if err != nil {
-			t.Errorf("%s: %v", f, err)
-			continue
-		}
-		if _, _, err := loadSet(cfg); err != nil {
-			t.Errorf("%s: %v", f, err)
-		}
-	}
-	// The embedded default is the shipped file itself.
-	shipped, err := os.ReadFile("../../configs/dnsfence.yaml")
-	if err != nil || !bytes.Equal(shipped, configs.DefaultConfig()) {
-		t.Error("embedded default differs from configs/dnsfence.yaml")
-	}
-}
-
 // TestDefaultsMatchShippedFile: a key left out of a config means what configs/dnsfence.yaml says.
 func TestDefaultsMatchShippedFile(t *testing.T) {
-	fromFile, err := parseConfig(configs.DefaultConfig(), "shipped")
+	fromFile, err := Parse(DefaultConfig(), "shipped")
 	if err != nil {
 		t.Fatal(err)
 	}
-	empty, err := parseConfig([]byte("# nothing set\n"), "empty")
+	empty, err := Parse([]byte("# nothing set\n"), "empty")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,10 +30,10 @@ func TestDefaultsMatchShippedFile(t *testing.T) {
 		"apps: []\n":               "",
 		"apps: alipay\n":           "alipay",
 		"apps: [vmate, qq]\n":      "vmate qq",
-		"apps: all\n":              strings.Join(configs.AppIDs(), " "),
-		"listen: [127.0.0.1:53]\n": strings.Join(configs.AppIDs(), " "),
+		"apps: all\n":              strings.Join(AppIDs(), " "),
+		"listen: [127.0.0.1:53]\n": strings.Join(AppIDs(), " "),
 	} {
-		c, err := parseConfig([]byte(in), "t")
+		c, err := Parse([]byte(in), "t")
 		if err != nil || strings.Join(c.Apps, " ") != want {
 			t.Errorf("%q: apps %v (%v), want %q", in, c.Apps, err, want)
 		}
@@ -66,7 +41,7 @@ func TestDefaultsMatchShippedFile(t *testing.T) {
 }
 
 func TestBuiltinDefault(t *testing.T) {
-	cfg, err := loadConfig(&options{})
+	cfg, err := loadValid("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +49,7 @@ func TestBuiltinDefault(t *testing.T) {
 	if strings.Join(cfg.Listen, " ") != strings.Join(want, " ") || cfg.HTTP.Listen != "127.0.0.1:9253" {
 		t.Errorf("default listen %v http %q", cfg.Listen, cfg.HTTP.Listen)
 	}
-	if strings.Join(cfg.Apps, " ") != strings.Join(configs.AppIDs(), " ") {
+	if strings.Join(cfg.Apps, " ") != strings.Join(AppIDs(), " ") {
 		t.Errorf("default apps %v, want all eight", cfg.Apps)
 	}
 }
@@ -129,7 +104,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p := writeFile(t, t.TempDir(), "c.yaml", tc.yaml)
-			_, err := loadConfig(&options{config: p})
+			_, err := loadValid(p)
 			if err == nil {
 				t.Fatal("accepted")
 			}
@@ -147,7 +122,7 @@ func TestConfigErrorsNameTheLine(t *testing.T) {
 
 func TestConfigNullModeMeansNullSinkhole(t *testing.T) {
 	p := writeFile(t, t.TempDir(), "c.yaml", "blocking:\n  mode: null\n")
-	cfg, err := loadConfig(&options{config: p})
+	cfg, err := loadValid(p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,45 +131,24 @@ func TestConfigNullModeMeansNullSinkhole(t *testing.T) {
 	}
 }
 
-func TestFlagsOverrideConfig(t *testing.T) {
-	p := writeFile(t, t.TempDir(), "c.yaml", "listen: [127.0.0.1:5300]\nupstreams: [192.0.2.1]\nblocklists: [{name: ads, path: /z/ads.txt}]\nhttp: {listen: 127.0.0.1:9999}\n")
-	o, _, err := parseFlags("t", []string{"-config", p, "-listen", "127.0.0.2:53", "-upstream", "tcp://192.0.2.2",
-		"-blocklist", "/x/ads.txt", "-blocklist", "/y/more.list", "-http", ""}, os.Stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := loadConfig(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, l := range cfg.Blocklists {
-		names = append(names, l.Name)
-	}
-	if strings.Join(cfg.Listen, ",") != "127.0.0.2:53" || strings.Join(cfg.Upstreams, ",") != "tcp://192.0.2.2" ||
-		strings.Join(names, ",") != "ads,ads-2,more" || cfg.HTTP.Listen != "" {
-		t.Fatalf("listen %v upstreams %v lists %v http %q", cfg.Listen, cfg.Upstreams, names, cfg.HTTP.Listen)
-	}
-}
-
 func TestDefaultUpstreamsFromResolvConf(t *testing.T) {
 	dir := t.TempDir()
 	rc := writeFile(t, dir, "resolv.conf", "# generated\nnameserver 127.0.0.1\nnameserver 192.0.2.10\nnameserver ::1\nsearch lan\n")
 
-	got, err := defaultUpstreams(rc, []string{"127.0.0.1:1053"})
+	got, err := DefaultUpstreams(rc, []string{"127.0.0.1:1053"})
 	if err != nil || strings.Join(got, " ") != "127.0.0.1:53 192.0.2.10:53 [::1]:53" {
 		t.Errorf("listening on 1053: %v %v", got, err)
 	}
 	// Listening on port 53 of an address in resolv.conf would forward to ourselves.
-	got, err = defaultUpstreams(rc, []string{"127.0.0.1:53", "[::]:53"})
+	got, err = DefaultUpstreams(rc, []string{"127.0.0.1:53", "[::]:53"})
 	if err != nil || strings.Join(got, " ") != "192.0.2.10:53" {
 		t.Errorf("listening on 53: %v %v", got, err)
 	}
 	only := writeFile(t, dir, "only", "nameserver 127.0.0.1\n")
-	if _, err := defaultUpstreams(only, []string{"0.0.0.0:53"}); err == nil || !strings.Contains(err.Error(), "none usable") {
+	if _, err := DefaultUpstreams(only, []string{"0.0.0.0:53"}); err == nil || !strings.Contains(err.Error(), "none usable") {
 		t.Errorf("only ourselves left: err = %v", err)
 	}
-	if _, err := defaultUpstreams(filepath.Join(dir, "missing"), nil); err == nil {
+	if _, err := DefaultUpstreams(filepath.Join(dir, "missing"), nil); err == nil {
 		t.Error("missing resolv.conf accepted")
 	}
 }
@@ -213,8 +167,29 @@ func TestExposedListeners(t *testing.T) {
 		{[]string{"0.0.0.0:53"}, prefixStrings(resolver.DefaultAllowedNets()), false},
 	} {
 		c := &Config{Listen: tc.listen, Access: AccessConfig{Allow: tc.allow}}
-		if got := len(c.exposedListeners()) > 0; got != tc.exposed {
+		if got := len(c.ExposedListeners()) > 0; got != tc.exposed {
 			t.Errorf("listen %v allow %v: exposed %v, want %v", tc.listen, tc.allow, got, tc.exposed)
 		}
 	}
+}
+
+// loadValid is what dnsfence does with -config path (no flags): load, then validate.
+func loadValid(path string) (*Config, error) {
+	cfg, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	}
+	return cfg, nil
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
