@@ -1,5 +1,11 @@
-// Package configs ships the files a new user needs: the default configuration and the built-in
-// blocklists (the curated per-app lists), embedded so the binary runs with no files on disk.
+// Package configs is dnsfence's configuration: the schema of the YAML file (Config), its defaults,
+// strict parsing with line numbers (Load, Parse), validation that reports every problem at once
+// (Config.Validate), and the mapping of settings into each package's own options. It also ships
+// the files a new user needs, embedded so the binary runs with no files on disk: the default
+// configuration and the built-in blocklists (the curated per-app lists).
+//
+// It must not start anything: no sockets, goroutines or file watches. Reading the config file,
+// the token file and resolv.conf is as far as it goes; cmd/dnsfence does the wiring.
 package configs
 
 import (

@@ -3,12 +3,14 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/dnsfence/dnsfence/configs"
 )
 
 // FuzzConfig: any bytes as a config file either parse and validate or give an error; never a
 // panic. A config that validates must build its sinkholes, nets and upstream list without error.
 func FuzzConfig(f *testing.F) {
-	f.Add(DefaultConfig())
+	f.Add(configs.DefaultConfig())
 	f.Add([]byte("listen: [127.0.0.1:53]\nblocking: {mode: custom, ipv4: 192.0.2.1}\n"))
 	f.Add([]byte("apps: [alipay, nope]\ngroups:\n  - {name: a, clients: [10.0.0.0/8], mode: log-only}\n"))
 	f.Add([]byte("blocking:\n  mode: null\n  blocked_nets: [203.0.113.0/24]\naccess: {allow: [0.0.0.0/0], action: drop}\n"))
@@ -16,7 +18,7 @@ func FuzzConfig(f *testing.F) {
 	f.Add([]byte("- just\n- a list\n"))
 	f.Add([]byte("listen: {a: b}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := Parse(data, "fuzz.yaml")
+		cfg, err := configs.Parse(data, "fuzz.yaml")
 		if err != nil {
 			if !strings.Contains(err.Error(), "fuzz.yaml") {
 				t.Fatalf("error does not name the file: %v", err)
