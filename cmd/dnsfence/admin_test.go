@@ -1,9 +1,7 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
@@ -335,39 +334,6 @@ func TestReadyz(t *testing.T) {
 	}
 }
 
-// TestUpstreamLiveness: the readiness rule over time, with an injected clock.
-func TestUpstreamLiveness(t *testing.T) {
-	now := time.Unix(1_000_000, 0)
-	u := &upstreamLiveness{now: func() time.Time { return now }}
-	step := func(d time.Duration) { now = now.Add(d) }
-	if err := u.check(time.Minute); err != nil {
-		t.Errorf("no exchange yet: %v", err)
-	}
-	u.observe(errors.New("timeout"))
-	if err := u.check(time.Minute); err == nil || !strings.Contains(err.Error(), "last answer: never") {
-		t.Errorf("only a failure: %v", err)
-	}
-	u.observe(context.Canceled) // a client that went away says nothing about upstreams
-	step(time.Second)
-	u.observe(nil)
-	if err := u.check(time.Minute); err != nil {
-		t.Errorf("an answer after the failure: %v", err)
-	}
-	step(30 * time.Second)
-	u.observe(errors.New("timeout"))
-	if err := u.check(time.Minute); err != nil {
-		t.Errorf("an answer 30s ago, a failure now: %v", err)
-	}
-	step(31 * time.Second)
-	if err := u.check(time.Minute); err == nil || !strings.Contains(err.Error(), "last answer: 1m1s ago") {
-		t.Errorf("the answer left the window, the failure did not: %v", err)
-	}
-	step(30 * time.Second)
-	if err := u.check(time.Minute); err != nil {
-		t.Errorf("no exchange in the window: %v", err)
-	}
-}
-
 // TestAdminStats: totals by outcome and the top blocked names and app clients, from two clients.
 func TestAdminStats(t *testing.T) {
 	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
@@ -387,18 +353,18 @@ func TestAdminStats(t *testing.T) {
 	if c.status != http.StatusOK {
 		t.Fatalf("stats: %d %s", c.status, c.raw)
 	}
-	var s statsReport
+	var s admin.StatsReport
 	if err := json.Unmarshal([]byte(c.raw), &s); err != nil {
 		t.Fatal(err)
 	}
 	if s.Queries["blocked"] != 10 || s.Queries["forwarded"] != 1 || s.Queries["total"] != 11 {
 		t.Errorf("queries %v", s.Queries)
 	}
-	wantNames := []topItem{{Name: "x.ads.example.", Count: 5}, {Name: "mobilegw.alipay.com.", Count: 4}}
+	wantNames := []admin.TopItem{{Name: "x.ads.example.", Count: 5}, {Name: "mobilegw.alipay.com.", Count: 4}}
 	if fmt.Sprint(s.TopBlocked) != fmt.Sprint(wantNames) {
 		t.Errorf("top blocked names %+v, want %+v", s.TopBlocked, wantNames)
 	}
-	wantClients := []topItem{{Client: "127.0.0.2", Count: 4}, {Client: "127.0.0.3", Count: 1}}
+	wantClients := []admin.TopItem{{Client: "127.0.0.2", Count: 4}, {Client: "127.0.0.3", Count: 1}}
 	if fmt.Sprint(s.TopAppClients) != fmt.Sprint(wantClients) {
 		t.Errorf("top app clients %+v, want %+v", s.TopAppClients, wantClients)
 	}

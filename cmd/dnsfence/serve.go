@@ -24,6 +24,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dnsfence/dnsfence/blocklist"
+	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
@@ -389,9 +390,9 @@ type env struct {
 	metrics                  *metrics.Metrics
 	report                   *report.Report
 	inst                     *instance
-	stats                    *stats
-	pauser                   *pauser
-	upstreams                *upstreamLiveness
+	stats                    *admin.Stats
+	pauser                   *admin.Pauser
+	upstreams                *admin.Liveness
 	// cur is the running state, for the HTTP handlers; the serve loop stores it.
 	cur     atomic.Pointer[state]
 	fetcher *blocklist.Fetcher
@@ -486,10 +487,10 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
 		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
-		stats: e.stats.middleware(), pause: &e.pauser.pause,
+		stats: e.stats.Middleware(), pause: e.pauser.Pause(),
 		observe: func(upstream string, d time.Duration, err error) {
 			m.ObserveUpstream(upstream, d, err)
-			e.upstreams.observe(err)
+			e.upstreams.Observe(err)
 		},
 		onHealth: func(upstream string, healthy bool) {
 			m.UpstreamHealthy(upstream, healthy)
@@ -637,7 +638,7 @@ func restartNeeded(old, cfg *configs.Config) []string {
 //
 // With download (SIGHUP, the admin API; not file changes), URL lists are downloaded first
 // (conditional requests, so an unchanged list costs one round trip).
-func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download bool) (*state, reloaded, error) {
+func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download bool) (*state, admin.Reloaded, error) {
 	var failed map[string]error
 	if download {
 		failed = e.download(cur.cfg, func(configs.ListConfig) bool { return true })
@@ -653,11 +654,11 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	}
 	if o.config == "" {
 		// The built-in config cannot change.
-		return cur, listsReloaded("built-in", reloadLists()), nil
+		return cur, admin.ListsReloaded("built-in", reloadLists()), nil
 	}
 	cfg, err := loadConfig(o)
 	if err == nil && cur.cfg.Equal(cfg) {
-		return cur, listsReloaded("unchanged", reloadLists()), nil
+		return cur, admin.ListsReloaded("unchanged", reloadLists()), nil
 	}
 	var next *state
 	if err == nil {
@@ -666,7 +667,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	if err != nil {
 		e.log.Error("config reload refused; the running config stays", zap.String("config", o.config), zap.Error(err))
 		e.metrics.ConfigLoaded(false, time.Now())
-		return cur, reloaded{}, fmt.Errorf("config reload refused; the running config stays: %w", err)
+		return cur, admin.Reloaded{}, fmt.Errorf("config reload refused; the running config stays: %w", err)
 	}
 	if changed := restartNeeded(cur.cfg, cfg); len(changed) > 0 {
 		e.log.Warn("config changes that need a restart to apply", zap.Strings("settings", changed))
@@ -676,7 +677,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	e.Refresh(next)
 	e.metrics.ConfigLoaded(true, time.Now())
 	e.log.Info("config reloaded", zap.String("config", o.config), zap.Int("blocked_names", next.lists.Set().Len()))
-	return next, listsReloaded("reloaded", blocklist.Result{Lists: next.lists.Set().Lists(), Entries: next.lists.Set().Len()}), nil
+	return next, admin.ListsReloaded("reloaded", blocklist.Result{Lists: next.lists.Set().Lists(), Entries: next.lists.Set().Len()}), nil
 }
 
 // sizeString formats a byte count for people.
@@ -710,9 +711,9 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	defer startHeapFloor(cfg.Limits.HeapFloorMB)()
 	inst := &instance{}
 	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
-		stats: newStats(), pauser: newPauser(m, log), upstreams: &upstreamLiveness{now: time.Now},
+		stats: admin.NewStats(), pauser: admin.NewPauser(m, log), upstreams: &admin.Liveness{Now: time.Now},
 		fetcher: newFetcher(cfg), refreshed: make(chan refreshEvent, 16)}
-	defer e.pauser.stop()
+	defer e.pauser.Stop()
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
@@ -782,20 +783,20 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	// The admin API's reloads go through the serve loop below, like SIGHUP's.
 	apiReload := make(chan chan<- reloadReply)
 	loopDone := make(chan struct{}) // closed when the loop stops taking requests
-	askReload := func(ctx context.Context) (reloaded, error) {
+	askReload := func(ctx context.Context) (admin.Reloaded, error) {
 		reply := make(chan reloadReply, 1)
 		select {
 		case apiReload <- reply:
 		case <-loopDone:
-			return reloaded{}, errShuttingDown
+			return admin.Reloaded{}, admin.ErrShuttingDown
 		case <-ctx.Done():
-			return reloaded{}, ctx.Err()
+			return admin.Reloaded{}, ctx.Err()
 		}
 		select {
 		case r := <-reply:
 			return r.res, r.err
 		case <-ctx.Done():
-			return reloaded{}, ctx.Err()
+			return admin.Reloaded{}, ctx.Err()
 		}
 	}
 
@@ -818,15 +819,15 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})
-		mux.Handle("GET /readyz", readyHandler(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams))
+		mux.Handle("GET /readyz", admin.Ready(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams))
 		if cfg.HTTP.API || cfg.HTTP.PProf {
-			api := newAdmin(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
+			api := admin.New(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
 			if cfg.HTTP.API {
 				mux.Handle("/api/", api)
-				mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
+				mux.Handle("GET /report", api.RequireToken(admin.Report(rep)))
 			}
 			if cfg.HTTP.PProf {
-				mux.Handle("/debug/pprof/", api.requireToken(pprofHandler()))
+				mux.Handle("/debug/pprof/", api.RequireToken(admin.PProf()))
 			}
 		}
 		httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
@@ -882,7 +883,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	if h.ready != nil {
 		h.ready(inst)
 	}
-	reload := func(download bool) (reloaded, error) {
+	reload := func(download bool) (admin.Reloaded, error) {
 		next, res, err := e.reload(cur, o, chain, download)
 		if next != cur {
 			cur = next
@@ -928,4 +929,18 @@ loop:
 		errs = append(errs, httpSrv.Shutdown(sctx))
 	}
 	return errors.Join(errs...)
+}
+
+// reloadReply carries a reload's result from the serve loop to the admin API.
+type reloadReply struct {
+	res admin.Reloaded
+	err error
+}
+
+// explainLists answers /api/check from the running lists (every list: client groups do not apply).
+func explainLists(cur func() *state) func(string) (any, error) {
+	return func(name string) (any, error) {
+		st := cur()
+		return admin.Explain(st.lists.Explain(name), listApps(st.cfg)), nil
+	}
 }

@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"github.com/dnsfence/dnsfence/resolver/topk"
 )
 
-// topKCapacity is how many names and clients the stats track: the top 20 of them are then
+// TopKCapacity is how many names and clients the Stats track: the top 20 of them are then
 // counted within (blocked queries so far)/256 of their true count, in a few tens of KB.
-const topKCapacity = 256
+const TopKCapacity = 256
 
-// stats are the in-memory counters behind GET /api/stats, kept since start across reloads.
-type stats struct {
+// Stats are the in-memory counters behind GET /api/Stats, kept since start across reloads.
+type Stats struct {
 	start    time.Time
 	outcomes []atomic.Int64 // by resolver.Outcome
 	allowed  [resolver.AllowedPaused + 1]atomic.Int64
@@ -26,17 +26,17 @@ type stats struct {
 	clients *topk.Counter[netip.Addr]
 }
 
-func newStats() *stats {
-	return &stats{
+func NewStats() *Stats {
+	return &Stats{
 		start:    time.Now(),
 		outcomes: make([]atomic.Int64, len(resolver.Outcomes())),
-		names:    topk.New[string](topKCapacity),
-		clients:  topk.New[netip.Addr](topKCapacity),
+		names:    topk.New[string](TopKCapacity),
+		clients:  topk.New[netip.Addr](TopKCapacity),
 	}
 }
 
 // middleware counts every query; place it outermost, beside metrics, so it sees every outcome.
-func (s *stats) middleware() resolver.Middleware {
+func (s *Stats) Middleware() resolver.Middleware {
 	return func(next resolver.Resolver) resolver.Resolver {
 		return resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
 			resp, err := next.Resolve(ctx, req)
@@ -62,40 +62,40 @@ func (s *stats) middleware() resolver.Middleware {
 	}
 }
 
-// statsReport is the JSON of GET /api/stats.
-type statsReport struct {
+// StatsReport is the JSON of GET /api/Stats.
+type StatsReport struct {
 	Started       time.Time        `json:"started"`
 	UptimeSeconds float64          `json:"uptime_seconds"`
 	Queries       map[string]int64 `json:"queries"`
 	Allowed       map[string]int64 `json:"allowed_by_reason"`
-	Blocking      blockingState    `json:"blocking"`
+	Blocking      BlockingState    `json:"blocking"`
 	// TopBlocked and TopAppClients come from bounded top-k counters: a count may exceed the
 	// true one by up to its error.
-	TopBlocked    []topItem `json:"top_blocked_names"`
-	TopAppClients []topItem `json:"top_app_clients"`
+	TopBlocked    []TopItem `json:"top_blocked_names"`
+	TopAppClients []TopItem `json:"top_app_clients"`
 }
 
-type topItem struct {
+type TopItem struct {
 	Name   string `json:"name,omitempty"`
 	Client string `json:"client,omitempty"`
 	Count  uint64 `json:"count"`
 	Error  uint64 `json:"error"`
 }
 
-type blockingState struct {
+type BlockingState struct {
 	Paused bool       `json:"paused"`
 	Until  *time.Time `json:"until,omitempty"`
 }
 
-func (s *stats) report(top int, blocking blockingState) statsReport {
-	r := statsReport{
+func (s *Stats) Report(top int, blocking BlockingState) StatsReport {
+	r := StatsReport{
 		Started:       s.start.UTC(),
 		UptimeSeconds: time.Since(s.start).Seconds(),
 		Queries:       map[string]int64{},
 		Allowed:       map[string]int64{},
 		Blocking:      blocking,
-		TopBlocked:    []topItem{},
-		TopAppClients: []topItem{},
+		TopBlocked:    []TopItem{},
+		TopAppClients: []TopItem{},
 	}
 	var total int64
 	for i, o := range resolver.Outcomes() {
@@ -108,10 +108,10 @@ func (s *stats) report(top int, blocking blockingState) statsReport {
 		r.Allowed[a.String()] = s.allowed[a].Load()
 	}
 	for _, it := range s.names.Top(top) {
-		r.TopBlocked = append(r.TopBlocked, topItem{Name: it.Key, Count: it.Count, Error: it.Error})
+		r.TopBlocked = append(r.TopBlocked, TopItem{Name: it.Key, Count: it.Count, Error: it.Error})
 	}
 	for _, it := range s.clients.Top(top) {
-		r.TopAppClients = append(r.TopAppClients, topItem{Client: it.Key.String(), Count: it.Count, Error: it.Error})
+		r.TopAppClients = append(r.TopAppClients, TopItem{Client: it.Key.String(), Count: it.Count, Error: it.Error})
 	}
 	return r
 }

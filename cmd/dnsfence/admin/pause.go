@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"sync"
@@ -10,13 +10,13 @@ import (
 	"github.com/dnsfence/dnsfence/resolver"
 )
 
-// maxPause bounds a pause, so a forgotten one cannot switch blocking off for good.
-const maxPause = 24 * time.Hour
+// MaxPause bounds a pause, so a forgotten one cannot switch blocking off for good.
+const MaxPause = 24 * time.Hour
 
-// pauser pauses blocking for the admin API. It owns the resolver.Pause every chain shares (so a
+// Pauser pauses blocking for the admin API. It owns the resolver.Pause every chain shares (so a
 // pause survives config reloads), the dnsfence_blocking_paused gauge, the log lines, and the
 // timer that resumes blocking at the deadline.
-type pauser struct {
+type Pauser struct {
 	pause resolver.Pause
 	m     *metrics.Metrics
 	log   *zap.Logger
@@ -26,14 +26,14 @@ type pauser struct {
 	timer *time.Timer
 }
 
-func newPauser(m *metrics.Metrics, log *zap.Logger) *pauser {
+func NewPauser(m *metrics.Metrics, log *zap.Logger) *Pauser {
 	m.Paused(false)
-	return &pauser{m: m, log: log}
+	return &Pauser{m: m, log: log}
 }
 
 // start pauses blocking for d (replacing any pause in progress) and returns when it ends; by
 // says who asked, for the log.
-func (p *pauser) start(d time.Duration, by string) time.Time {
+func (p *Pauser) Start(d time.Duration, by string) time.Time {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	until := time.Now().Add(d)
@@ -50,7 +50,7 @@ func (p *pauser) start(d time.Duration, by string) time.Time {
 }
 
 // resume ends a pause; it reports whether there was one.
-func (p *pauser) resume(by string) bool {
+func (p *Pauser) Resume(by string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.resumeLocked("resumed by " + by)
@@ -58,7 +58,7 @@ func (p *pauser) resume(by string) bool {
 
 // expire is the timer's: it resumes blocking unless the pause it was set for was replaced or
 // ended meanwhile.
-func (p *pauser) expire(until time.Time) {
+func (p *Pauser) expire(until time.Time) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.until.Equal(until) {
@@ -66,7 +66,7 @@ func (p *pauser) expire(until time.Time) {
 	}
 }
 
-func (p *pauser) resumeLocked(reason string) bool {
+func (p *Pauser) resumeLocked(reason string) bool {
 	if p.until.IsZero() {
 		return false
 	}
@@ -80,16 +80,19 @@ func (p *pauser) resumeLocked(reason string) bool {
 }
 
 // state says whether blocking is paused now, and until when.
-func (p *pauser) state() (paused bool, until time.Time) {
+func (p *Pauser) State() (paused bool, until time.Time) {
 	until = p.pause.Until(time.Now())
 	return !until.IsZero(), until
 }
 
 // stop stops the timer at shutdown.
-func (p *pauser) stop() {
+func (p *Pauser) Stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.timer != nil {
 		p.timer.Stop()
 	}
 }
+
+// Pause is the resolver.Pause the Pauser sets, for every chain's policy stage.
+func (p *Pauser) Pause() *resolver.Pause { return &p.pause }

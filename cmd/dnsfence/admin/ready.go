@@ -1,4 +1,4 @@
-package main
+package admin
 
 import (
 	"context"
@@ -9,13 +9,13 @@ import (
 	"time"
 )
 
-// readyWindow is how far back /readyz looks for upstream answers.
-const readyWindow = time.Minute
+// ReadyWindow is how far back /readyz looks for upstream answers.
+const ReadyWindow = time.Minute
 
-// upstreamLiveness remembers when an upstream last answered and when an exchange last failed,
+// Liveness remembers when an upstream last answered and when an exchange last failed,
 // from every forwarder's Observe callback, for /readyz.
-type upstreamLiveness struct {
-	now            func() time.Time
+type Liveness struct {
+	Now            func() time.Time
 	lastOK, lastKO atomic.Int64 // unix nanoseconds; 0: never
 }
 
@@ -24,11 +24,11 @@ type upstreamLiveness struct {
 const stampEvery = int64(100 * time.Millisecond)
 
 // observe records one exchange; it fits upstream.Forward.Observe (beside the metrics).
-func (u *upstreamLiveness) observe(err error) {
+func (u *Liveness) Observe(err error) {
 	if errors.Is(err, context.Canceled) {
 		return // the client went away: says nothing about the upstream
 	}
-	t := u.now().UnixNano()
+	t := u.Now().UnixNano()
 	stamp := &u.lastOK
 	if err != nil {
 		stamp = &u.lastKO
@@ -41,8 +41,8 @@ func (u *upstreamLiveness) observe(err error) {
 // check is the upstream half of readiness: ready when an upstream answered within window, or
 // when no exchange was attempted within it (a fresh or idle instance; failures older than the
 // window are forgotten). Not ready: exchanges failed within the window and none succeeded.
-func (u *upstreamLiveness) check(window time.Duration) error {
-	now := u.now()
+func (u *Liveness) Check(window time.Duration) error {
+	now := u.Now()
 	since := now.Add(-window).UnixNano()
 	if u.lastOK.Load() > since {
 		return nil
@@ -59,15 +59,15 @@ func (u *upstreamLiveness) check(window time.Duration) error {
 		window, now.Sub(time.Unix(0, ko)).Round(time.Millisecond), last)
 }
 
-// readyHandler serves /readyz: 200 when the blocklists are loaded and the upstreams pass
-// upstreamLiveness.check; else 503 with the reasons.
-func readyHandler(listsLoaded func() bool, up *upstreamLiveness) http.Handler {
+// Ready serves /readyz: 200 when the blocklists are loaded and the upstreams pass
+// Liveness.check; else 503 with the reasons.
+func Ready(listsLoaded func() bool, up *Liveness) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		var reasons []string
 		if !listsLoaded() {
 			reasons = append(reasons, "blocklists not loaded")
 		}
-		if err := up.check(readyWindow); err != nil {
+		if err := up.Check(ReadyWindow); err != nil {
 			reasons = append(reasons, err.Error())
 		}
 		if len(reasons) > 0 {

@@ -1,4 +1,15 @@
-package main
+// Package admin is dnsfence's HTTP surface besides /metrics: the JSON admin API under /api/
+// (stats, pause and resume blocking, reload, check a name), the /report page, /readyz and the
+// optional profiler, plus the in-memory state only they read (query stats, the pause timer,
+// upstream liveness).
+//
+// Auth: with http.token (or http.token_file) set, every /api/ request (and /report) must carry
+// "Authorization: Bearer TOKEN"; without one, /api/ is open, which config validation allows only
+// on a loopback http.listen. /metrics, /healthz and /readyz are always open.
+//
+// It must not reach into the serving state: reloads and explanations come in as functions from
+// cmd/dnsfence, which owns the one reload loop.
+package admin
 
 import (
 	"context"
@@ -18,22 +29,16 @@ import (
 	"github.com/dnsfence/dnsfence/blocklist"
 )
 
-// Admin API: JSON endpoints under /api/ on the HTTP listener (http.listen).
-//
-// Auth: with http.token (or http.token_file) set, every /api/ request (and /report) must carry
-// "Authorization: Bearer TOKEN"; without one, /api/ is open, which config validation allows only
-// on a loopback http.listen. /metrics, /healthz and /readyz are always open.
-
-// admin serves /api/.
-type admin struct {
+// API serves /api/.
+type API struct {
 	// tokenHash is the SHA-256 of the token; nil leaves /api/ open. Hashing first makes the
 	// constant-time compare independent of the token's length too.
 	tokenHash []byte
-	stats     *stats
-	pause     *pauser
+	stats     *Stats
+	pause     *Pauser
 	// reload runs one reload in the serve loop (the one SIGHUP and file changes use) and waits
 	// for its result.
-	reload func(ctx context.Context) (reloaded, error)
+	reload func(ctx context.Context) (Reloaded, error)
 	// explain answers GET /api/check?name=NAME.
 	explain func(name string) (any, error)
 	routes  map[string]route
@@ -44,8 +49,8 @@ type route struct {
 	handle http.HandlerFunc
 }
 
-func newAdmin(token string, st *stats, p *pauser, reload func(context.Context) (reloaded, error), explain func(string) (any, error)) *admin {
-	a := &admin{stats: st, pause: p, reload: reload, explain: explain}
+func New(token string, st *Stats, p *Pauser, reload func(context.Context) (Reloaded, error), explain func(string) (any, error)) *API {
+	a := &API{stats: st, pause: p, reload: reload, explain: explain}
 	if token != "" {
 		h := sha256.Sum256([]byte(token))
 		a.tokenHash = h[:]
@@ -62,7 +67,7 @@ func newAdmin(token string, st *stats, p *pauser, reload func(context.Context) (
 }
 
 // ServeHTTP authenticates first (so unknown paths do not reveal what exists), then routes.
-func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !a.authorized(r) {
 		unauthorized(w)
 		return
@@ -80,7 +85,7 @@ func (a *admin) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // requireToken guards another handler (the report, which names clients) with the same rule.
-func (a *admin) requireToken(h http.Handler) http.Handler {
+func (a *API) RequireToken(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !a.authorized(r) {
 			unauthorized(w)
@@ -90,7 +95,7 @@ func (a *admin) requireToken(h http.Handler) http.Handler {
 	})
 }
 
-func (a *admin) authorized(r *http.Request) bool {
+func (a *API) authorized(r *http.Request) bool {
 	if a.tokenHash == nil {
 		return true
 	}
@@ -107,59 +112,59 @@ func unauthorized(w http.ResponseWriter) {
 	writeError(w, http.StatusUnauthorized, "missing or wrong bearer token (Authorization: Bearer TOKEN)")
 }
 
-func (a *admin) serveStats(w http.ResponseWriter, r *http.Request) {
+func (a *API) serveStats(w http.ResponseWriter, r *http.Request) {
 	top := 20
 	if s := r.URL.Query().Get("top"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > topKCapacity {
-			writeError(w, http.StatusBadRequest, "top: want a number from 1 to %d", topKCapacity)
+		if err != nil || n < 1 || n > TopKCapacity {
+			writeError(w, http.StatusBadRequest, "top: want a number from 1 to %d", TopKCapacity)
 			return
 		}
 		top = n
 	}
-	writeJSON(w, http.StatusOK, a.stats.report(top, a.blocking()))
+	writeJSON(w, http.StatusOK, a.stats.Report(top, a.blocking()))
 }
 
-func (a *admin) blocking() blockingState {
-	paused, until := a.pause.state()
+func (a *API) blocking() BlockingState {
+	paused, until := a.pause.State()
 	if !paused {
-		return blockingState{}
+		return BlockingState{}
 	}
 	u := until.UTC()
-	return blockingState{Paused: true, Until: &u}
+	return BlockingState{Paused: true, Until: &u}
 }
 
-func (a *admin) serveBlocking(w http.ResponseWriter, _ *http.Request) {
+func (a *API) serveBlocking(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, a.blocking())
 }
 
-func (a *admin) servePause(w http.ResponseWriter, r *http.Request) {
+func (a *API) servePause(w http.ResponseWriter, r *http.Request) {
 	s := r.URL.Query().Get("for")
 	if s == "" {
-		writeError(w, http.StatusBadRequest, "for is required: how long to pause, e.g. ?for=5m (at most %s)", maxPause)
+		writeError(w, http.StatusBadRequest, "for is required: how long to pause, e.g. ?for=5m (at most %s)", MaxPause)
 		return
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 || d > maxPause {
-		writeError(w, http.StatusBadRequest, "for=%s: want a duration such as 30s, 5m or 1h, above 0 and at most %s", s, maxPause)
+	if err != nil || d <= 0 || d > MaxPause {
+		writeError(w, http.StatusBadRequest, "for=%s: want a duration such as 30s, 5m or 1h, above 0 and at most %s", s, MaxPause)
 		return
 	}
-	a.pause.start(d, r.RemoteAddr)
+	a.pause.Start(d, r.RemoteAddr)
 	writeJSON(w, http.StatusOK, a.blocking())
 }
 
-func (a *admin) serveResume(w http.ResponseWriter, r *http.Request) {
-	was := a.pause.resume(r.RemoteAddr)
+func (a *API) serveResume(w http.ResponseWriter, r *http.Request) {
+	was := a.pause.Resume(r.RemoteAddr)
 	writeJSON(w, http.StatusOK, map[string]bool{"paused": false, "was_paused": was})
 }
 
-// errShuttingDown answers a reload asked for while the server stops.
-var errShuttingDown = errors.New("shutting down")
+// ErrShuttingDown answers a reload asked for while the server stops.
+var ErrShuttingDown = errors.New("shutting down")
 
-func (a *admin) serveReload(w http.ResponseWriter, r *http.Request) {
+func (a *API) serveReload(w http.ResponseWriter, r *http.Request) {
 	res, err := a.reload(r.Context())
 	switch {
-	case errors.Is(err, errShuttingDown):
+	case errors.Is(err, ErrShuttingDown):
 		writeError(w, http.StatusServiceUnavailable, "%v", err)
 	case err != nil:
 		writeError(w, http.StatusInternalServerError, "%v", err)
@@ -168,7 +173,7 @@ func (a *admin) serveReload(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (a *admin) serveCheck(w http.ResponseWriter, r *http.Request) {
+func (a *API) serveCheck(w http.ResponseWriter, r *http.Request) {
 	name := r.URL.Query().Get("name")
 	if _, ok := dns.IsDomainName(name); name == "" || !ok {
 		writeError(w, http.StatusBadRequest, "name: want a domain name, e.g. ?name=alipay.com")
@@ -182,19 +187,43 @@ func (a *admin) serveCheck(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, v)
 }
 
-// checkResult is the answer of /api/check: the verdict, the rule that decided (or the allow rule
+// CheckResult is the answer of /api/check: the verdict, the rule that decided (or the allow rule
 // that overrode the block rules), and every matching rule with the file and line it is on.
-type checkResult struct {
+type CheckResult struct {
 	Name      string      `json:"name"`
 	Blocked   bool        `json:"blocked"`
 	List      string      `json:"list,omitempty"`
 	Rule      string      `json:"rule,omitempty"`
 	App       string      `json:"app,omitempty"`
-	AllowedBy *checkRule  `json:"allowed_by,omitempty"`
-	Rules     []checkRule `json:"rules"`
+	AllowedBy *CheckRule  `json:"allowed_by,omitempty"`
+	Rules     []CheckRule `json:"rules"`
 }
 
-type checkRule struct {
+// Explain turns a blocklist explanation into the /api/check answer; apps maps list names to the
+// app they are filed under.
+func Explain(e blocklist.Explanation, apps map[string]string) CheckResult {
+	res := CheckResult{Name: e.Name, Blocked: e.Blocked, Rules: []CheckRule{}}
+	rule := func(h blocklist.Hit) CheckRule {
+		return CheckRule{List: h.List, App: apps[h.List], Category: h.Category, Kind: h.Kind.String(), Rule: h.Rule,
+			Source: h.Origin, File: h.File, Line: h.Line}
+	}
+	for _, h := range e.Hits {
+		r := rule(h)
+		r.Decided = e.Decided != nil && h == *e.Decided
+		res.Rules = append(res.Rules, r)
+	}
+	if e.Blocked {
+		res.List, res.Rule, res.App = e.Decided.List, e.Decided.Rule, apps[e.Decided.List]
+	}
+	if e.Overridden != nil {
+		r := rule(*e.Overridden)
+		res.AllowedBy = &r
+	}
+	return res
+}
+
+// CheckRule is one matching rule in a CheckResult.
+type CheckRule struct {
 	List     string `json:"list"`
 	App      string `json:"app,omitempty"`
 	Category string `json:"category,omitempty"`
@@ -206,45 +235,18 @@ type checkRule struct {
 	Decided  bool   `json:"decided,omitempty"`
 }
 
-// explainLists answers /api/check from the running lists (every list: client groups do not apply).
-func explainLists(cur func() *state) func(string) (any, error) {
-	return func(name string) (any, error) {
-		st := cur()
-		apps := listApps(st.cfg)
-		e := st.lists.Explain(name)
-		res := checkResult{Name: e.Name, Blocked: e.Blocked, Rules: []checkRule{}}
-		rule := func(h blocklist.Hit) checkRule {
-			return checkRule{List: h.List, App: apps[h.List], Category: h.Category, Kind: h.Kind.String(), Rule: h.Rule,
-				Source: h.Origin, File: h.File, Line: h.Line}
-		}
-		for _, h := range e.Hits {
-			r := rule(h)
-			r.Decided = e.Decided != nil && h == *e.Decided
-			res.Rules = append(res.Rules, r)
-		}
-		if e.Blocked {
-			res.List, res.Rule, res.App = e.Decided.List, e.Decided.Rule, apps[e.Decided.List]
-		}
-		if e.Overridden != nil {
-			r := rule(*e.Overridden)
-			res.AllowedBy = &r
-		}
-		return res, nil
-	}
-}
-
-// reloaded is what one reload did, as POST /api/lists/reload reports it.
-type reloaded struct {
-	// Config is "unchanged" (the lists were reloaded), "reloaded" (a new config was applied) or
-	// "built-in" (no config file: the lists were reloaded).
+// Reloaded is what one reload did, as POST /api/lists/reload reports it.
+type Reloaded struct {
+	// Config is "unchanged" (the lists were Reloaded), "reloaded" (a new config was applied) or
+	// "built-in" (no config file: the lists were Reloaded).
 	Config  string       `json:"config"`
-	Lists   []listStatus `json:"lists"`
+	Lists   []ListStatus `json:"lists"`
 	Entries int          `json:"entries"`
 	// Failed names the lists that kept their last good entries, and why.
 	Failed map[string]string `json:"failed,omitempty"`
 }
 
-type listStatus struct {
+type ListStatus struct {
 	Name    string `json:"name"`
 	Entries int    `json:"entries"`
 	Invalid int    `json:"invalid_lines"`
@@ -263,17 +265,11 @@ func writeError(w http.ResponseWriter, status int, format string, args ...any) {
 	writeJSON(w, status, map[string]string{"error": fmt.Sprintf(format, args...)})
 }
 
-// reloadReply carries a reload's result from the serve loop to the admin API.
-type reloadReply struct {
-	res reloaded
-	err error
-}
-
-// listsReloaded describes the lists after a reload.
-func listsReloaded(config string, r blocklist.Result) reloaded {
-	out := reloaded{Config: config, Entries: r.Entries, Lists: []listStatus{}}
+// ListsReloaded describes the lists after a reload.
+func ListsReloaded(config string, r blocklist.Result) Reloaded {
+	out := Reloaded{Config: config, Entries: r.Entries, Lists: []ListStatus{}}
 	for _, l := range r.Lists {
-		out.Lists = append(out.Lists, listStatus{Name: l.Name, Entries: l.Entries, Invalid: l.Invalid})
+		out.Lists = append(out.Lists, ListStatus{Name: l.Name, Entries: l.Entries, Invalid: l.Invalid})
 	}
 	for name, err := range r.Failed {
 		if out.Failed == nil {
@@ -284,10 +280,10 @@ func listsReloaded(config string, r blocklist.Result) reloaded {
 	return out
 }
 
-// pprofHandler serves Go's profiles (CPU, heap, goroutines, execution trace) under /debug/pprof/.
+// PProf serves Go's profiles (CPU, heap, goroutines, execution trace) under /debug/pprof/.
 // net/http/pprof also registers them on http.DefaultServeMux when imported, which dnsfence never
 // serves.
-func pprofHandler() http.Handler {
+func PProf() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
