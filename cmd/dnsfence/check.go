@@ -23,14 +23,14 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	lists, err := blocklist.NewLive(listSources(cfg, newFetcher(cfg)), nil)
+	lists, err := blocklist.NewLive(cfg.ListSources(cfg.Fetcher("dnsfence/"+version)), nil)
 	if err != nil {
 		return fmt.Errorf("%s: blocklists: %w", cfg.Source(), err)
 	}
 	for name, err := range lists.Initial().Failed {
 		fmt.Fprintf(stderr, "dnsfence check: list %s: %v\n", name, err)
 	}
-	apps := listApps(cfg)
+	apps := cfg.ListApps()
 	for _, n := range names {
 		writeExplanation(stdout, lists.Explain(n), apps)
 	}

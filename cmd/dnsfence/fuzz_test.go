@@ -36,7 +36,7 @@ func FuzzConfig(f *testing.F) {
 		if _, errs := cfg.AllowedNets(); len(errs) > 0 {
 			t.Fatalf("valid config, bad access: %v", errs)
 		}
-		_ = listSources(cfg, newFetcher(cfg))
+		_ = cfg.ListSources(cfg.Fetcher("dnsfence/" + version))
 		_ = cfg.ExposedListeners()
 	})
 }

@@ -11,7 +11,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -150,75 +149,11 @@ func listName(path string, existing []configs.ListConfig) string {
 // loadSet loads the configured lists once, for commands that do not serve (URL lists from their
 // cached copy only: these commands do not download).
 func loadSet(cfg *configs.Config) (*blocklist.Set, []blocklist.ListInfo, error) {
-	set, infos, err := blocklist.Load(listSources(cfg, newFetcher(cfg)))
+	set, infos, err := blocklist.Load(cfg.ListSources(cfg.Fetcher("dnsfence/" + version)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: blocklists: %w", cfg.Source(), err)
 	}
 	return set, infos, nil
-}
-
-// newFetcher downloads URL lists into the configured cache directory.
-func newFetcher(cfg *configs.Config) *blocklist.Fetcher {
-	retries := cfg.Downloads.Retries
-	if retries == 0 {
-		retries = -1 // the Fetcher reads 0 as its default
-	}
-	return &blocklist.Fetcher{
-		CacheDir: cfg.CacheDir(), Timeout: cfg.Downloads.Timeout, Retries: retries,
-		MaxBytes: int64(cfg.Downloads.MaxSizeMB) << 20, UserAgent: "dnsfence/" + version,
-		Check: blocklist.CheckList,
-	}
-}
-
-// listSources are the lists to load: the enabled app lists first, then the configured blocklists,
-// then the allowlists. A URL list is read from its cached download.
-func listSources(cfg *configs.Config, f *blocklist.Fetcher) []blocklist.Source {
-	var out []blocklist.Source
-	for _, id := range cfg.Apps {
-		out = append(out, blocklist.Source{Name: id, Category: "apps", Path: configs.AppPath(id), FS: configs.Lists()})
-	}
-	add := func(l configs.ListConfig, allow bool) {
-		src := blocklist.Source{Name: l.Name, Category: l.Category, Path: l.Path, Allow: allow}
-		switch {
-		case l.Builtin != "":
-			src.Path, src.FS = configs.BuiltinPath(l.Builtin), configs.Lists()
-		case l.URL != "":
-			src.Path, src.URL, src.Optional = f.CachePath(l.Name), l.URL, true
-		}
-		out = append(out, src)
-	}
-	for _, l := range cfg.Blocklists {
-		add(l, false)
-	}
-	for _, l := range cfg.Allowlists {
-		add(l, true)
-	}
-	return out
-}
-
-// urlLists are the configured lists downloaded from a URL.
-func urlLists(cfg *configs.Config) []configs.ListConfig {
-	var out []configs.ListConfig
-	for _, l := range slices.Concat(cfg.Blocklists, cfg.Allowlists) {
-		if l.URL != "" {
-			out = append(out, l)
-		}
-	}
-	return out
-}
-
-// listApps maps each list name to the app its blocks count for (lists without one are absent).
-func listApps(cfg *configs.Config) map[string]string {
-	m := map[string]string{}
-	for _, id := range cfg.Apps {
-		m[id] = id
-	}
-	for _, l := range cfg.Blocklists {
-		if l.App != "" {
-			m[l.Name] = l.App
-		}
-	}
-	return m
 }
 
 // logInvalid warns about a list's skipped lines, with the first few as file:line examples.
@@ -454,13 +389,16 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 			log.Info("blocklists reloaded", zap.Int("entries", r.Entries), zap.Duration("took", r.Duration))
 		}
 	}
-	lists, err := blocklist.NewLive(listSources(cfg, e.fetcher), onReload)
+	lists, err := blocklist.NewLive(cfg.ListSources(e.fetcher), onReload)
 	if err != nil {
 		return nil, fmt.Errorf("blocklists: %w", err)
 	}
 	pending := lists.Initial().Failed
-	apps := listApps(cfg)
-	groups, err := buildGroups(cfg, lists, log)
+	apps := cfg.ListApps()
+	groups, err := cfg.ClientGroups(lists, func(group string, e resolver.Exemption) {
+		log.Info("exemption active", zap.String("group", group), zap.String("app", e.App),
+			zap.String("list", e.List), zap.Time("until", e.Until), zap.String("reason", e.Reason))
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -472,7 +410,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 		m.InitUpstream(u.Address())
 	}
 	for _, l := range lists.Set().Lists() {
-		m.InitList(l.Name, apps[l.Name], groupNames(cfg))
+		m.InitList(l.Name, apps[l.Name], cfg.GroupNames())
 		m.ListLoaded(l.Name, l.Entries, l.Invalid, pending[l.Name], time.Now())
 		m.ListRules(l.Name, l.RulesByKind())
 		logInvalid(log, l)
@@ -480,7 +418,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 			log.Warn("URL list unreachable and not cached: starting without it; retrying in the background", zap.String("list", l.Name), zap.Error(err))
 		}
 	}
-	for _, l := range urlLists(cfg) {
+	for _, l := range cfg.URLLists() {
 		m.ListInterval(l.Name, l.RefreshInterval())
 	}
 	cache := newCache(cfg, m)
@@ -517,7 +455,7 @@ func (e *env) download(cfg *configs.Config, need func(configs.ListConfig) bool) 
 		mu     sync.Mutex
 		failed = map[string]error{}
 	)
-	for _, l := range urlLists(cfg) {
+	for _, l := range cfg.URLLists() {
 		if !need(l) {
 			continue
 		}
@@ -555,7 +493,7 @@ func (e *env) Refresh(st *state) {
 			}
 		}
 	}
-	for _, l := range urlLists(st.cfg) {
+	for _, l := range st.cfg.URLLists() {
 		go func() {
 			done := report(l.Name)
 			_, have := e.fetcher.Cached(l.Name, l.URL)
@@ -607,30 +545,6 @@ func listInfo(l *blocklist.Live, name string) (blocklist.ListInfo, bool) {
 	return blocklist.ListInfo{}, false
 }
 
-// restartNeeded names the settings that changed but only apply at the next start (new sockets,
-// the handler's own bounds).
-func restartNeeded(old, cfg *configs.Config) []string {
-	var out []string
-	for _, f := range []struct {
-		name     string
-		old, new any
-	}{
-		{"listen", old.Listen, cfg.Listen}, {"http", old.HTTP, cfg.HTTP}, {"tls", old.TLS, cfg.TLS},
-		{"query_timeout", old.QueryTimeout, cfg.QueryTimeout}, {"tcp_idle_timeout", old.TCPIdleTimeout, cfg.TCPIdleTimeout},
-		{"limits.max_inflight", old.Limits.MaxInflight, cfg.Limits.MaxInflight},
-		{"limits.max_tcp_connections", old.Limits.MaxTCPConnections, cfg.Limits.MaxTCPConnections},
-		{"limits.max_tcp_queries", old.Limits.MaxTCPQueries, cfg.Limits.MaxTCPQueries},
-		{"limits.heap_floor_mb", old.Limits.HeapFloorMB, cfg.Limits.HeapFloorMB},
-		{"log", configs.LogSettings(old.Log), configs.LogSettings(cfg.Log)},
-		{"downloads", old.Downloads, cfg.Downloads},
-	} {
-		if fmt.Sprint(f.old) != fmt.Sprint(f.new) {
-			out = append(out, f.name)
-		}
-	}
-	return out
-}
-
 // reload re-reads the config file (with the same flags on top). Unchanged: the lists are reloaded.
 // Changed and valid: a whole new state is built aside and swapped in. Invalid, or failing to
 // build: the running state stays, every problem is logged with its line, and it is counted.
@@ -669,7 +583,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 		e.metrics.ConfigLoaded(false, time.Now())
 		return cur, admin.Reloaded{}, fmt.Errorf("config reload refused; the running config stays: %w", err)
 	}
-	if changed := restartNeeded(cur.cfg, cfg); len(changed) > 0 {
+	if changed := configs.RestartNeeded(cur.cfg, cfg); len(changed) > 0 {
 		e.log.Warn("config changes that need a restart to apply", zap.Strings("settings", changed))
 	}
 	chain.Store(next.chain)
@@ -712,7 +626,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	inst := &instance{}
 	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
 		stats: admin.NewStats(), pauser: admin.NewPauser(m, log), upstreams: &admin.Liveness{Now: time.Now},
-		fetcher: newFetcher(cfg), refreshed: make(chan refreshEvent, 16)}
+		fetcher: cfg.Fetcher("dnsfence/" + version), refreshed: make(chan refreshEvent, 16)}
 	defer e.pauser.Stop()
 	cur, err := e.build(cfg)
 	if err != nil {
@@ -941,6 +855,6 @@ type reloadReply struct {
 func explainLists(cur func() *state) func(string) (any, error) {
 	return func(name string) (any, error) {
 		st := cur()
-		return admin.Explain(st.lists.Explain(name), listApps(st.cfg)), nil
+		return admin.Explain(st.lists.Explain(name), st.cfg.ListApps()), nil
 	}
 }

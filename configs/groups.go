@@ -1,31 +1,28 @@
-package main
+package configs
 
 import (
 	"fmt"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/dnsfence/dnsfence/blocklist"
-	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver"
 )
 
-// buildGroups turns the validated group config into the policy stage's groups; nil without groups.
-func buildGroups(cfg *configs.Config, lists *blocklist.Live, log *zap.Logger) (*resolver.Groups, error) {
-	if len(cfg.Groups) == 0 {
+// ClientGroups turns the validated group config into the policy stage's groups; nil without
+// groups. active is called for each exemption in force now, for the log.
+func (c *Config) ClientGroups(lists *blocklist.Live, active func(group string, e resolver.Exemption)) (*resolver.Groups, error) {
+	if len(c.Groups) == 0 {
 		return nil, nil
 	}
 	gs := &resolver.Groups{}
-	for _, gc := range cfg.Groups {
-		g, err := buildGroup(cfg, gc, lists)
+	for _, gc := range c.Groups {
+		g, err := c.clientGroup(gc, lists)
 		if err != nil {
 			return nil, err
 		}
 		for _, e := range g.Exemptions {
 			if time.Now().Before(e.Until) {
-				log.Info("exemption active", zap.String("group", g.Name), zap.String("app", e.App),
-					zap.String("list", e.List), zap.Time("until", e.Until), zap.String("reason", e.Reason))
+				active(g.Name, e)
 			}
 		}
 		if gc.Name == "default" {
@@ -33,12 +30,12 @@ func buildGroups(cfg *configs.Config, lists *blocklist.Live, log *zap.Logger) (*
 			continue
 		}
 		for _, cl := range gc.Clients {
-			p, _ := configs.ParsePrefixOrAddr(cl) // validated
+			p, _ := ParsePrefixOrAddr(cl) // validated
 			gs.Add(p, g)
 		}
 	}
 	if gs.Default == nil {
-		g, err := buildGroup(cfg, configs.GroupConfig{Name: "default"}, lists)
+		g, err := c.clientGroup(GroupConfig{Name: "default"}, lists)
 		if err != nil {
 			return nil, err
 		}
@@ -47,14 +44,14 @@ func buildGroups(cfg *configs.Config, lists *blocklist.Live, log *zap.Logger) (*
 	return gs, nil
 }
 
-func buildGroup(cfg *configs.Config, gc configs.GroupConfig, lists *blocklist.Live) (*resolver.Group, error) {
+func (c *Config) clientGroup(gc GroupConfig, lists *blocklist.Live) (*resolver.Group, error) {
 	apps := gc.Apps
 	if apps == nil {
-		apps = cfg.Apps
+		apps = c.Apps
 	}
 	names := append([]string(nil), apps...)
 	if gc.Lists == nil {
-		for _, l := range cfg.Blocklists {
+		for _, l := range c.Blocklists {
 			names = append(names, l.Name)
 		}
 	} else {
@@ -72,10 +69,10 @@ func buildGroup(cfg *configs.Config, gc configs.GroupConfig, lists *blocklist.Li
 	return g, nil
 }
 
-// groupNames are the values of the group metric label.
-func groupNames(cfg *configs.Config) []string {
+// GroupNames are the values of the group metric label.
+func (c *Config) GroupNames() []string {
 	names := []string{"default"}
-	for _, g := range cfg.Groups {
+	for _, g := range c.Groups {
 		if g.Name != "default" {
 			names = append(names, g.Name)
 		}
