@@ -36,6 +36,11 @@ func Lists() fs.FS { return lists }
 // BuiltinPath is the path inside Lists() of the general built-in list called name.
 func BuiltinPath(name string) string { return path.Join("blocklists", name+".txt") }
 
+// BuiltinIPPath is the path inside Lists() of the address list that goes with the general
+// built-in list called name (only doh-bypass has one). Address lists end in .ips, so Builtins,
+// which lists the .txt name lists, never returns them.
+func BuiltinIPPath(name string) string { return path.Join("blocklists", name+".ips") }
+
 // Builtins returns the names of the general built-in lists (not the per-app ones), sorted.
 func Builtins() []string {
 	entries, _ := fs.ReadDir(lists, "blocklists")
@@ -76,6 +81,11 @@ type App struct {
 
 // AppPath is the path inside Lists() of the app list id.
 func AppPath(id string) string { return path.Join("blocklists", "apps", id+".txt") }
+
+// AppIPPath is the path inside Lists() of the app's curated address list: one address or CIDR
+// per line with a "# H|M|L: source" comment, under the same header as the name list. It holds
+// only addresses dedicated to the app or to the HTTPDNS service it uses, and may hold none.
+func AppIPPath(id string) string { return path.Join("blocklists", "apps", id+".ips") }
 
 // Apps reads the headers of the curated lists ("# id:", "# app:", "# vendor:", "# policy:",
 // "# sources:" lines, sources separated by ";").
