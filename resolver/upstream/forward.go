@@ -51,6 +51,16 @@ type upstreamState struct {
 	cooldown  atomic.Int64 // the last cooldown, doubled on each failed probe
 }
 
+// deadlineExchanger is an Upstream that bounds an exchange with socket deadlines alone (plain
+// UDP and TCP). Forward gives it the attempt's deadline instead of a context with a timeout,
+// which would cost a timer, a cancel context and their registration with the query's context on
+// every forwarded query.
+type deadlineExchanger interface {
+	exchangeBy(ctx context.Context, m *dns.Msg, deadline time.Time) (*dns.Msg, error)
+}
+
+var _ deadlineExchanger = (*plainUpstream)(nil)
+
 // ErrUpstreamBusy is the error for an upstream skipped because its in-flight limit was reached.
 var ErrUpstreamBusy = errors.New("upstream has too many queries in flight")
 
@@ -89,10 +99,16 @@ func (f *Forward) Resolve(ctx context.Context, req *resolver.Request) (*resolver
 			errs = append(errs, fmt.Errorf("%s: %w", u.Address(), ErrUpstreamBusy))
 			continue
 		}
-		actx, cancel := context.WithTimeout(ctx, timeout)
 		start := time.Now()
-		reply, err := u.Exchange(actx, q)
-		cancel()
+		var reply *dns.Msg
+		var err error
+		if de, ok := u.(deadlineExchanger); ok {
+			reply, err = de.exchangeBy(ctx, q, start.Add(timeout))
+		} else {
+			actx, cancel := context.WithTimeout(ctx, timeout)
+			reply, err = u.Exchange(actx, q)
+			cancel()
+		}
 		lim.Release()
 		if err == nil {
 			switch reply.Rcode {

@@ -206,6 +206,33 @@ func TestForwardOverallDeadline(t *testing.T) {
 	}
 }
 
+// TestForwardCancelWithoutDeadline: a context with no deadline of its own (a background fetch at
+// shutdown) still stops a plain upstream's exchange when it is cancelled, long before the attempt
+// timeout; only contexts with a deadline rely on the socket's deadline alone.
+func TestForwardCancelWithoutDeadline(t *testing.T) {
+	dead := resolvertest.Start(t, resolvertest.Silent())
+	for _, url := range []string{"udp://" + dead.Addr, "tcp://" + dead.Addr} {
+		t.Run(url[:3], func(t *testing.T) {
+			f := &upstream.Forward{Upstreams: []upstream.Upstream{resolvertest.Upstream(t, url)}, AttemptTimeout: time.Minute}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				_, err := f.Resolve(ctx, &resolver.Request{Msg: resolvertest.Query("x.example", dns.TypeA, false)})
+				done <- err
+			}()
+			time.AfterFunc(100*time.Millisecond, cancel)
+			select {
+			case err := <-done:
+				if !errors.Is(err, resolver.ErrUpstreamsFailed) {
+					t.Fatalf("err = %v", err)
+				}
+			case <-time.After(10 * time.Second): // the attempt timeout is a minute
+				t.Fatal("cancelling the context did not stop the exchange")
+			}
+		})
+	}
+}
+
 // TestForwardIgnoresMismatchedReplies: a reply for another question (or with another ID) is not
 // used; the real reply that follows is.
 func TestForwardIgnoresMismatchedReplies(t *testing.T) {

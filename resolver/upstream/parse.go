@@ -252,26 +252,31 @@ func (u *plainUpstream) Close() error {
 var errTruncatedRead = errors.New("udp reply larger than the read buffer")
 
 func (u *plainUpstream) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, error) {
+	return u.exchangeBy(ctx, m, time.Time{})
+}
+
+// exchangeBy implements deadlineExchanger: the exchange ends by deadline (zero: ctx's only).
+func (u *plainUpstream) exchangeBy(ctx context.Context, m *dns.Msg, deadline time.Time) (*dns.Msg, error) {
 	if !u.tcpOnly {
-		reply, err := u.pooled(ctx, u.udp, m)
+		reply, err := u.pooled(ctx, u.udp, m, deadline)
 		if !errors.Is(err, errTruncatedRead) && (err != nil || !reply.Truncated) {
 			return reply, err
 		}
 		// Truncated: the full answer is only available over TCP.
 	}
-	return u.pooled(ctx, u.tcp, m)
+	return u.pooled(ctx, u.tcp, m, deadline)
 }
 
 // pooled makes the exchange on a connection from p. A reused connection that fails other than
 // by a timeout may just be stale (an ICMP error left from an earlier query, a TCP connection
 // the server closed while it was idle), so the query is tried once more on a new one.
-func (u *plainUpstream) pooled(ctx context.Context, p *connPool, m *dns.Msg) (*dns.Msg, error) {
+func (u *plainUpstream) pooled(ctx context.Context, p *connPool, m *dns.Msg, deadline time.Time) (*dns.Msg, error) {
 	for attempt := 0; ; attempt++ {
 		c, reused, err := p.get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		reply, clean, err := exchangeOn(ctx, c, p.network, m)
+		reply, clean, err := exchangeOn(ctx, c, p.network, m, deadline)
 		if clean {
 			p.put(c)
 		} else {
@@ -286,9 +291,10 @@ func (u *plainUpstream) pooled(ctx context.Context, p *connPool, m *dns.Msg) (*d
 
 // exchangeOn sends m with a fresh ID on c and waits for the matching reply. Over UDP, replies
 // with another ID or question are ignored (they may be spoofed or late) and reading goes on until
-// the deadline; over TCP the stream is ours, so a mismatch is an error. clean says whether c may
-// be reused.
-func exchangeOn(ctx context.Context, c *poolConn, network string, m *dns.Msg) (reply *dns.Msg, clean bool, err error) {
+// the deadline; over TCP the stream is ours, so a mismatch is an error. The exchange ends by
+// deadline or ctx's deadline, whichever comes first (a zero deadline: ctx's alone). clean says
+// whether c may be reused.
+func exchangeOn(ctx context.Context, c *poolConn, network string, m *dns.Msg, deadline time.Time) (reply *dns.Msg, clean bool, err error) {
 	id := dns.Id()
 	buf, err := m.PackBuffer(c.wbuf[:cap(c.wbuf)])
 	if err != nil {
@@ -297,16 +303,24 @@ func exchangeOn(ctx context.Context, c *poolConn, network string, m *dns.Msg) (r
 	c.wbuf = buf
 	binary.BigEndian.PutUint16(c.wbuf, id)
 
-	d, _ := ctx.Deadline() // zero (none) clears a deadline left from the connection's last use
-	_ = c.SetDeadline(d)
-	// Cancellation without a deadline (shutdown) must unblock the read too. If it fired, the
-	// deadline it set may land after ours: the connection is not reused.
-	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
-	defer func() {
-		if !stop() {
-			clean = false
-		}
-	}()
+	d, ctxDeadline := ctx.Deadline()
+	if !deadline.IsZero() && (!ctxDeadline || deadline.Before(d)) {
+		d = deadline
+	}
+	_ = c.SetDeadline(d) // zero (none) clears a deadline left from the connection's last use
+	if !ctxDeadline {
+		// Cancellation without a deadline (shutdown) must unblock the read too. If it fired, the
+		// deadline it set may land after ours: the connection is not reused. A context with a
+		// deadline (every query the Handler serves) needs no such callback, which would cost
+		// allocations on every forwarded query: the socket has the deadline, and such a context
+		// is cancelled early only when nobody waits for the answer any more.
+		stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+		defer func() {
+			if !stop() {
+				clean = false
+			}
+		}()
+	}
 
 	if network == "tcp" {
 		reply, err = exchangeTCP(c, id, m)
