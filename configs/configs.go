@@ -24,11 +24,23 @@ func DefaultConfig() []byte {
 	return append([]byte(nil), defaultConfig...)
 }
 
-// Lists is the file system of the built-in blocklists.
-func Lists() fs.FS { return lists }
+// Lists is the file system of the built-in blocklists. Its paths are the files' paths in the
+// repository (configs/blocklists/…), so a message quoting a built-in list's file:line names a
+// file a reader can open.
+func Lists() fs.FS { return repoFS{} }
+
+type repoFS struct{}
+
+func (repoFS) Open(name string) (fs.File, error) {
+	rest, ok := strings.CutPrefix(name, "configs/")
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return lists.Open(rest)
+}
 
 // BuiltinPath is the path inside Lists() of the general built-in list called name.
-func BuiltinPath(name string) string { return path.Join("blocklists", name+".txt") }
+func BuiltinPath(name string) string { return path.Join("configs", "blocklists", name+".txt") }
 
 // Builtins returns the names of the general built-in lists (not the per-app ones), sorted.
 func Builtins() []string {
@@ -69,14 +81,14 @@ type App struct {
 }
 
 // AppPath is the path inside Lists() of the app list id.
-func AppPath(id string) string { return path.Join("blocklists", "apps", id+".txt") }
+func AppPath(id string) string { return path.Join("configs", "blocklists", "apps", id+".txt") }
 
 // Apps reads the headers of the curated lists ("# id:", "# app:", "# vendor:", "# policy:",
 // "# sources:" lines, sources separated by ";").
 func Apps() ([]App, error) {
 	out := make([]App, 0, len(appIDs))
 	for _, id := range appIDs {
-		data, err := fs.ReadFile(lists, AppPath(id))
+		data, err := fs.ReadFile(Lists(), AppPath(id))
 		if err != nil {
 			return nil, err
 		}

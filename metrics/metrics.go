@@ -107,7 +107,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 		}, []string{"upstream"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "errors_total",
-			Help: "Failed exchanges with an upstream resolver, by reason (timeout, network, mismatch, servfail, refused, formerr, canceled, other).",
+			Help: "Failed exchanges with an upstream resolver, by reason (timeout, network, mismatch, busy, servfail, refused, formerr, canceled, other).",
 		}, []string{"upstream", "reason"}),
 		upstreamHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "healthy",
@@ -159,11 +159,11 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 		}, []string{"list"}),
 		listRules: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "blocklist", Name: "rules",
-			Help: "Rules served from each blocklist, by kind (domain, wildcard, allow, regex).",
+			Help: "Rules served from each blocklist, by kind (block, block-below, allow, allow-below, regexp, allow-regexp).",
 		}, []string{"list", "kind"}),
 		upstreamLastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "last_success_timestamp_seconds",
-			Help: "Unix time of the last successful exchange with each upstream.",
+			Help: "Unix time of the last successful exchange with each upstream (0 until the first).",
 		}, []string{"upstream"}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "cache", Name: "hits_total",
@@ -302,10 +302,15 @@ func (m *Metrics) ObserveUpstream(upstream string, d time.Duration, err error) {
 	m.upstreamLastOK.WithLabelValues(upstream).SetToCurrentTime()
 }
 
-// InitUpstream creates an upstream's duration series so dashboards see it before its first query.
+// InitUpstream creates an upstream's series (duration, health, errors by reason, last success)
+// so dashboards and alerts see them before its first query.
 func (m *Metrics) InitUpstream(upstream string) {
 	m.upstreamDuration.WithLabelValues(upstream)
 	m.upstreamHealthy.WithLabelValues(upstream).Set(1)
+	m.upstreamLastOK.WithLabelValues(upstream) // 0 until the first success
+	for _, r := range UpstreamErrorReasons() {
+		m.upstreamErrors.WithLabelValues(upstream, r)
+	}
 }
 
 // UpstreamHealthy records an upstream leaving (false) or rejoining (true) the rotation.

@@ -422,7 +422,7 @@ func TestAdminCheck(t *testing.T) {
 	if len(rules) != 1 {
 		t.Fatalf("rules: %s", c.raw)
 	}
-	if r := rules[0].(map[string]any); r["decided"] != true || r["file"] != "blocklists/apps/alipay.txt" || r["line"].(float64) < 1 || r["kind"] != "block" {
+	if r := rules[0].(map[string]any); r["decided"] != true || r["file"] != "configs/blocklists/apps/alipay.txt" || r["line"].(float64) < 1 || r["kind"] != "block" {
 		t.Errorf("rule detail: %v", r)
 	}
 	if c := api(t, d, "GET", "/api/check?name=example.org", ""); c.body["blocked"] != false {

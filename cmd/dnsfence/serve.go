@@ -79,8 +79,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 				fmt.Fprintf(stdout, "blocklist %s: %d invalid lines skipped, e.g.\n  %s\n", l.Name, l.Invalid, strings.Join(l.Examples, "\n  "))
 			}
 		}
-		fmt.Fprintf(stdout, "%s: OK (%d listen addresses, %d lists with %d entries)\n",
-			cfg.source, len(cfg.Listen), len(infos), set.Len())
+		fmt.Fprintf(stdout, "%s: OK (%s, %s with %s)\n", cfg.source, count(len(cfg.Listen), "listen address", "listen addresses"),
+			count(len(infos), "list", "lists"), count(set.Len(), "entry", "entries"))
 		return nil
 	}
 	logs, err := newLoggers(cfg.Log, stderr)
@@ -488,6 +488,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 	for _, l := range urlLists(cfg) {
 		m.ListInterval(l.Name, l.refresh())
 	}
+	m.InitQueries(groupNames(cfg), listenTransports(cfg), blockedRcode(cfg))
 	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
