@@ -71,7 +71,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 	fs.Var(listFlag{&o.listen}, "listen", "DNS listen `address`: IP:port (UDP and TCP), tls://IP:port (DoT) or https://IP:port/dns-query (DoH); repeatable; replaces the config's listen")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM) for tls:// and https:// listeners; reloaded when it changes")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) for tls:// and https:// listeners")
-	fs.Var(listFlag{&o.upstreams}, "upstream", "upstream `URL` (udp://IP:port, tcp://IP:port, IP[:port]); repeatable; replaces the config's upstreams")
+	fs.Var(listFlag{&o.upstreams}, "upstream", "upstream `URL`: udp://IP[:port], tcp://IP[:port], tls://HOST[:port][?tls_server_name=NAME] (DoT), https://HOST[:port]/path (DoH) or IP[:port] (UDP); HOST names need bootstrap servers; repeatable; replaces the config's upstreams")
 	fs.Var(listFlag{&o.blocklists}, "blocklist", "blocklist `file` to add to the configured lists; repeatable")
 	fs.StringVar(&o.http, "http", "", "HTTP listen `host:port` for /metrics, /healthz, /readyz and the admin API (\"\" in the config disables it)")
 	fs.StringVar(&o.logFormat, "log.format", "", "log `format`: console or json (overrides log.format)")

@@ -780,7 +780,7 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		}
 		if err != nil {
 			_ = shutdownDNS(context.Background())
-			return fmt.Errorf("listen %s: %w", l, err)
+			return fmt.Errorf("listen %s: %w%s", l, err, bindHint(ls.addr.String(), err))
 		}
 		servers = append(servers, s)
 		addr := s.Addr()
@@ -824,7 +824,7 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			_ = shutdownDNS(context.Background())
-			return fmt.Errorf("http listen: %w", err)
+			return fmt.Errorf("http listen: %w%s", err, bindHint(cfg.HTTP.Listen, err))
 		}
 		inst.httpAddr = ln.Addr().String()
 		mux := http.NewServeMux()
