@@ -25,7 +25,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	lists, err := blocklist.NewLive(listSources(cfg, newFetcher(cfg)), nil)
 	if err != nil {
-		return fmt.Errorf("%s: blocklists: %w", cfg.source, err)
+		return cfg.listLoadError(err)
 	}
 	for name, err := range lists.Initial().Failed {
 		fmt.Fprintf(stderr, "dnsfence check: list %s: %v\n", name, err)

@@ -60,6 +60,7 @@ type Config struct {
 	lines map[string]int
 	// source names the file in messages ("embedded default" when there is none).
 	source string
+	flags  flagValues // paths set by command-line flags, reported as the flag
 }
 
 // BlockingConfig is how blocked names are answered.
@@ -507,6 +508,9 @@ func scalarAt(n *yaml.Node, keys ...string) *yaml.Node {
 // problem formats a validation error for the field at path, with its line when the file set it.
 func (c *Config) problem(path, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
+	if f, ok := c.flags.flag(path); ok {
+		return fmt.Errorf("%s: %s", f, msg)
+	}
 	if line, ok := c.lines[path]; ok {
 		return fmt.Errorf("%s: line %d: %s: %s", c.source, line, path, msg)
 	}

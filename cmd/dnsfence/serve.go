@@ -106,6 +106,7 @@ func loadConfig(o *options) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.flags = recordFlags(cfg, o)
 	if len(o.listen) > 0 {
 		cfg.Listen = o.listen
 	}
@@ -157,7 +158,7 @@ func listName(path string, existing []ListConfig) string {
 func loadSet(cfg *Config) (*blocklist.Set, []blocklist.ListInfo, error) {
 	set, infos, err := blocklist.Load(listSources(cfg, newFetcher(cfg)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: blocklists: %w", cfg.source, err)
+		return nil, nil, cfg.listLoadError(err)
 	}
 	return set, infos, nil
 }
