@@ -415,7 +415,9 @@ func parseConfig(data []byte, source string) (*Config, error) {
 	cfg.source = source
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	decErr := dec.Decode(&cfg)
+	var te *yaml.TypeError // wrong types: the rest is decoded, and checked too (config_typeerrors.go)
+	if err := decErr; err != nil && !errors.Is(err, io.EOF) && !errors.As(err, &te) {
 		lines := strings.Split(cleanYAMLError(err).Error(), "\n")
 		return nil, fmt.Errorf("invalid configuration:\n%s: %s", source, strings.Join(lines, "\n"+source+": "))
 	}
@@ -428,6 +430,9 @@ func parseConfig(data []byte, source string) (*Config, error) {
 	// `mode: null` means the null sinkhole, but YAML reads it as null and leaves the default.
 	if n := scalarAt(&root, "blocking", "mode"); n != nil && n.Tag == "!!null" {
 		cfg.Blocking.Mode = n.Value
+	}
+	if te != nil {
+		return &cfg, explainTypeErrors(te, &root, source)
 	}
 	return &cfg, nil
 }

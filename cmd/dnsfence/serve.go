@@ -103,7 +103,8 @@ func loadConfig(o *options) (*Config, error) {
 		data, source = b, o.config
 	}
 	cfg, err := parseConfig(data, source)
-	if err != nil {
+	var te *typeErrors // reported with the other problems below
+	if err != nil && !errors.As(err, &te) {
 		return nil, err
 	}
 	cfg.flags = recordFlags(cfg, o)
@@ -131,8 +132,8 @@ func loadConfig(o *options) (*Config, error) {
 	if o.tlsKey != "" {
 		cfg.TLS.Key = o.tlsKey
 	}
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("invalid configuration:\n%w", err)
+	if err := cfg.Validate(); err != nil || te != nil {
+		return nil, fmt.Errorf("invalid configuration:\n%w", mergeProblems(te, err))
 	}
 	return cfg, nil
 }
