@@ -39,3 +39,7 @@ func (m *Metrics) InitQueries(groups []string, transports []resolver.Transport, 
 		}
 	}
 }
+
+// ConfigValid records that the config file reads valid again although nothing changed (it was
+// fixed back to the running config): the refusal is over, but no reload is counted.
+func (m *Metrics) ConfigValid() { m.configLastResult.Set(1) }

@@ -40,6 +40,7 @@ type Metrics struct {
 	listLastOK       *prometheus.GaugeVec
 	configReloads    *prometheus.CounterVec
 	configLastOK     prometheus.Gauge
+	configLastResult prometheus.Gauge
 	listInterval     *prometheus.GaugeVec
 	listRules        *prometheus.GaugeVec
 	upstreamLastOK   *prometheus.GaugeVec
@@ -153,6 +154,10 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "config", Name: "last_reload_success_timestamp_seconds",
 			Help: "Unix time the running config was loaded.",
 		}),
+		configLastResult: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "config", Name: "last_reload_success",
+			Help: "1 if the last config load or reload succeeded, 0 if it was refused (the last good config runs; lists still reload under it).",
+		}),
 		listInterval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "blocklist", Name: "refresh_interval_seconds",
 			Help: "How often each URL blocklist is downloaded again (absent for file lists, which reload on change).",
@@ -211,7 +216,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors, m.upstreamHealthy,
-		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.listLastOK, m.configReloads, m.configLastOK, buildInfo,
+		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.listLastOK, m.configReloads, m.configLastOK, m.configLastResult, buildInfo,
 		m.listInterval, m.listRules, m.upstreamLastOK, m.cacheHits, m.cacheMisses, m.cacheStale, m.cachePrefetches,
 		m.cacheEvictions, m.cacheEntries, m.paused,
 	} {
@@ -355,9 +360,12 @@ func (m *Metrics) InitList(list, app string, groups []string) {
 func (m *Metrics) ConfigLoaded(ok bool, at time.Time) {
 	if !ok {
 		m.configReloads.WithLabelValues("failure").Inc()
+		m.configLastResult.Set(0)
 		return
 	}
+	m.configReloads.WithLabelValues("failure") // from the start, so increase() sees the first
 	m.configReloads.WithLabelValues("success").Inc()
+	m.configLastResult.Set(1)
 	m.configLastOK.Set(float64(at.Unix()))
 }
 

@@ -666,6 +666,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	}
 	cfg, err := loadConfig(o)
 	if err == nil && configEqual(cur.cfg, cfg) {
+		e.metrics.ConfigValid() // the file may have been fixed back to the running config
 		return cur, listsReloaded("unchanged", reloadLists()), nil
 	}
 	var next *state
@@ -675,6 +676,8 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	if err != nil {
 		e.log.Error("config reload refused; the running config stays", zap.String("config", o.config), zap.Error(err))
 		e.metrics.ConfigLoaded(false, time.Now())
+		// List edits keep applying under the running config while the file is being fixed.
+		reloadLists() // logged and counted by the lists' onReload
 		return cur, reloaded{}, fmt.Errorf("config reload refused; the running config stays: %w", err)
 	}
 	if changed := restartNeeded(cur.cfg, cfg); len(changed) > 0 {
