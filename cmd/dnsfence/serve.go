@@ -405,6 +405,7 @@ type env struct {
 	fetcher *blocklist.Fetcher
 	// refreshed carries the results of URL list downloads to the reload loop.
 	refreshed chan refreshEvent
+	warned    listWarnings // skipped list lines already logged
 }
 
 // refreshEvent is one background download of a URL list.
@@ -452,7 +453,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 		for _, l := range r.Lists {
 			m.ListLoaded(l.Name, l.Entries, l.Invalid, r.Failed[l.Name], now)
 			m.ListRules(l.Name, l.RulesByKind())
-			logInvalid(log, l)
+			e.warned.log(log, l, r.Failed[l.Name] != nil)
 		}
 		if err := r.Err(); err != nil {
 			log.Error("blocklist reload failed; the failing lists keep their last good entries",
@@ -482,7 +483,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 		m.InitList(l.Name, apps[l.Name], groupNames(cfg))
 		m.ListLoaded(l.Name, l.Entries, l.Invalid, pending[l.Name], time.Now())
 		m.ListRules(l.Name, l.RulesByKind())
-		logInvalid(log, l)
+		e.warned.log(log, l, pending[l.Name] != nil)
 		if err := pending[l.Name]; err != nil {
 			log.Warn("URL list unreachable and not cached: starting without it; retrying in the background", zap.String("list", l.Name), zap.Error(err))
 		}
