@@ -67,7 +67,7 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.config, "config", "", "YAML config `file` (default: the built-in config, see configs/dnsfence.yaml)")
-	fs.BoolVar(&o.configCheck, "config.check", false, "validate the config and the blocklists, then exit")
+	fs.BoolVar(&o.configCheck, "config.check", false, "validate the config and load every blocklist (URL lists downloaded to a temporary directory), then exit")
 	fs.Var(listFlag{&o.listen}, "listen", "DNS listen `address`: IP:port (UDP and TCP), tls://IP:port (DoT) or https://IP:port/dns-query (DoH); repeatable; replaces the config's listen")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM) for tls:// and https:// listeners; reloaded when it changes")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) for tls:// and https:// listeners")

@@ -70,18 +70,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 		return err
 	}
 	if opts.configCheck {
-		set, infos, err := loadSet(cfg)
-		if err != nil {
-			return err
-		}
-		for _, l := range infos {
-			if l.Invalid > 0 {
-				fmt.Fprintf(stdout, "blocklist %s: %d invalid lines skipped, e.g.\n  %s\n", l.Name, l.Invalid, strings.Join(l.Examples, "\n  "))
-			}
-		}
-		fmt.Fprintf(stdout, "%s: OK (%s, %s with %s)\n", cfg.source, count(len(cfg.Listen), "listen address", "listen addresses"),
-			count(len(infos), "list", "lists"), count(set.Len(), "entry", "entries"))
-		return nil
+		return checkConfig(ctx, cfg, stdout)
 	}
 	logs, err := newLoggers(cfg.Log, stderr)
 	if err != nil {
