@@ -102,9 +102,9 @@ func TestAdminTokenRequiredOffLoopback(t *testing.T) {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	// The -http flag is checked the same way, without a line; nothing is bound.
+	// The -http flag is checked the same way, reported as the flag; nothing is bound.
 	_, err := loadConfig(&options{http: "0.0.0.0:0", httpSet: true})
-	if err == nil || !strings.Contains(err.Error(), "http.listen") || !strings.Contains(err.Error(), "http.token") {
+	if err == nil || !strings.Contains(err.Error(), `-http "0.0.0.0:0": `) || !strings.Contains(err.Error(), "http.token") {
 		t.Errorf("-http 0.0.0.0:0 without a token: %v", err)
 	}
 	cfg, err := parseConfig([]byte("http:\n  token_file: "+tokenFile+"\n"), "c.yaml")
