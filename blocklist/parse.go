@@ -336,18 +336,19 @@ func (p *parser) addRegexp(expr []byte, k Kind, line []byte) {
 // a rule for the names below. inHosts tells whether it follows an IP address,
 // where a numeric name is a misplaced address.
 func (p *parser) addName(tok []byte, inHosts, allow bool) {
+	written := tok // rejections quote the name as the list has it, not as trimmed here
 	below := bytes.HasPrefix(tok, []byte("*."))
 	if below {
 		tok = tok[2:]
 	}
 	tok = bytes.TrimSuffix(tok, []byte("."))
 	if bytes.IndexByte(tok, '*') >= 0 {
-		p.reject(reasonWildcard, tok)
+		p.reject(reasonWildcard, written)
 		return
 	}
 	name, reason := p.normalize(tok)
 	if reason != "" {
-		p.reject(reason, tok)
+		p.reject(reason, written)
 		return
 	}
 	if isLoopbackName(name) {

@@ -91,6 +91,8 @@ func TestParse(t *testing.T) {
 		{name: "bad regexp", in: "/a(/\nok.com\n", want: []string{"ok.com"}, invalid: 1, examples: []string{`t.txt:1: invalid regular expression: "/a(/"`}},
 		{name: "wildcard elsewhere", in: "a.*.com\n*a.com\nok.com\n", want: []string{"ok.com"}, invalid: 2,
 			examples: []string{`t.txt:1: wildcard other than a leading *.: "a.*.com"`}},
+		{name: "wildcard quoted as written", in: "*.*.x.example\n*.bad_ok..example.\nok.com\n", want: []string{"ok.com"}, invalid: 2,
+			examples: []string{`t.txt:1: wildcard other than a leading *.: "*.*.x.example"`, `t.txt:2: empty label: "*.bad_ok..example."`}},
 		{name: "hosts wildcard", in: "0.0.0.0 *.ads.com\n", want: []string{"*.ads.com"}},
 		{name: "IDN to punycode", in: "bücher.de\n||MÜNCHEN.de^\n*.café.fr\n", want: []string{"xn--bcher-kva.de", "xn--mnchen-3ya.de", "*.xn--caf-dma.fr"}},
 		{name: "bad IDN", in: "a.com\nb\u00fc\u0000cher.de\n", want: []string{"a.com"}, invalid: 1, examples: []string{"t.txt:2: invalid"}},

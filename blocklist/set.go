@@ -54,13 +54,12 @@ type ListInfo struct {
 	Files       int           // files read (a directory list has several)
 }
 
-// RulesByKind returns the non-zero rule counts by kind name, for logs and metrics.
+// RulesByKind returns the rule counts by kind name, zeros included (a kind that a reload emptied
+// must read 0, not its old count), for logs and metrics.
 func (l ListInfo) RulesByKind() map[string]int {
 	m := map[string]int{}
 	for k, n := range l.Rules {
-		if n > 0 {
-			m[Kind(k).String()] = n
-		}
+		m[Kind(k).String()] = n
 	}
 	return m
 }

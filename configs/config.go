@@ -60,6 +60,9 @@ type Config struct {
 	lines map[string]int
 	// source names the file in messages ("embedded default" when there is none).
 	source string
+	flags  flagValues // paths set by command-line flags, reported as the flag
+	// typeErrs are the values of the wrong type, reported by Validate with the other problems.
+	typeErrs []error
 }
 
 // Source names the file the config came from, for messages.
@@ -419,8 +422,6 @@ func defaults() Config {
 	}
 }
 
-// Parse decodes YAML strictly: unknown keys and values of the wrong type are errors with the
-// line they are on. It does not validate values; call Validate.
 // Load reads and parses the config file at path; an empty path is the built-in default. It does
 // not validate: flags may still change the result.
 func Load(path string) (*Config, error) {
@@ -435,14 +436,17 @@ func Load(path string) (*Config, error) {
 	return Parse(data, source)
 }
 
-// Parse decodes YAML strictly: unknown keys and values of the wrong type are errors with the line
-// they are on. source names the file in messages. It does not validate values; call Validate.
+// Parse decodes YAML strictly. A file that is not YAML is an error with its line. Unknown keys and
+// values of the wrong type are kept and reported by Validate together with every other problem,
+// in line order, each naming its key. source names the file in messages.
 func Parse(data []byte, source string) (*Config, error) {
 	cfg := defaults()
 	cfg.source = source
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&cfg); err != nil && !errors.Is(err, io.EOF) {
+	decErr := dec.Decode(&cfg)
+	var te *yaml.TypeError // wrong types: the rest is decoded, and Validate reports both (typeerrors.go)
+	if err := decErr; err != nil && !errors.Is(err, io.EOF) && !errors.As(err, &te) {
 		lines := strings.Split(cleanYAMLError(err).Error(), "\n")
 		return nil, fmt.Errorf("invalid configuration:\n%s: %s", source, strings.Join(lines, "\n"+source+": "))
 	}
@@ -455,6 +459,9 @@ func Parse(data []byte, source string) (*Config, error) {
 	// `mode: null` means the null sinkhole, but YAML reads it as null and leaves the default.
 	if n := scalarAt(&root, "blocking", "mode"); n != nil && n.Tag == "!!null" {
 		cfg.Blocking.Mode = n.Value
+	}
+	if te != nil {
+		cfg.typeErrs = explainTypeErrors(te, &root, source)
 	}
 	return &cfg, nil
 }
@@ -535,13 +542,17 @@ func scalarAt(n *yaml.Node, keys ...string) *yaml.Node {
 // problem formats a validation error for the field at path, with its line when the file set it.
 func (c *Config) problem(path, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
+	if f, ok := c.flags.flag(path); ok {
+		return fmt.Errorf("%s: %s", f, msg)
+	}
 	if line, ok := c.lines[path]; ok {
 		return fmt.Errorf("%s: line %d: %s: %s", c.source, line, path, msg)
 	}
 	return fmt.Errorf("%s: %s: %s", c.source, path, msg)
 }
 
-// Validate checks every value and returns all problems joined, each naming its line.
+// Validate checks every value and returns all problems joined, each naming its line (or the flag
+// that set it), sorted by line; the unknown keys and wrong types Parse found come with them.
 func (c *Config) Validate() error {
 	var errs []error
 	if len(c.Listen) == 0 {
@@ -715,6 +726,8 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateQueryLog()...)
 	errs = append(errs, c.validateHTTP()...)
+	errs = append(errs, c.typeErrs...)
+	sortByLine(errs)
 	return errors.Join(errs...)
 }
 

@@ -30,16 +30,28 @@ func DefaultConfig() []byte {
 	return append([]byte(nil), defaultConfig...)
 }
 
-// Lists is the file system of the built-in blocklists.
-func Lists() fs.FS { return lists }
+// Lists is the file system of the built-in blocklists. Its paths are the files' paths in the
+// repository (configs/blocklists/…), so a message quoting a built-in list's file:line names a
+// file a reader can open.
+func Lists() fs.FS { return repoFS{} }
+
+type repoFS struct{}
+
+func (repoFS) Open(name string) (fs.File, error) {
+	rest, ok := strings.CutPrefix(name, "configs/")
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return lists.Open(rest)
+}
 
 // BuiltinPath is the path inside Lists() of the general built-in list called name.
-func BuiltinPath(name string) string { return path.Join("blocklists", name+".txt") }
+func BuiltinPath(name string) string { return path.Join("configs", "blocklists", name+".txt") }
 
 // BuiltinIPPath is the path inside Lists() of the address list that goes with the general
 // built-in list called name (only doh-bypass has one). Address lists end in .ips, so Builtins,
 // which lists the .txt name lists, never returns them.
-func BuiltinIPPath(name string) string { return path.Join("blocklists", name+".ips") }
+func BuiltinIPPath(name string) string { return path.Join("configs", "blocklists", name+".ips") }
 
 // Builtins returns the names of the general built-in lists (not the per-app ones), sorted.
 func Builtins() []string {
@@ -80,19 +92,19 @@ type App struct {
 }
 
 // AppPath is the path inside Lists() of the app list id.
-func AppPath(id string) string { return path.Join("blocklists", "apps", id+".txt") }
+func AppPath(id string) string { return path.Join("configs", "blocklists", "apps", id+".txt") }
 
 // AppIPPath is the path inside Lists() of the app's curated address list: one address or CIDR
 // per line with a "# H|M|L: source" comment, under the same header as the name list. It holds
 // only addresses dedicated to the app or to the HTTPDNS service it uses, and may hold none.
-func AppIPPath(id string) string { return path.Join("blocklists", "apps", id+".ips") }
+func AppIPPath(id string) string { return path.Join("configs", "blocklists", "apps", id+".ips") }
 
 // Apps reads the headers of the curated lists ("# id:", "# app:", "# vendor:", "# policy:",
 // "# sources:" lines, sources separated by ";").
 func Apps() ([]App, error) {
 	out := make([]App, 0, len(appIDs))
 	for _, id := range appIDs {
-		data, err := fs.ReadFile(lists, AppPath(id))
+		data, err := fs.ReadFile(Lists(), AppPath(id))
 		if err != nil {
 			return nil, err
 		}

@@ -180,7 +180,7 @@ func TestBuiltinsListNamesOnly(t *testing.T) {
 	if _, err := fs.Stat(configs.Lists(), configs.BuiltinIPPath("doh-bypass")); err != nil {
 		t.Error(err)
 	}
-	if p := configs.AppIPPath("qq"); p != "blocklists/apps/qq.ips" {
+	if p := configs.AppIPPath("qq"); p != "configs/blocklists/apps/qq.ips" {
 		t.Errorf("AppIPPath(qq) = %q", p)
 	}
 }

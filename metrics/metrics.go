@@ -41,6 +41,7 @@ type Metrics struct {
 	listLastOK       *prometheus.GaugeVec
 	configReloads    *prometheus.CounterVec
 	configLastOK     prometheus.Gauge
+	configLastResult prometheus.Gauge
 	listInterval     *prometheus.GaugeVec
 	listRules        *prometheus.GaugeVec
 	upstreamLastOK   *prometheus.GaugeVec
@@ -108,7 +109,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 		}, []string{"upstream"}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "errors_total",
-			Help: "Failed exchanges with an upstream resolver, by reason (timeout, network, mismatch, servfail, refused, formerr, canceled, other).",
+			Help: "Failed exchanges with an upstream resolver, by reason (timeout, network, mismatch, busy, servfail, refused, formerr, canceled, other).",
 		}, []string{"upstream", "reason"}),
 		upstreamHealthy: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "healthy",
@@ -154,17 +155,21 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "config", Name: "last_reload_success_timestamp_seconds",
 			Help: "Unix time the running config was loaded.",
 		}),
+		configLastResult: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: namespace, Subsystem: "config", Name: "last_reload_success",
+			Help: "1 if the last config load or reload succeeded, 0 if it was refused (the last good config runs; lists still reload under it).",
+		}),
 		listInterval: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "blocklist", Name: "refresh_interval_seconds",
 			Help: "How often each URL blocklist is downloaded again (absent for file lists, which reload on change).",
 		}, []string{"list"}),
 		listRules: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "blocklist", Name: "rules",
-			Help: "Rules served from each blocklist, by kind (domain, wildcard, allow, regex).",
+			Help: "Rules served from each blocklist, by kind (block, block-below, allow, allow-below, regexp, allow-regexp).",
 		}, []string{"list", "kind"}),
 		upstreamLastOK: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "upstream", Name: "last_success_timestamp_seconds",
-			Help: "Unix time of the last successful exchange with each upstream.",
+			Help: "Unix time of the last successful exchange with each upstream (0 until the first).",
 		}, []string{"upstream"}),
 		cacheHits: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: namespace, Subsystem: "cache", Name: "hits_total",
@@ -212,7 +217,7 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors, m.upstreamHealthy,
-		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.listLastOK, m.configReloads, m.configLastOK, buildInfo,
+		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.listLastOK, m.configReloads, m.configLastOK, m.configLastResult, buildInfo,
 		m.listInterval, m.listRules, m.upstreamLastOK, m.cacheHits, m.cacheMisses, m.cacheStale, m.cachePrefetches,
 		m.cacheEvictions, m.cacheEntries, m.paused,
 	} {
@@ -303,10 +308,15 @@ func (m *Metrics) ObserveUpstream(name string, d time.Duration, err error) {
 	m.upstreamLastOK.WithLabelValues(name).SetToCurrentTime()
 }
 
-// InitUpstream creates an upstream's duration series so dashboards see it before its first query.
+// InitUpstream creates an upstream's series (duration, health, errors by reason, last success)
+// so dashboards and alerts see them before its first query.
 func (m *Metrics) InitUpstream(upstream string) {
 	m.upstreamDuration.WithLabelValues(upstream)
 	m.upstreamHealthy.WithLabelValues(upstream).Set(1)
+	m.upstreamLastOK.WithLabelValues(upstream) // 0 until the first success
+	for _, r := range UpstreamErrorReasons() {
+		m.upstreamErrors.WithLabelValues(upstream, r)
+	}
 }
 
 // UpstreamHealthy records an upstream leaving (false) or rejoining (true) the rotation.
@@ -351,9 +361,12 @@ func (m *Metrics) InitList(list, app string, groups []string) {
 func (m *Metrics) ConfigLoaded(ok bool, at time.Time) {
 	if !ok {
 		m.configReloads.WithLabelValues("failure").Inc()
+		m.configLastResult.Set(0)
 		return
 	}
+	m.configReloads.WithLabelValues("failure") // from the start, so increase() sees the first
 	m.configReloads.WithLabelValues("success").Inc()
+	m.configLastResult.Set(1)
 	m.configLastOK.Set(float64(at.Unix()))
 }
 

@@ -282,7 +282,8 @@ const maxKeyName = 1024
 // one question, an implausibly long name, or an EDNS Client Subnet option (the answer may be
 // meant for that subnet only).
 func makeKey(seed maphash.Seed, m *dns.Msg) (k qkey, ok bool) {
-	if len(m.Question) != 1 {
+	// A TSIG-signed reply is for the one client who signed the query: never shared or cached.
+	if len(m.Question) != 1 || m.IsTsig() != nil {
 		return k, false
 	}
 	q := m.Question[0]

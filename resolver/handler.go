@@ -172,6 +172,12 @@ func addrOf(a net.Addr) netip.Addr {
 // 0x20-randomizing clients check); EDNS only if the client used it; truncated to the client's UDP size.
 func finalize(reply, req *dns.Msg, t Transport) {
 	reply.Id = req.Id
+	if req.IsTsig() != nil && reply.IsTsig() != nil {
+		// A signed upstream reply to a signed query is passed back as it came (RFC 8945 §5.5): its
+		// MAC covers every bit but the ID, which the TSIG's Original ID stands in for.
+		reply.Compress = true
+		return
+	}
 	reply.Response = true
 	reply.Opcode = req.Opcode
 	reply.RecursionDesired = req.RecursionDesired
@@ -179,6 +185,11 @@ func finalize(reply, req *dns.Msg, t Transport) {
 	reply.CheckingDisabled = req.CheckingDisabled
 	reply.Question = req.Question
 	reply.Compress = true
+	if req.Opcode != dns.OpcodeQuery {
+		// NOTIMP for an opcode we do not serve: the flags are QUERY's, so none is echoed or set.
+		reply.RecursionDesired, reply.RecursionAvailable, reply.CheckingDisabled = false, false, false
+		reply.AuthenticatedData, reply.Authoritative, reply.Zero = false, false, false
+	}
 
 	clientOPT := req.IsEdns0()
 	opt := reply.IsEdns0()
@@ -246,8 +257,10 @@ func AcceptMsg(dh dns.Header) dns.MsgAcceptAction {
 }
 
 // Validate answers queries dnsfence does not serve: FORMERR unless there is exactly one question,
-// NOTIMP for opcodes other than QUERY, REFUSED for zone transfers (we are not authoritative for
-// anything). It sits right after the metrics stage so those replies are counted too.
+// NOTIMP for opcodes other than QUERY, BADVERS for an EDNS version other than 0 (RFC 6891
+// §6.1.3: we speak only version 0, so we answer, not the cache or an upstream), REFUSED for zone
+// transfers (we are not authoritative for anything). It sits right after the metrics stage so
+// those replies are counted too.
 func Validate() Middleware {
 	return func(next Resolver) Resolver {
 		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
@@ -258,6 +271,8 @@ func Validate() Middleware {
 				rcode = dns.RcodeNotImplemented
 			case len(m.Question) != 1:
 				rcode = dns.RcodeFormatError
+			case m.IsEdns0() != nil && m.IsEdns0().Version() != 0:
+				rcode = dns.RcodeBadVers
 			case m.Question[0].Qtype == dns.TypeAXFR || m.Question[0].Qtype == dns.TypeIXFR:
 				rcode = dns.RcodeRefused
 			}

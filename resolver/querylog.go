@@ -86,7 +86,13 @@ func QueryLog(l *zap.Logger, client ClientPrivacy) Middleware {
 	return func(next Resolver) Resolver {
 		return ResolverFunc(func(ctx context.Context, req *Request) (*Response, error) {
 			resp, err := next.Resolve(ctx, req)
-			ce := l.Check(zapcore.InfoLevel, "query")
+			// The message is the outcome: the logger is already named "query", and a console line
+			// should say what happened ("INFO query blocked …", not "INFO query query …").
+			msg := OutcomeError.String()
+			if err == nil && resp != nil && resp.Msg != nil {
+				msg = resp.Outcome.String()
+			}
+			ce := l.Check(zapcore.InfoLevel, msg)
 			if ce == nil {
 				return resp, err
 			}

@@ -102,9 +102,9 @@ func TestAdminTokenRequiredOffLoopback(t *testing.T) {
 			t.Errorf("%q: %v", ok, err)
 		}
 	}
-	// The -http flag is checked the same way, without a line; nothing is bound.
+	// The -http flag is checked the same way, reported as the flag; nothing is bound.
 	_, err := loadConfig(&options{http: "0.0.0.0:0", httpSet: true})
-	if err == nil || !strings.Contains(err.Error(), "http.listen") || !strings.Contains(err.Error(), "http.token") {
+	if err == nil || !strings.Contains(err.Error(), `-http "0.0.0.0:0": `) || !strings.Contains(err.Error(), "http.token") {
 		t.Errorf("-http 0.0.0.0:0 without a token: %v", err)
 	}
 	cfg, err := configs.Parse([]byte("http:\n  token_file: "+tokenFile+"\n"), "c.yaml")
@@ -389,7 +389,7 @@ func TestAdminCheck(t *testing.T) {
 	if len(rules) != 1 {
 		t.Fatalf("rules: %s", c.raw)
 	}
-	if r := rules[0].(map[string]any); r["decided"] != true || r["file"] != "blocklists/apps/alipay.txt" || r["line"].(float64) < 1 || r["kind"] != "block" {
+	if r := rules[0].(map[string]any); r["decided"] != true || r["file"] != "configs/blocklists/apps/alipay.txt" || r["line"].(float64) < 1 || r["kind"] != "block" {
 		t.Errorf("rule detail: %v", r)
 	}
 	if c := api(t, d, "GET", "/api/check?name=example.org", ""); c.body["blocked"] != false {

@@ -53,10 +53,7 @@ func needTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%s not installed; .ci/run should install it", name)
-		}
-		t.Skipf("%s not installed (Debian: apt-get install dnsutils)", name)
+		missingTool(t, name, toolPackages[name])
 	}
 	return p
 }

@@ -25,7 +25,7 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	lists, err := blocklist.NewLive(cfg.ListSources(cfg.Fetcher("dnsfence/"+version)), nil)
 	if err != nil {
-		return fmt.Errorf("%s: blocklists: %w", cfg.Source(), err)
+		return cfg.ListLoadError(err)
 	}
 	for name, err := range lists.Initial().Failed {
 		fmt.Fprintf(stderr, "dnsfence check: list %s: %v\n", name, err)

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/dnsfence/dnsfence/configs"
 )
 
 // errUsage is returned for bad command lines; the usage text has already been printed.
@@ -67,11 +69,11 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.config, "config", "", "YAML config `file` (default: the built-in config, see configs/dnsfence.yaml)")
-	fs.BoolVar(&o.configCheck, "config.check", false, "validate the config and the blocklists, then exit")
+	fs.BoolVar(&o.configCheck, "config.check", false, "validate the config and load every blocklist (URL lists downloaded to a temporary directory), then exit")
 	fs.Var(listFlag{&o.listen}, "listen", "DNS listen `address`: IP:port (UDP and TCP), tls://IP:port (DoT) or https://IP:port/dns-query (DoH); repeatable; replaces the config's listen")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "certificate `file` (PEM) for tls:// and https:// listeners; reloaded when it changes")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "private key `file` (PEM) for tls:// and https:// listeners")
-	fs.Var(listFlag{&o.upstreams}, "upstream", "upstream `URL` (udp://IP:port, tcp://IP:port, IP[:port]); repeatable; replaces the config's upstreams")
+	fs.Var(listFlag{&o.upstreams}, "upstream", "upstream `URL`: udp://IP[:port], tcp://IP[:port], tls://HOST[:port][?tls_server_name=NAME] (DoT), https://HOST[:port]/path (DoH) or IP[:port] (UDP); HOST names need bootstrap servers; repeatable; replaces the config's upstreams")
 	fs.Var(listFlag{&o.blocklists}, "blocklist", "blocklist `file` to add to the configured lists; repeatable")
 	fs.StringVar(&o.http, "http", "", "HTTP listen `host:port` for /metrics, /healthz, /readyz and the admin API (\"\" in the config disables it)")
 	fs.StringVar(&o.logFormat, "log.format", "", "log `format`: console or json (overrides log.format)")
@@ -88,4 +90,30 @@ func parseFlags(name string, args []string, stderr io.Writer) (*options, []strin
 		}
 	})
 	return o, fs.Args(), nil
+}
+
+// recordFlags notes which config paths o's flags set (so problems name the flag); cfg holds the
+// file's values, before the flags are applied.
+func recordFlags(cfg *configs.Config, o *options) {
+	f := cfg.SetByFlag
+	for i, l := range o.listen {
+		f(fmt.Sprintf("listen[%d]", i), "-listen "+l)
+	}
+	for i, u := range o.upstreams {
+		f(fmt.Sprintf("upstreams[%d]", i), "-upstream "+u)
+	}
+	for i, p := range o.blocklists {
+		f(fmt.Sprintf("blocklists[%d]", len(cfg.Blocklists)+i), "-blocklist "+p)
+	}
+	for _, fl := range []struct{ path, name, v string }{
+		{"log.format", "-log.format", o.logFormat}, {"log.level", "-log.level", o.logLevel},
+		{"tls.cert", "-tls-cert", o.tlsCert}, {"tls.key", "-tls-key", o.tlsKey},
+	} {
+		if fl.v != "" {
+			f(fl.path, fl.name+" "+fl.v)
+		}
+	}
+	if o.httpSet {
+		f("http.listen", fmt.Sprintf("-http %q", o.http))
+	}
 }

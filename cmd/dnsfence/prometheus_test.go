@@ -38,10 +38,7 @@ func needPrometheus(t *testing.T) (prom, promtool string) {
 	for _, name := range []string{"prometheus", "promtool"} {
 		p, err := exec.LookPath(name)
 		if err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s not installed; .ci/run should install it", name)
-			}
-			t.Skipf("%s not installed (Debian: apt-get install prometheus)", name)
+			missingTool(t, name, "prometheus")
 		}
 		if name == "prometheus" {
 			prom = p

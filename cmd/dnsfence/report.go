@@ -52,7 +52,7 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("report: %s", resp.Status)
+		return reportStatusError(resp)
 	}
 	_, err = io.Copy(stdout, resp.Body)
 	return err

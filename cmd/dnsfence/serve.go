@@ -72,18 +72,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 		return err
 	}
 	if opts.configCheck {
-		set, infos, err := loadSet(cfg)
-		if err != nil {
-			return err
-		}
-		for _, l := range infos {
-			if l.Invalid > 0 {
-				fmt.Fprintf(stdout, "blocklist %s: %d invalid lines skipped, e.g.\n  %s\n", l.Name, l.Invalid, strings.Join(l.Examples, "\n  "))
-			}
-		}
-		fmt.Fprintf(stdout, "%s: OK (%d listen addresses, %d lists with %d entries)\n",
-			cfg.Source(), len(cfg.Listen), len(infos), set.Len())
-		return nil
+		return checkConfig(ctx, cfg, stdout)
 	}
 	logs, err := newLoggers(cfg.Log, stderr)
 	if err != nil {
@@ -100,6 +89,7 @@ func loadConfig(o *options) (*configs.Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	recordFlags(cfg, o)
 	if len(o.listen) > 0 {
 		cfg.Listen = o.listen
 	}
@@ -151,7 +141,7 @@ func listName(path string, existing []configs.ListConfig) string {
 func loadSet(cfg *configs.Config) (*blocklist.Set, []blocklist.ListInfo, error) {
 	set, infos, err := blocklist.Load(cfg.ListSources(cfg.Fetcher("dnsfence/" + version)))
 	if err != nil {
-		return nil, nil, fmt.Errorf("%s: blocklists: %w", cfg.Source(), err)
+		return nil, nil, cfg.ListLoadError(err)
 	}
 	return set, infos, nil
 }
@@ -333,6 +323,7 @@ type env struct {
 	fetcher *blocklist.Fetcher
 	// refreshed carries the results of URL list downloads to the reload loop.
 	refreshed chan refreshEvent
+	warned    listWarnings // skipped list lines already logged
 }
 
 // refreshEvent is one background download of a URL list.
@@ -380,7 +371,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 		for _, l := range r.Lists {
 			m.ListLoaded(l.Name, l.Entries, l.Invalid, r.Failed[l.Name], now)
 			m.ListRules(l.Name, l.RulesByKind())
-			logInvalid(log, l)
+			e.warned.log(log, l, r.Failed[l.Name] != nil)
 		}
 		if err := r.Err(); err != nil {
 			log.Error("blocklist reload failed; the failing lists keep their last good entries",
@@ -413,7 +404,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 		m.InitList(l.Name, apps[l.Name], cfg.GroupNames())
 		m.ListLoaded(l.Name, l.Entries, l.Invalid, pending[l.Name], time.Now())
 		m.ListRules(l.Name, l.RulesByKind())
-		logInvalid(log, l)
+		e.warned.log(log, l, pending[l.Name] != nil)
 		if err := pending[l.Name]; err != nil {
 			log.Warn("URL list unreachable and not cached: starting without it; retrying in the background", zap.String("list", l.Name), zap.Error(err))
 		}
@@ -421,6 +412,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	for _, l := range cfg.URLLists() {
 		m.ListInterval(l.Name, l.RefreshInterval())
 	}
+	m.InitQueries(cfg.GroupNames(), listenTransports(cfg), blockedRcode(cfg))
 	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
@@ -572,6 +564,7 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	}
 	cfg, err := loadConfig(o)
 	if err == nil && cur.cfg.Equal(cfg) {
+		e.metrics.ConfigValid() // the file may have been fixed back to the running config
 		return cur, admin.ListsReloaded("unchanged", reloadLists()), nil
 	}
 	var next *state
@@ -581,6 +574,8 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 	if err != nil {
 		e.log.Error("config reload refused; the running config stays", zap.String("config", o.config), zap.Error(err))
 		e.metrics.ConfigLoaded(false, time.Now())
+		// List edits keep applying under the running config while the file is being fixed.
+		reloadLists() // logged and counted by the lists' onReload
 		return cur, admin.Reloaded{}, fmt.Errorf("config reload refused; the running config stays: %w", err)
 	}
 	if changed := configs.RestartNeeded(cur.cfg, cfg); len(changed) > 0 {
@@ -681,7 +676,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		}
 		if err != nil {
 			_ = shutdownDNS(context.Background())
-			return fmt.Errorf("listen %s: %w", l, err)
+			return fmt.Errorf("listen %s: %w%s", l, err, bindHint(ls.Addr.String(), err))
 		}
 		servers = append(servers, s)
 		addr := s.Addr()
@@ -725,7 +720,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			_ = shutdownDNS(context.Background())
-			return fmt.Errorf("http listen: %w", err)
+			return fmt.Errorf("http listen: %w%s", err, bindHint(cfg.HTTP.Listen, err))
 		}
 		inst.httpAddr = ln.Addr().String()
 		mux := http.NewServeMux()

@@ -38,7 +38,8 @@ func TestSystemdUnit(t *testing.T) {
 
 	analyze, err := exec.LookPath("systemd-analyze")
 	if err != nil {
-		t.Skip("systemd-analyze not installed; hardening directives checked above")
+		// Optional even under CI: the hardening directives were checked above.
+		skipListed(t, "systemd-analyze not installed (Debian: apt-get install systemd); unit not verified")
 	}
 	local := filepath.Join(t.TempDir(), "dnsfence.service")
 	if err := os.WriteFile(local, []byte(strings.Replace(unit, "ExecStart="+exec1[1], "ExecStart="+binary(t), 1)), 0o644); err != nil {

@@ -121,7 +121,9 @@ func (f *Forward) Resolve(ctx context.Context, req *resolver.Request) (*resolver
 		}
 		f.record(ctx, i, err)
 		if err == nil {
-			reply.Authoritative = false // the upstream may be authoritative; we are not
+			if req.Msg.IsTsig() == nil || reply.IsTsig() == nil { // a signed reply passes unchanged
+				reply.Authoritative = false // the upstream may be authoritative; we are not
+			}
 			return &resolver.Response{Msg: reply, Outcome: resolver.OutcomeForwarded, Upstream: u.Address()}, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", u.Address(), err))
@@ -199,7 +201,13 @@ func (f *Forward) record(ctx context.Context, i int, err error) {
 // upstreamQuery is the query we send for req: the question and the header bits that matter
 // (RD, CD), and EDNS only if the client used it, with the buffer clamped to EDNSBufferSize and DO
 // kept. Client EDNS options (cookies, ECS, padding) are hop-by-hop or private and not passed on.
+//
+// A TSIG-signed query is sent as it came (RFC 8945 §5.5): we hold no keys, and any change but the
+// ID (which the TSIG's Original ID covers) would break its MAC.
 func upstreamQuery(req *dns.Msg) *dns.Msg {
+	if req.IsTsig() != nil {
+		return req
+	}
 	q := &dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Opcode:            dns.OpcodeQuery,

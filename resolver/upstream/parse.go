@@ -85,6 +85,9 @@ type Options struct {
 func Parse(s string, opts Options) (Upstream, error) {
 	scheme, rest, found := strings.Cut(s, "://")
 	if !found {
+		if err := schemeTypo(s); err != nil {
+			return nil, err
+		}
 		scheme, rest = "udp", s
 	}
 	switch scheme {
@@ -209,7 +212,8 @@ func parseHostPort(s string, defPort uint16) (netip.AddrPort, error) {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("%q is not an IP address (upstream host names are not supported yet)", host)
+		return netip.AddrPort{}, fmt.Errorf("%q is not an IP address: plain udp:// and tcp:// upstreams need one; "+
+			"for a host name use DNS over TLS or HTTPS, e.g. tls://%s (resolved through bootstrap servers)", host, host)
 	}
 	if port == "" {
 		return netip.AddrPortFrom(ip, defPort), nil
