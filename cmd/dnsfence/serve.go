@@ -412,7 +412,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	for _, l := range cfg.URLLists() {
 		m.ListInterval(l.Name, l.RefreshInterval())
 	}
-	m.InitQueries(cfg.GroupNames(), listenTransports(cfg), blockedRcode(cfg))
+	m.InitQueries(cfg.GroupNames(), cfg.ListenTransports(), cfg.BlockedRcode())
 	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,

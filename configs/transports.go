@@ -1,17 +1,16 @@
-package main
+package configs
 
 import (
 	"strings"
 
 	"github.com/miekg/dns"
 
-	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver"
 )
 
-// listenTransports are the transports the configured listeners take queries on, for the
+// ListenTransports are the transports the configured listeners take queries on, for the
 // queries_total series created at start.
-func listenTransports(cfg *configs.Config) []resolver.Transport {
+func (c *Config) ListenTransports() []resolver.Transport {
 	seen := map[resolver.Transport]bool{}
 	var out []resolver.Transport
 	add := func(t resolver.Transport) {
@@ -20,7 +19,7 @@ func listenTransports(cfg *configs.Config) []resolver.Transport {
 			out = append(out, t)
 		}
 	}
-	for _, l := range cfg.Listen {
+	for _, l := range c.Listen {
 		switch {
 		case strings.HasPrefix(l, "tls://"):
 			add(resolver.DoT)
@@ -34,9 +33,9 @@ func listenTransports(cfg *configs.Config) []resolver.Transport {
 	return out
 }
 
-// blockedRcode is the rcode of the default sinkhole mode's answers.
-func blockedRcode(cfg *configs.Config) int {
-	switch strings.ToLower(cfg.Blocking.Mode) {
+// BlockedRcode is the rcode of the default sinkhole mode's answers.
+func (c *Config) BlockedRcode() int {
+	switch strings.ToLower(c.Blocking.Mode) {
 	case "refused":
 		return dns.RcodeRefused
 	case "null", "custom":
