@@ -39,7 +39,9 @@ type admin struct {
 	reload func(ctx context.Context) (reloaded, error)
 	// explain answers GET /api/check?name=NAME.
 	explain func(name string) (any, error)
-	routes  map[string]route
+	// explainIP answers GET /api/check?ip=ADDR (nil: egress off).
+	explainIP func(netip.Addr) (any, error)
+	routes    map[string]route
 }
 
 type route struct {
@@ -172,6 +174,10 @@ func (a *admin) serveReload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *admin) serveCheck(w http.ResponseWriter, r *http.Request) {
+	if ip := r.URL.Query().Get("ip"); ip != "" {
+		serveCheckIP(w, a.explainIP, ip)
+		return
+	}
 	name := r.URL.Query().Get("name")
 	if _, ok := dns.IsDomainName(name); name == "" || !ok {
 		writeError(w, http.StatusBadRequest, "name: want a domain name, e.g. ?name=alipay.com")

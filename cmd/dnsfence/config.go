@@ -54,6 +54,7 @@ type Config struct {
 	Rebinding       bool           `yaml:"rebinding_protection"`
 	Records         []string       `yaml:"records"`
 	HostsFiles      []string       `yaml:"hosts_files"`
+	Egress          EgressConfig   `yaml:"egress"`
 
 	// lines maps a field path ("blocking.mode", "upstreams[1]") to its line in the file, so
 	// validation errors can point at it.
@@ -687,6 +688,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateQueryLog()...)
 	errs = append(errs, c.validateHTTP()...)
+	errs = append(errs, c.validateEgress()...)
 	return errors.Join(errs...)
 }
 

@@ -61,13 +61,16 @@ func (u *upstreamLiveness) check(window time.Duration) error {
 
 // readyHandler serves /readyz: 200 when the blocklists are loaded and the upstreams pass
 // upstreamLiveness.check; else 503 with the reasons.
-func readyHandler(listsLoaded func() bool, up *upstreamLiveness) http.Handler {
+func readyHandler(listsLoaded func() bool, up *upstreamLiveness, egress func() error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		var reasons []string
 		if !listsLoaded() {
 			reasons = append(reasons, "blocklists not loaded")
 		}
 		if err := up.check(readyWindow); err != nil {
+			reasons = append(reasons, err.Error())
+		}
+		if err := egress(); err != nil {
 			reasons = append(reasons, err.Error())
 		}
 		if len(reasons) > 0 {

@@ -55,6 +55,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 			return runApps(stdout)
 		case "report":
 			return runReport(args[1:], stdout, stderr)
+		case "egress":
+			return runEgress(args[1:], stdout, stderr)
 		}
 	}
 	opts, rest, err := parseFlags("dnsfence", args, stderr)
@@ -81,7 +83,7 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 		}
 		fmt.Fprintf(stdout, "%s: OK (%d listen addresses, %d lists with %d entries)\n",
 			cfg.source, len(cfg.Listen), len(infos), set.Len())
-		return nil
+		return checkEgressConfig(cfg, stdout)
 	}
 	logs, err := newLoggers(cfg.Log, stderr)
 	if err != nil {
@@ -251,6 +253,7 @@ type chainParts struct {
 	upOpts    resolver.UpstreamOptions
 	local     *resolver.LocalData
 	cache     *resolver.Cache // nil: no cache
+	egress    *egressRuntime  // nil: egress off
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
@@ -305,6 +308,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		resolver.Validate(),
 		policy,
 		resolver.Local(p.local),
+		p.egress.learnStage(router), // egress learning: sees what block decides, learns blocked names' addresses
 		resolver.Block(resolver.Blocker{
 			Matcher: p.lists, Sinkhole: cfg.sinkhole(""), ListSinkholes: cfg.listSinkholes(), Apps: p.apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
@@ -401,6 +405,7 @@ type env struct {
 	// cur is the running state, for the HTTP handlers; the serve loop stores it.
 	cur     atomic.Pointer[state]
 	fetcher *blocklist.Fetcher
+	egress  *egressRuntime
 	// refreshed carries the results of URL list downloads to the reload loop.
 	refreshed chan refreshEvent
 }
@@ -492,7 +497,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
 		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
-		stats: e.stats.middleware(), pause: &e.pauser.pause,
+		stats: e.stats.middleware(), pause: &e.pauser.pause, egress: e.egress,
 		observe: func(upstream string, d time.Duration, err error) {
 			m.ObserveUpstream(upstream, d, err)
 			e.upstreams.observe(err)
@@ -726,6 +731,10 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		stats: newStats(), pauser: newPauser(m, log), upstreams: &upstreamLiveness{now: time.Now},
 		fetcher: newFetcher(cfg), refreshed: make(chan refreshEvent, 16)}
 	defer e.pauser.stop()
+	if e.egress, err = startEgress(cfg, reg, log); err != nil {
+		return err
+	}
+	defer e.egress.close()
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
@@ -831,9 +840,12 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})
-		mux.Handle("GET /readyz", readyHandler(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams))
+		mux.Handle("GET /readyz", readyHandler(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams, e.egress.ready))
 		if cfg.HTTP.API || cfg.HTTP.PProf {
 			api := newAdmin(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
+			if e.egress != nil {
+				api.explainIP = e.egress.explain
+			}
 			if cfg.HTTP.API {
 				mux.Handle("/api/", api)
 				mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
@@ -897,6 +909,10 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 	}
 	reload := func(download bool) (reloaded, error) {
 		next, res, err := e.reload(cur, o, chain, download)
+		if download {
+			e.egress.download(next.cfg, true)
+		}
+		e.egress.update(next.cfg)
 		if next != cur {
 			cur = next
 			e.cur.Store(cur)

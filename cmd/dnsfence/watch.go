@@ -97,6 +97,9 @@ func watchedPaths(cfg *Config, configPath string) []string {
 	for _, h := range cfg.HostsFiles {
 		add(h)
 	}
+	for _, l := range cfg.Egress.IPLists {
+		add(l.Path)
+	}
 	return out
 }
 

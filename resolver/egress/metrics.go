@@ -34,8 +34,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		UpdateFailures: c("update_failures_total", "Netlink updates of the egress table that failed."),
 		up: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "dnsfence", Subsystem: "egress", Name: "up",
 			Help: "1 while the last netlink update of the egress table succeeded, else 0."}),
-		packets: prometheus.NewDesc("dnsfence_egress_dropped_packets_total", "Packets dropped or rejected by the egress rules, by set.", []string{"set", "app"}, nil),
-		bytes:   prometheus.NewDesc("dnsfence_egress_dropped_bytes_total", "Bytes dropped or rejected by the egress rules, by set.", []string{"set", "app"}, nil),
+		packets:  prometheus.NewDesc("dnsfence_egress_dropped_packets_total", "Packets dropped or rejected by the egress rules, by set.", []string{"set", "app"}, nil),
+		bytes:    prometheus.NewDesc("dnsfence_egress_dropped_bytes_total", "Bytes dropped or rejected by the egress rules, by set.", []string{"set", "app"}, nil),
 		elements: prometheus.NewDesc("dnsfence_egress_set_elements", "Addresses and prefixes in each egress set (IPv4 and IPv6 together).", []string{"set"}, nil),
 	}
 	for _, col := range []prometheus.Collector{m.Learned, m.Refreshed, m.Skipped, m.Expired, m.LearnDropped, m.UpdateFailures, m.up, m} {

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"fmt"
+	"io/fs"
+	"net/netip"
+	"path/filepath"
+	"time"
+
+	"github.com/dnsfence/dnsfence/blocklist"
+	"github.com/dnsfence/dnsfence/configs"
+	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/egress"
+)
+
+// EgressConfig is the egress: section: nftables sets (and optionally rules) that block by
+// address what the name lists block by name. Every key is optional; zero values mean the
+// defaults documented in README.md ("Egress enforcement on a router").
+type EgressConfig struct {
+	Enabled bool   `yaml:"enabled"`
+	Table   string `yaml:"table"` // "": dnsfence (family inet)
+	// LANInterfaces and LANPrefixes say which clients the rules cover (either matches).
+	LANInterfaces []string `yaml:"lan_interfaces"`
+	LANPrefixes   []string `yaml:"lan_prefixes"`
+	// IPLists are admin address lists: path, url or builtin, like blocklists (name required).
+	IPLists []ListConfig `yaml:"ip_lists"`
+	// Learn adds the addresses of blocked names, resolved in the background.
+	Learn       bool          `yaml:"learn"`
+	LearnMinTTL time.Duration `yaml:"learn_min_ttl"` // 0: 5m
+	LearnMaxTTL time.Duration `yaml:"learn_max_ttl"` // 0: 24h
+	// Rules installs the filter (and nat) chains; without it only sets and counters exist.
+	Rules    bool   `yaml:"rules"`
+	ForceDNS string `yaml:"force_dns"` // redirect, drop, off ("": off)
+	Action   string `yaml:"action"`    // drop, reject ("": drop)
+	// DNSPort is where force_dns: redirect sends LAN DNS; 0: the port of the first plain listen address.
+	DNSPort int `yaml:"dns_port"`
+	// Cleanup deletes the table when dnsfence exits; by default it stays (and keeps blocking).
+	Cleanup bool `yaml:"cleanup"`
+}
+
+func (e EgressConfig) table() string {
+	if e.Table == "" {
+		return "dnsfence"
+	}
+	return e.Table
+}
+
+func (e EgressConfig) forceDNS() string {
+	if e.ForceDNS == "" {
+		return egress.ForceOff
+	}
+	return e.ForceDNS
+}
+
+// dnsPort is where force_dns redirect sends LAN DNS.
+func (c *Config) egressDNSPort() uint16 {
+	if c.Egress.DNSPort != 0 {
+		return uint16(c.Egress.DNSPort)
+	}
+	for _, l := range c.Listen {
+		if ls, err := parseListen(l); err == nil && ls.transport == resolver.UDP {
+			return ls.addr.Port()
+		}
+	}
+	return 53
+}
+
+// validateEgress checks the egress: section.
+func (c *Config) validateEgress() []error {
+	e := c.Egress
+	var errs []error
+	if !e.Enabled {
+		return nil
+	}
+	if t := e.table(); egress.SetName(t) != t || len(t) > 64 {
+		errs = append(errs, c.problem("egress.table", "%q: use letters, digits and underscores", t))
+	}
+	for i, n := range e.LANInterfaces {
+		if n == "" || len(n) > 15 {
+			errs = append(errs, c.problem(fmt.Sprintf("egress.lan_interfaces[%d]", i), "%q is not an interface name (1 to 15 characters)", n))
+		}
+	}
+	for i, s := range e.LANPrefixes {
+		if _, err := parsePrefixOrAddr(s); err != nil {
+			errs = append(errs, c.problem(fmt.Sprintf("egress.lan_prefixes[%d]", i), "%q is not a CIDR prefix or address", s))
+		}
+	}
+	if e.Rules && len(e.LANInterfaces) == 0 && len(e.LANPrefixes) == 0 {
+		errs = append(errs, c.problem("egress.rules", "rules need egress.lan_interfaces or egress.lan_prefixes (which clients to filter)"))
+	}
+	switch e.forceDNS() {
+	case egress.ForceRedirect, egress.ForceDrop, egress.ForceOff:
+	default:
+		errs = append(errs, c.problem("egress.force_dns", "%q: want redirect, drop or off", e.ForceDNS))
+	}
+	if e.ForceDNS != "" && e.forceDNS() != egress.ForceOff && !e.Rules {
+		errs = append(errs, c.problem("egress.force_dns", "needs egress.rules: true"))
+	}
+	switch e.Action {
+	case "", "drop", "reject":
+	default:
+		errs = append(errs, c.problem("egress.action", "%q: want drop or reject", e.Action))
+	}
+	if e.DNSPort < 0 || e.DNSPort > 65535 {
+		errs = append(errs, c.problem("egress.dns_port", "%d is not a port", e.DNSPort))
+	}
+	if e.LearnMinTTL < 0 || e.LearnMaxTTL < 0 || e.LearnMaxTTL != 0 && e.LearnMaxTTL < e.LearnMinTTL {
+		errs = append(errs, c.problem("egress.learn_max_ttl", "want 0 <= learn_min_ttl <= learn_max_ttl"))
+	}
+	names := map[string]bool{}
+	for _, id := range c.Apps {
+		names[id] = true
+	}
+	for i, l := range e.IPLists {
+		p := fmt.Sprintf("egress.ip_lists[%d]", i)
+		set := 0
+		for _, v := range []string{l.Path, l.URL, l.Builtin} {
+			if v != "" {
+				set++
+			}
+		}
+		switch {
+		case l.Name == "":
+			errs = append(errs, c.problem(p, "name is required"))
+		case names[l.Name] || l.Name == "blocked_nets" || l.Name == "learned" || l.Name == "doh":
+			errs = append(errs, c.problem(p+".name", "duplicate or reserved list name %q", l.Name))
+		case set != 1:
+			errs = append(errs, c.problem(p, "set exactly one of path, url and builtin"))
+		case l.Builtin != "":
+			if _, err := fs.Stat(configs.Lists(), configs.BuiltinIPPath(l.Builtin)); err != nil {
+				errs = append(errs, c.problem(p+".builtin", "no built-in address list %q", l.Builtin))
+			}
+		}
+		if l.App != "" && !configs.IsApp(l.App) {
+			errs = append(errs, c.problem(p+".app", "%q is not a curated app id", l.App))
+		}
+		names[l.Name] = true
+	}
+	return errs
+}
+
+// egressFetcher downloads URL ip_lists into their own cache directory (a Fetcher owns its
+// directory, and vets downloads as address lists).
+func egressFetcher(cfg *Config) *blocklist.Fetcher {
+	f := newFetcher(cfg)
+	f.CacheDir = filepath.Join(cfg.cacheDir(), "egress")
+	f.Check = blocklist.CheckIPList
+	return f
+}
+
+// egressSources are the address lists: the enabled apps' curated addresses, the DoH resolvers
+// when the doh-bypass list is on, then egress.ip_lists.
+func egressSources(cfg *Config, f *blocklist.Fetcher) []blocklist.Source {
+	var out []blocklist.Source
+	for _, id := range cfg.Apps {
+		p := configs.AppIPPath(id)
+		if _, err := fs.Stat(configs.Lists(), p); err == nil {
+			out = append(out, blocklist.Source{Name: id, Category: "apps", Path: p, FS: configs.Lists()})
+		}
+	}
+	if dohEnabled(cfg) {
+		out = append(out, blocklist.Source{Name: "doh", Category: "doh-bypass", Path: configs.BuiltinIPPath("doh-bypass"), FS: configs.Lists()})
+	}
+	for _, l := range cfg.Egress.IPLists {
+		src := blocklist.Source{Name: l.Name, Category: l.Category, Path: l.Path}
+		switch {
+		case l.Builtin != "":
+			src.Path, src.FS = configs.BuiltinIPPath(l.Builtin), configs.Lists()
+		case l.URL != "":
+			src.Path, src.URL, src.Optional = f.CachePath(l.Name), l.URL, true
+		}
+		out = append(out, src)
+	}
+	return out
+}
+
+// dohEnabled reports whether the built-in doh-bypass name list is on (its addresses then go
+// into the doh set, blocked on 443).
+func dohEnabled(cfg *Config) bool {
+	for _, l := range cfg.Blocklists {
+		if l.Builtin == "doh-bypass" {
+			if _, err := fs.Stat(configs.Lists(), configs.BuiltinIPPath("doh-bypass")); err == nil {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// egressConfig turns the config and the loaded address lists into the ruleset's input.
+func egressConfig(cfg *Config, ips *blocklist.IPSet) egress.Config {
+	e := cfg.Egress
+	out := egress.Config{
+		Table: e.table(), Rules: e.Rules, Reject: e.Action == "reject", ForceDNS: e.forceDNS(),
+		DNSPort: cfg.egressDNSPort(), LANInterfaces: e.LANInterfaces,
+	}
+	for _, s := range e.LANPrefixes {
+		if p, err := parsePrefixOrAddr(s); err == nil {
+			out.LANPrefixes = append(out.LANPrefixes, p)
+		}
+	}
+	out.LANPrefixes = blocklist.NormalizePrefixes(out.LANPrefixes)
+	apps := map[string]string{}
+	for _, l := range e.IPLists {
+		apps[l.Name] = l.App
+	}
+	for _, l := range ips.Lists() {
+		src := egress.Source{Name: l.Name, Kind: egress.KindList, App: apps[l.Name], Origin: l.Origin, Prefixes: l.Prefixes}
+		switch {
+		case l.Category == "apps":
+			src.Kind, src.App = egress.KindApp, l.Name
+		case l.Name == "doh" && l.Category == "doh-bypass":
+			src.Kind = egress.KindDoH
+		}
+		out.Sources = append(out.Sources, src)
+	}
+	if nets, _ := cfg.blockedNets(); len(nets) > 0 {
+		out.Sources = append(out.Sources, egress.Source{Name: "blocked_nets", Kind: egress.KindBlockedNets,
+			Origin: "blocking.blocked_nets", Prefixes: blocklist.NormalizePrefixes(append([]netip.Prefix(nil), nets...))})
+	}
+	if e.Learn {
+		out.Sources = append(out.Sources, egress.Source{Name: "learned", Kind: egress.KindLearned, Origin: "addresses of blocked names"})
+	}
+	return out
+}
