@@ -42,6 +42,8 @@ const (
 	egRogueA  = "192.0.2.99" // what the rogue resolver answers
 )
 
+var topoSeq int // tests using it do not run in parallel
+
 type topology struct {
 	cli, rtr, inet       string // namespace names
 	cliFd, rtrFd, inetFd int
@@ -53,7 +55,8 @@ func newTopology(t *testing.T) *topology {
 		t.Skip("needs root: creates network namespaces, veth pairs and an nftables table")
 	}
 	needTool(t, "ip")
-	id := fmt.Sprintf("%d", os.Getpid())
+	topoSeq++
+	id := fmt.Sprintf("%d-%d", os.Getpid(), topoSeq)
 	tp := &topology{cli: "dnsf-cli-" + id, rtr: "dnsf-rtr-" + id, inet: "dnsf-inet-" + id}
 	run := func(args ...string) {
 		t.Helper()
@@ -472,4 +475,64 @@ func metricLine(body, series string) string {
 		}
 	}
 	return ""
+}
+
+// TestEgressTopologyForceDrop: with force_dns: drop and action: drop, DNS to a rogue resolver
+// gets no answer at all, DoT and listed addresses time out, and dnsfence itself still answers.
+func TestEgressTopologyForceDrop(t *testing.T) {
+	tp := newTopology(t)
+	tp.serveInternet(t)
+	dir := t.TempDir()
+	ips := writeFile(t, dir, "ips.txt", egListed+"\n")
+	cfg := writeFile(t, dir, "dnsfence.yaml", fmt.Sprintf(`
+listen: ["198.51.100.1:53"]
+upstreams: ["203.0.113.2:53"]
+apps: []
+blocklists: []
+access:
+  allow: [198.51.100.0/24]
+http:
+  listen: ""
+egress:
+  enabled: true
+  table: fence_test
+  lan_prefixes: [198.51.100.0/24]
+  ip_lists:
+    - name: test-ips
+      path: %s
+  rules: true
+  action: drop
+  force_dns: drop
+`, ips))
+	tp.startInRouter(t, cfg)
+	if resp, err := tp.query(egRogue+":53", "plain.example"); err == nil {
+		t.Errorf("the rogue resolver answered through force_dns: drop: %v", resp.Answer)
+	}
+	if resp, err := tp.query("198.51.100.1:53", "plain.example"); err != nil || answerA(resp) != egPlain {
+		t.Errorf("dnsfence itself: %v, %v", resp, err)
+	}
+	for _, a := range []string{egListed + ":80", egPlain + ":853"} {
+		err := tp.connect(a)
+		if err == nil {
+			t.Errorf("connect %s succeeded", a)
+		} else if ne, ok := err.(net.Error); !ok || !ne.Timeout() {
+			t.Errorf("connect %s: %v, want a timeout (drop, not reject)", a, err)
+		}
+	}
+	if err := tp.connect(egPlain + ":80"); err != nil {
+		t.Errorf("connect to the plain web server: %v", err)
+	}
+	// The commands that do not serve, run in the router ns.
+	out, err := exec.Command("ip", "netns", "exec", tp.rtr, binary(t), "-config", cfg, "-config.check").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "egress: OK (table inet fence_test") {
+		t.Errorf("-config.check: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary(t), "egress", "rules", "-config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "table inet fence_test {") || !strings.Contains(string(out), "meta l4proto udp th dport 53 counter name \"dns\" drop") {
+		t.Errorf("egress rules: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary(t), "check", "-config", cfg, egListed).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), egListed+": blocked by egress set test_ips_v4") {
+		t.Errorf("check %s: %v\n%s", egListed, err, out)
+	}
 }

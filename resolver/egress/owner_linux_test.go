@@ -42,6 +42,9 @@ func newNetNS(t *testing.T) (string, int) {
 func nft(t *testing.T, ns string, args ...string) string {
 	t.Helper()
 	if _, err := exec.LookPath("nft"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("nft not installed; .ci/run should install nftables")
+		}
 		t.Skip("needs nft (Debian nftables) to read the table back")
 	}
 	out, err := exec.Command("ip", append([]string{"netns", "exec", ns, "nft"}, args...)...).CombinedOutput()
