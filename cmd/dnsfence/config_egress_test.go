@@ -1,0 +1,69 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+func TestEgressConfigValidation(t *testing.T) {
+	for _, tc := range []struct {
+		yaml string
+		want []string // substrings of the error; none: valid
+	}{
+		{"egress:\n  enabled: true\n", nil},
+		{"egress:\n  enabled: true\n  rules: true\n  lan_interfaces: [br-lan]\n  force_dns: redirect\n  action: reject\n", nil},
+		{"egress:\n  enabled: true\n  rules: true\n", []string{"egress.rules", "lan_interfaces or egress.lan_prefixes"}},
+		{"egress:\n  enabled: true\n  force_dns: sometimes\n", []string{"line 3: egress.force_dns", "want redirect, drop or off"}},
+		{"egress:\n  enabled: true\n  force_dns: drop\n", []string{"egress.force_dns: needs egress.rules"}},
+		{"egress:\n  enabled: true\n  action: explode\n", []string{"line 3: egress.action"}},
+		{"egress:\n  enabled: true\n  table: my-table\n", []string{"egress.table"}},
+		{"egress:\n  enabled: true\n  lan_prefixes: [not-a-net]\n", []string{"egress.lan_prefixes[0]"}},
+		{"egress:\n  enabled: true\n  lan_interfaces: [a-very-long-interface-name]\n", []string{"egress.lan_interfaces[0]"}},
+		{"egress:\n  enabled: true\n  ip_lists:\n    - name: qq\n      path: /x\n", []string{"duplicate or reserved list name \"qq\""}},
+		{"egress:\n  enabled: true\n  ip_lists:\n    - name: x\n", []string{"exactly one of path, url and builtin"}},
+		{"egress:\n  enabled: true\n  ip_lists:\n    - name: x\n      builtin: nope\n", []string{"no built-in address list \"nope\""}},
+		{"egress:\n  enabled: true\n  learn_min_ttl: 1h\n  learn_max_ttl: 1m\n", []string{"learn_max_ttl"}},
+		{"egress:\n  enabled: false\n  action: explode\n", nil}, // an unused section is not checked
+	} {
+		cfg, err := parseConfig([]byte(tc.yaml), "t.yaml")
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if len(tc.want) == 0 {
+			if err != nil {
+				t.Errorf("%q: %v", tc.yaml, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("%q: accepted", tc.yaml)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%q: error %q lacks %q", tc.yaml, err, w)
+			}
+		}
+	}
+}
+
+// TestEgressCapabilityMessage: without CAP_NET_ADMIN, -config.check says which capability is
+// missing and how to grant it.
+func TestEgressCapabilityMessage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to drop CAP_NET_ADMIN from a privileged process")
+	}
+	setpriv := needTool(t, "setpriv")
+	cfg := writeFile(t, t.TempDir(), "dnsfence.yaml", "egress:\n  enabled: true\n")
+	out, err := exec.Command(setpriv, "--bounding-set=-net_admin", binary(t), "-config", cfg, "-config.check").CombinedOutput()
+	if err == nil {
+		t.Fatalf("-config.check passed without CAP_NET_ADMIN:\n%s", out)
+	}
+	for _, want := range []string{"CAP_NET_ADMIN missing", "AmbientCapabilities=CAP_NET_ADMIN", "or run as root"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("message lacks %q:\n%s", want, out)
+		}
+	}
+}
