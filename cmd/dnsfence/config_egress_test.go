@@ -67,3 +67,40 @@ func TestEgressCapabilityMessage(t *testing.T) {
 		}
 	}
 }
+
+// TestSystemdEgressDropIn: the drop-in grants what egress needs, and systemd accepts the unit
+// with it (where systemd-analyze is installed).
+func TestSystemdEgressDropIn(t *testing.T) {
+	data, err := os.ReadFile("../../configs/systemd/egress.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"[Service]", "AmbientCapabilities=CAP_NET_ADMIN", "CapabilityBoundingSet=CAP_NET_ADMIN", "RestrictAddressFamilies=AF_NETLINK"} {
+		if !strings.Contains(string(data), "\n"+want) {
+			t.Errorf("drop-in lacks %q", want)
+		}
+	}
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed")
+	}
+	unit, err := os.ReadFile("../../configs/systemd/dnsfence.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	local := dir + "/dnsfence.service"
+	if err := os.WriteFile(local, []byte(strings.Replace(string(unit), "ExecStart=/usr/local/bin/dnsfence", "ExecStart="+binary(t), 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir+"/dnsfence.service.d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(dir+"/dnsfence.service.d/egress.conf", data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// verify reads the drop-in beside the unit; it only warns about unknown keys in it.
+	if out, err := exec.Command(analyze, "verify", local).CombinedOutput(); err != nil || strings.Contains(string(out), "egress.conf:") {
+		t.Errorf("systemd-analyze verify with the drop-in: %v\n%s", err, out)
+	}
+}
