@@ -30,7 +30,8 @@ const learnQueue = 1024
 // and never wait on netlink, except Counters, Explain and Close.
 type Owner struct {
 	opts  Options
-	conn  *nftables.Conn
+	copts []nftables.ConnOption
+	conn  *nftables.Conn // a fresh one per batch (begin), so an abandoned batch is never sent later
 	table *nftables.Table
 
 	pending chan *Ruleset // capacity 1: the newest wanted ruleset
@@ -43,6 +44,11 @@ type Owner struct {
 
 	// Owned by the goroutine (and by Start before it runs).
 	applied *Ruleset
+	// dirty: the kernel may not hold applied (a failed update, or the table was removed by
+	// someone else, e.g. `nft flush ruleset` of a firewall reload); the next update or the
+	// periodic check reinstalls the whole table.
+	dirty     bool
+	sinceHeal int
 	sets    map[string]*nftables.Set
 	learned map[netip.Addr]learnedElem
 	// counterBase keeps counts across a full replace, which recreates the counters at zero.
@@ -80,7 +86,7 @@ func Start(rs *Ruleset, opts Options) (*Owner, error) {
 		return nil, classify(err)
 	}
 	o := &Owner{
-		opts: opts, conn: conn, table: &nftables.Table{Name: rs.Table, Family: nftables.TableFamilyINet},
+		opts: opts, copts: copts, conn: conn, table: &nftables.Table{Name: rs.Table, Family: nftables.TableFamilyINet},
 		pending: make(chan *Ruleset, 1), learn: make(chan learnReq, learnQueue), reqs: make(chan func()),
 		stop: make(chan struct{}), done: make(chan struct{}),
 		learned: map[netip.Addr]learnedElem{}, counterBase: map[string]Counter{},
@@ -243,6 +249,7 @@ func (o *Owner) Close() error {
 	}
 	<-o.done
 	if o.opts.Cleanup {
+		o.begin()
 		o.conn.DelTable(o.table)
 		if err := o.conn.Flush(); err != nil {
 			return fmt.Errorf("egress: delete table %s: %w", o.table.Name, err)
@@ -260,13 +267,16 @@ func (o *Owner) run() {
 		case <-o.stop:
 			return
 		case rs := <-o.pending:
-			o.report(o.update(rs))
+			err := o.update(rs)
+			o.dirty = err != nil
+			o.report(err)
 		case req := <-o.learn:
 			o.report(o.addLearned(o.drainLearn(req)))
 		case f := <-o.reqs:
 			f()
 		case now := <-tick.C:
 			o.expire(now)
+			o.heal()
 		}
 	}
 }
@@ -278,6 +288,33 @@ func (o *Owner) report(err error) {
 	o.status.set(err)
 	if o.opts.OnUpdate != nil {
 		o.opts.OnUpdate(err)
+	}
+}
+
+// healEvery is how often (in seconds) the owner checks that its table is still installed.
+const healEvery = 5
+
+// heal reinstalls the whole table after a failed update, or when it has disappeared.
+func (o *Owner) heal() {
+	if o.sinceHeal++; o.sinceHeal < healEvery || o.applied == nil {
+		return
+	}
+	o.sinceHeal = 0
+	if !o.dirty {
+		if _, err := o.conn.ListTableOfFamily(o.table.Name, nftables.TableFamilyINet); err == nil || !errors.Is(err, syscall.ENOENT) {
+			return
+		}
+		o.report(fmt.Errorf("egress: table inet %s was removed by someone else; reinstalling it", o.table.Name))
+	}
+	err := o.replace(o.applied)
+	o.dirty = err != nil
+	o.report(err)
+}
+
+// begin starts a batch on a fresh connection.
+func (o *Owner) begin() {
+	if c, err := nftables.New(o.copts...); err == nil {
+		o.conn = c
 	}
 }
 
@@ -319,12 +356,13 @@ func (o *Owner) expire(now time.Time) {
 
 // update installs rs: only the sets' contents when the structure is unchanged, else whole.
 func (o *Owner) update(rs *Ruleset) error {
-	if o.applied == nil || structure(o.applied) != structure(rs) {
+	if o.applied == nil || o.dirty || structure(o.applied) != structure(rs) {
 		if counts, err := o.readCounters(); err == nil {
 			o.counterBase = counts // the replaced counters restart at zero
 		}
 		return o.replace(rs)
 	}
+	o.begin()
 	for i, s := range rs.Sets {
 		old := o.applied.Sets[i]
 		if s.Type == TypeIfname || prefixesEqual(old.Prefixes, s.Prefixes) {
@@ -350,6 +388,7 @@ func (o *Owner) update(rs *Ruleset) error {
 // replace deletes and recreates the table in one batch ("add; delete; add" so that a missing
 // table is not an error): the old rules serve until the batch commits.
 func (o *Owner) replace(rs *Ruleset) error {
+	o.begin()
 	t := &nftables.Table{Name: rs.Table, Family: nftables.TableFamilyINet}
 	o.conn.AddTable(t)
 	o.conn.DelTable(t)
@@ -427,6 +466,7 @@ func (o *Owner) replace(rs *Ruleset) error {
 	}
 	if o.table != nil && o.table.Name != rs.Table {
 		// Renamed: the old table is no longer ours to keep.
+		o.begin()
 		o.conn.DelTable(o.table)
 		_ = o.conn.Flush()
 		o.learned = map[netip.Addr]learnedElem{}
@@ -471,6 +511,7 @@ func (o *Owner) addLearned(reqs []learnReq) error {
 	if o.applied == nil {
 		return nil
 	}
+	o.begin()
 	now := time.Now()
 	var added, refreshed []netip.Addr
 	batch := map[netip.Addr]bool{}

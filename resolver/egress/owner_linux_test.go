@@ -225,3 +225,44 @@ func waitFor(t *testing.T, cond func() bool, what string, o ...*Owner) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestOwnerFailureAndHeal: a batch the kernel refuses is reported (degraded), the table keeps
+// its last good state, and the next good ruleset clears it; a table removed by someone else
+// (a firewall reload's flush ruleset) is reinstalled.
+func TestOwnerFailureAndHeal(t *testing.T) {
+	ns, fd := newNetNS(t)
+	updates := make(chan error, 16)
+	good := mustBuild(t, testConfig())
+	o, err := Start(good, Options{NetNSFd: fd, Cleanup: true, OnUpdate: func(err error) { updates <- err }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	bad := mustBuild(t, testConfig())
+	bad.Chains[0].Rules = append(bad.Chains[0].Rules, Rule{Verdict: Verdict{Kind: Jump, Chain: "no_such_chain"}})
+	o.Apply(bad)
+	select {
+	case err := <-updates:
+		if err == nil || o.Status() == nil {
+			t.Fatalf("a refused batch reported %v, status %v", err, o.Status())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a refused batch was not reported")
+	}
+	if s := nft(t, ns, "list", "chain", "inet", "dnsfence", "forward"); strings.Contains(s, "no_such_chain") {
+		t.Errorf("a refused batch changed the table:\n%s", s)
+	}
+	o.Apply(good)
+	select {
+	case err := <-updates:
+		if err != nil || o.Status() != nil {
+			t.Fatalf("recovery reported %v, status %v", err, o.Status())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("recovery not reported")
+	}
+	nft(t, ns, "flush", "ruleset")
+	waitFor(t, func() bool {
+		return strings.Contains(nft(t, ns, "list", "tables"), "table inet dnsfence")
+	}, "the removed table reinstalled", o)
+}
