@@ -49,8 +49,8 @@ type Owner struct {
 	// periodic check reinstalls the whole table.
 	dirty     bool
 	sinceHeal int
-	sets    map[string]*nftables.Set
-	learned map[netip.Addr]learnedElem
+	sets      map[string]*nftables.Set
+	learned   map[netip.Addr]learnedElem
 	// counterBase keeps counts across a full replace, which recreates the counters at zero.
 	counterBase map[string]Counter
 	nextExpiry  time.Time
