@@ -1,10 +1,13 @@
 package main
 
 import (
+	"errors"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestEgressConfigValidation(t *testing.T) {
@@ -102,5 +105,28 @@ func TestSystemdEgressDropIn(t *testing.T) {
 	// verify reads the drop-in beside the unit; it only warns about unknown keys in it.
 	if out, err := exec.Command(analyze, "verify", local).CombinedOutput(); err != nil || strings.Contains(string(out), "egress.conf:") {
 		t.Errorf("systemd-analyze verify with the drop-in: %v\n%s", err, out)
+	}
+}
+
+// TestReadyzEgressDegraded: a failed netlink update makes /readyz say egress is degraded.
+func TestReadyzEgressDegraded(t *testing.T) {
+	up := &upstreamLiveness{now: time.Now}
+	var egressErr error
+	h := readyHandler(func() bool { return true }, up, func() error { return egressErr })
+	get := func() (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get(); code != 200 {
+		t.Fatalf("healthy: %d %s", code, body)
+	}
+	egressErr = (*egressRuntime)(nil).ready() // egress off: never degraded
+	if code, _ := get(); code != 200 || egressErr != nil {
+		t.Fatalf("egress off: %d, %v", code, egressErr)
+	}
+	egressErr = errors.New("egress degraded: the last nftables update failed: boom")
+	if code, body := get(); code != 503 || !strings.Contains(body, "egress degraded") {
+		t.Errorf("degraded: %d %s", code, body)
 	}
 }
