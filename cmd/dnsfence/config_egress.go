@@ -219,7 +219,13 @@ func egressConfig(cfg *Config, ips *blocklist.IPSet) egress.Config {
 			Origin: "blocking.blocked_nets", Prefixes: blocklist.NormalizePrefixes(append([]netip.Prefix(nil), nets...))})
 	}
 	if e.Learn {
+		// One learned set per app (so drops count per app and an exemption can let one app's
+		// learned addresses through), and one for names of lists without an app.
 		out.Sources = append(out.Sources, egress.Source{Name: "learned", Kind: egress.KindLearned, Origin: "addresses of blocked names"})
+		for _, id := range cfg.Apps {
+			out.Sources = append(out.Sources, egress.Source{Name: "learned-" + id, Kind: egress.KindLearned, App: id,
+				Origin: "addresses of blocked names of app " + id})
+		}
 	}
 	return out
 }

@@ -16,8 +16,9 @@ import (
 type LearnOptions struct {
 	// Upstream resolves a blocked question for real (the router below every blocking stage).
 	Upstream resolver.Resolver
-	// Sink receives the addresses to block and for how long (Owner.Learn); false: dropped.
-	Sink func(addrs []netip.Addr, ttl time.Duration) bool
+	// Sink receives the addresses to block, the app the blocked name is filed under ("" for
+	// none) and for how long (Owner.Learn); false: dropped.
+	Sink func(app string, addrs []netip.Addr, ttl time.Duration) bool
 	// MinTTL and MaxTTL clamp the lifetime of a learned address; zero: 5m and 24h.
 	MinTTL, MaxTTL time.Duration
 	// Shared is how long an address served for a name that is not blocked protects it from
@@ -35,7 +36,7 @@ type LearnOptions struct {
 // insert (answers with addresses).
 type Learner struct {
 	opts   LearnOptions
-	queue  chan string
+	queue  chan learnJob
 	served servedSet
 
 	mu     sync.Mutex           // guards recent; taken for blocked queries only
@@ -48,6 +49,8 @@ const (
 	relearnAfter  = 30 * time.Second
 	maxRecent     = 4096
 )
+
+type learnJob struct{ name, app string }
 
 // NewLearner makes a Learner; Run starts its workers.
 func NewLearner(opts LearnOptions) *Learner {
@@ -64,7 +67,7 @@ func NewLearner(opts LearnOptions) *Learner {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
-	l := &Learner{opts: opts, queue: make(chan string, learnQueueLen), recent: map[string]time.Time{}}
+	l := &Learner{opts: opts, queue: make(chan learnJob, learnQueueLen), recent: map[string]time.Time{}}
 	l.served.init(opts.Shared)
 	return l
 }
@@ -78,8 +81,8 @@ func (l *Learner) Run(ctx context.Context) {
 				select {
 				case <-ctx.Done():
 					return
-				case name := <-l.queue:
-					l.learn(ctx, name)
+				case job := <-l.queue:
+					l.learn(ctx, job)
 				}
 			}
 		})
@@ -98,7 +101,7 @@ func (l *Learner) Middleware() resolver.Middleware {
 			}
 			switch resp.Outcome {
 			case resolver.OutcomeBlocked:
-				l.enqueue(req.Question())
+				l.enqueue(req.Question(), resp.App)
 			case resolver.OutcomeForwarded, resolver.OutcomeCached:
 				if resp.List == "" { // not a match let through by policy
 					l.noteServed(resp.Msg, req.Received)
@@ -109,7 +112,7 @@ func (l *Learner) Middleware() resolver.Middleware {
 	}
 }
 
-func (l *Learner) enqueue(q dns.Question) {
+func (l *Learner) enqueue(q dns.Question, app string) {
 	switch q.Qtype {
 	case dns.TypeA, dns.TypeAAAA, dns.TypeHTTPS, dns.TypeANY:
 	default:
@@ -137,7 +140,7 @@ func (l *Learner) enqueue(q dns.Question) {
 	l.recent[name] = now.Add(relearnAfter)
 	l.mu.Unlock()
 	select {
-	case l.queue <- name:
+	case l.queue <- learnJob{name: name, app: app}:
 	default:
 		l.mu.Lock()
 		delete(l.recent, name)
@@ -168,9 +171,9 @@ func (l *Learner) noteServed(m *dns.Msg, at time.Time) {
 }
 
 // learn resolves name's A and AAAA upstream and hands the addresses to the sink.
-func (l *Learner) learn(ctx context.Context, name string) {
+func (l *Learner) learn(ctx context.Context, job learnJob) {
 	for _, qt := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		addrs, ttl := l.resolve(ctx, name, qt)
+		addrs, ttl := l.resolve(ctx, job.name, qt)
 		if len(addrs) == 0 {
 			continue
 		}
@@ -186,7 +189,7 @@ func (l *Learner) learn(ctx context.Context, name string) {
 		if skipped > 0 && l.opts.OnSkipped != nil {
 			l.opts.OnSkipped(skipped)
 		}
-		if len(keep) > 0 && !l.opts.Sink(keep, Clamp(ttl, l.opts.MinTTL, l.opts.MaxTTL)) {
+		if len(keep) > 0 && !l.opts.Sink(job.app, keep, Clamp(ttl, l.opts.MinTTL, l.opts.MaxTTL)) {
 			l.dropped()
 		}
 	}

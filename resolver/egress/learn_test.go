@@ -40,11 +40,13 @@ type sink struct {
 	mu   sync.Mutex
 	got  []netip.Addr
 	ttls []time.Duration
+	apps []string
 	ch   chan struct{}
 }
 
-func (s *sink) learn(addrs []netip.Addr, ttl time.Duration) bool {
+func (s *sink) learn(app string, addrs []netip.Addr, ttl time.Duration) bool {
 	s.mu.Lock()
+	s.apps = append(s.apps, app)
 	s.got = append(s.got, addrs...)
 	s.ttls = append(s.ttls, ttl)
 	s.mu.Unlock()
@@ -69,7 +71,7 @@ func TestLearnerLearnsBlockedAndSkipsShared(t *testing.T) {
 		if req.Question().Name == "bad.example." {
 			m := new(dns.Msg)
 			m.SetRcode(req.Msg, dns.RcodeNameError)
-			return &resolver.Response{Msg: m, Outcome: resolver.OutcomeBlocked, List: "qq"}, nil
+			return &resolver.Response{Msg: m, Outcome: resolver.OutcomeBlocked, List: "qq", App: "qq"}, nil
 		}
 		return up.Resolve(ctx, req)
 	})
@@ -98,6 +100,9 @@ func TestLearnerLearnsBlockedAndSkipsShared(t *testing.T) {
 	if !slices.Equal(s.got, want) {
 		t.Errorf("learned %v, want %v", s.got, want)
 	}
+	if !slices.Equal(s.apps, []string{"qq", "qq"}) {
+		t.Errorf("learned for apps %q, want the blocked name's app qq", s.apps)
+	}
 	for _, ttl := range s.ttls {
 		if ttl != time.Minute {
 			t.Errorf("ttl %v, want the 30s answer TTL clamped to 1m", ttl)
@@ -114,7 +119,7 @@ func TestLearnerLearnsBlockedAndSkipsShared(t *testing.T) {
 }
 
 func BenchmarkLearnerServed(b *testing.B) {
-	l := NewLearner(LearnOptions{Sink: func([]netip.Addr, time.Duration) bool { return true }})
+	l := NewLearner(LearnOptions{Sink: func(string, []netip.Addr, time.Duration) bool { return true }})
 	m := new(dns.Msg)
 	m.SetQuestion("a.example.", dns.TypeA)
 	m.Answer = []dns.RR{&dns.A{Hdr: dns.RR_Header{Name: "a.example.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.IPv4(192, 0, 2, 1)}}

@@ -57,6 +57,7 @@ type Owner struct {
 }
 
 type learnReq struct {
+	app   string
 	addrs []netip.Addr
 	ttl   time.Duration
 }
@@ -157,11 +158,12 @@ func (o *Owner) Apply(rs *Ruleset) {
 	}
 }
 
-// Learn queues addresses to add to the learned sets for ttl; false if the queue is full (the
+// Learn queues addresses to add to the learned set of app (the general one for "" or an app
+// without its own) for ttl; false if the queue is full (the
 // addresses are dropped: the next blocked query for the name learns them again).
-func (o *Owner) Learn(addrs []netip.Addr, ttl time.Duration) bool {
+func (o *Owner) Learn(app string, addrs []netip.Addr, ttl time.Duration) bool {
 	select {
-	case o.learn <- learnReq{addrs: addrs, ttl: ttl}:
+	case o.learn <- learnReq{app: app, addrs: addrs, ttl: ttl}:
 		return true
 	default:
 		return false
@@ -518,7 +520,7 @@ func (o *Owner) addLearned(reqs []learnReq) error {
 	for _, r := range reqs {
 		for _, a := range r.addrs {
 			a = a.Unmap()
-			set, ok := LearnedSet(o.applied, a)
+			set, ok := LearnedSet(o.applied, r.app, a)
 			ns := o.sets[set]
 			if !ok || ns == nil || batch[a] {
 				continue

@@ -149,7 +149,7 @@ func TestOwnerUpdatesLearnsAndExpires(t *testing.T) {
 	}
 
 	// Learning: the element appears with a timeout and is gone after it.
-	if !o.Learn([]netip.Addr{netip.MustParseAddr("203.0.113.99"), netip.MustParseAddr("2001:db8:5::9")}, 2*time.Second) {
+	if !o.Learn("", []netip.Addr{netip.MustParseAddr("203.0.113.99"), netip.MustParseAddr("2001:db8:5::9")}, 2*time.Second) {
 		t.Fatal("learn queue full")
 	}
 	waitFor(t, func() bool {

@@ -24,7 +24,7 @@ func Check() error { return ErrUnsupported }
 func (*Owner) Apply(*Ruleset) {}
 
 // Learn does nothing.
-func (*Owner) Learn([]netip.Addr, time.Duration) bool { return false }
+func (*Owner) Learn(string, []netip.Addr, time.Duration) bool { return false }
 
 // Status reports ErrUnsupported.
 func (*Owner) Status() error { return ErrUnsupported }

@@ -331,17 +331,23 @@ func (rs *Ruleset) SourceNamed(name string) (Source, bool) {
 	return Source{}, false
 }
 
-// LearnedSet is the name of the set learned addresses go to (a Source of KindLearned must exist).
-func LearnedSet(rs *Ruleset, a netip.Addr) (string, bool) {
-	for _, s := range rs.Sources {
-		if s.Kind == KindLearned {
-			if a.Is4() {
-				return SetName(s.Name) + "_v4", true
-			}
-			return SetName(s.Name) + "_v6", true
+// LearnedSet is the name of the set an address learned for app goes to: the learned source of
+// that app, else the general one (App ""); false if there is none.
+func LearnedSet(rs *Ruleset, app string, a netip.Addr) (string, bool) {
+	var pick *Source
+	for i := range rs.Sources {
+		s := &rs.Sources[i]
+		if s.Kind == KindLearned && (s.App == app || s.App == "" && pick == nil) {
+			pick = s
 		}
 	}
-	return "", false
+	if pick == nil {
+		return "", false
+	}
+	if a.Is4() {
+		return SetName(pick.Name) + "_v4", true
+	}
+	return SetName(pick.Name) + "_v6", true
 }
 
 // Clamp bounds a learned element's lifetime.
