@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/dnsfence/dnsfence/blocklist"
@@ -187,8 +188,10 @@ func dohEnabled(cfg *Config) bool {
 	return false
 }
 
-// egressConfig turns the config and the loaded address lists into the ruleset's input.
-func egressConfig(cfg *Config, ips *blocklist.IPSet) egress.Config {
+// egressConfig turns the config and the loaded address lists into the ruleset's input, with
+// the groups' policies as of now; next is when an exemption ends (zero: none), after which it
+// must be built again.
+func egressConfig(cfg *Config, ips *blocklist.IPSet, now time.Time) (_ egress.Config, next time.Time) {
 	e := cfg.Egress
 	out := egress.Config{
 		Table: e.table(), Rules: e.Rules, Reject: e.Action == "reject", ForceDNS: e.forceDNS(),
@@ -227,5 +230,71 @@ func egressConfig(cfg *Config, ips *blocklist.IPSet) egress.Config {
 				Origin: "addresses of blocked names of app " + id})
 		}
 	}
-	return out
+	out.Groups, next = egressGroups(cfg, out.Sources, now)
+	return out, next
+}
+
+// egressGroups are the client groups as packet policy: log-only groups are counted, not
+// blocked; a group's clients may reach the addresses of the apps it does not block and of its
+// active exemptions (by app, or by list: an ip_list of that name, an app's lists, blocked-nets).
+// Groups are tried most specific first (by their longest client prefix), an approximation of
+// the DNS policy's longest-prefix match when a group's prefixes differ in length.
+func egressGroups(cfg *Config, sources []egress.Source, now time.Time) (groups []egress.Group, next time.Time) {
+	byApp := func(app string) []string {
+		var out []string
+		for _, s := range sources {
+			if s.App == app {
+				out = append(out, s.Name)
+			}
+		}
+		return out
+	}
+	for _, gc := range cfg.Groups {
+		g := egress.Group{Name: gc.Name, LogOnly: gc.Mode == "log-only"}
+		if gc.Name != "default" {
+			for _, cl := range gc.Clients {
+				if p, err := parsePrefixOrAddr(cl); err == nil {
+					g.Prefixes = append(g.Prefixes, p)
+				}
+			}
+		}
+		if gc.Apps != nil {
+			for _, id := range cfg.Apps {
+				if !slices.Contains(gc.Apps, id) {
+					g.Exempt = append(g.Exempt, byApp(id)...)
+				}
+			}
+		}
+		for _, e := range gc.Exemptions {
+			until, err := time.Parse(time.RFC3339, e.Until)
+			if err != nil || !now.Before(until) {
+				continue
+			}
+			if next.IsZero() || until.Before(next) {
+				next = until
+			}
+			switch {
+			case e.App != "":
+				g.Exempt = append(g.Exempt, byApp(e.App)...)
+			case e.List == resolver.BlockedNetsList:
+				g.Exempt = append(g.Exempt, "blocked_nets")
+			case configs.IsApp(e.List):
+				g.Exempt = append(g.Exempt, byApp(e.List)...)
+			default:
+				g.Exempt = append(g.Exempt, e.List) // an ip_list of the same name, if any
+			}
+		}
+		slices.Sort(g.Exempt)
+		g.Exempt = slices.Compact(g.Exempt)
+		groups = append(groups, g)
+	}
+	longest := func(g egress.Group) int {
+		n := -1
+		for _, p := range g.Prefixes {
+			n = max(n, p.Bits()+128-p.Addr().BitLen())
+		}
+		return n
+	}
+	slices.SortStableFunc(groups, func(a, b egress.Group) int { return longest(b) - longest(a) })
+	return groups, next
 }

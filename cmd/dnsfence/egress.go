@@ -40,6 +40,7 @@ type egressRuntime struct {
 	// refreshed is signalled by a URL ip_list download with new content.
 	refreshed     chan struct{}
 	refreshCancel context.CancelFunc
+	expiry        *time.Timer // rebuilds when an exemption ends
 }
 
 // startEgress installs the egress table (nil, nil when egress is off). Failing to own the table
@@ -58,7 +59,8 @@ func startEgress(cfg *Config, reg prometheus.Registerer, log *zap.Logger) (*egre
 	if r.lists, err = blocklist.NewLiveIPs(r.sources); err != nil {
 		return nil, fmt.Errorf("egress.ip_lists: %w", err)
 	}
-	rs, err := egress.Build(egressConfig(cfg, r.lists.Set()))
+	ecfg, next := egressConfig(cfg, r.lists.Set(), time.Now())
+	rs, err := egress.Build(ecfg)
 	if err != nil {
 		return nil, err
 	}
@@ -79,6 +81,7 @@ func startEgress(cfg *Config, reg prometheus.Registerer, log *zap.Logger) (*egre
 		go r.learner.Run(ctx)
 	}
 	r.refresh(cfg)
+	r.rebuildAt(next)
 	go func() {
 		for {
 			select {
@@ -149,14 +152,33 @@ func (r *egressRuntime) update(cfg *Config) {
 			r.log.Error("egress: address list reload failed; it keeps its last good addresses", zap.String("list", name), zap.Error(err))
 		}
 	}
-	rs, err := egress.Build(egressConfig(cfg, r.lists.Set()))
+	ecfg, next := egressConfig(cfg, r.lists.Set(), time.Now())
+	rs, err := egress.Build(ecfg)
 	if err != nil {
 		r.log.Error("egress: cannot build the new ruleset; the running table stays", zap.Error(err))
 		return
 	}
+	r.rebuildAt(next)
 	r.cfg = cfg
 	r.owner.Apply(rs)
 	r.metrics.Watch(r.owner, rs)
+}
+
+// rebuildAt arranges an update when an exemption ends (zero: none pending).
+func (r *egressRuntime) rebuildAt(t time.Time) {
+	if r.expiry != nil {
+		r.expiry.Stop()
+		r.expiry = nil
+	}
+	if t.IsZero() {
+		return
+	}
+	r.expiry = time.AfterFunc(time.Until(t)+10*time.Millisecond, func() {
+		select {
+		case r.refreshed <- struct{}{}:
+		default:
+		}
+	})
 }
 
 // download fetches the URL ip_lists (all, or those without a cached copy).
@@ -233,6 +255,7 @@ func (r *egressRuntime) close() {
 	if r.refreshCancel != nil {
 		r.refreshCancel()
 	}
+	r.rebuildAt(time.Time{})
 	r.mu.Unlock()
 	if err := r.owner.Close(); err != nil {
 		r.log.Error("egress: cleanup failed", zap.Error(err))
@@ -294,7 +317,8 @@ func egressRuleset(cfg *Config) (*egress.Ruleset, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: egress address lists: %w", cfg.source, err)
 	}
-	return egress.Build(egressConfig(cfg, ips))
+	ecfg, _ := egressConfig(cfg, ips, time.Now())
+	return egress.Build(ecfg)
 }
 
 // runEgress is `dnsfence egress rules`: print the nft ruleset the config installs.

@@ -536,3 +536,66 @@ egress:
 		t.Errorf("check %s: %v\n%s", egListed, err, out)
 	}
 }
+
+// TestEgressTopologyGroups: a log-only group's client reaches a listed address (counted, not
+// blocked); an exemption lets it through until its end, then the address is blocked again
+// without a reload.
+func TestEgressTopologyGroups(t *testing.T) {
+	tp := newTopology(t)
+	tp.serveInternet(t)
+	dir := t.TempDir()
+	names := writeFile(t, dir, "names.txt", "bad.example\n")
+	ips := writeFile(t, dir, "ips.txt", egListed+"\n")
+	config := func(group string) string {
+		return fmt.Sprintf(`
+listen: ["198.51.100.1:53"]
+upstreams: ["203.0.113.2:53"]
+apps: []
+blocklists:
+  - name: test-names
+    path: %s
+access:
+  allow: [198.51.100.0/24]
+http:
+  listen: 127.0.0.1:0
+groups:
+  - name: lab
+    clients: [198.51.100.2/32]
+%s
+egress:
+  enabled: true
+  lan_interfaces: [lan0]
+  ip_lists:
+    - name: test-names
+      path: %s
+  rules: true
+  action: reject
+`, names, group, ips)
+	}
+	cfg := writeFile(t, dir, "dnsfence.yaml", config("    mode: log-only"))
+	httpAddr, logs := tp.startInRouter(t, cfg)
+	if err := tp.connect(egListed + ":80"); err != nil {
+		t.Errorf("log-only client blocked: %v", err)
+	}
+	body := getBody(t, tp.routerHTTP(), "http://"+httpAddr+"/metrics")
+	if l := metricLine(body, `dnsfence_egress_dropped_packets_total{app="",set="policy_log_only"}`); l == "" || strings.HasSuffix(l, " 0") {
+		t.Errorf("log-only packet not counted: %q", l)
+	}
+	until := time.Now().Add(4 * time.Second).UTC().Format(time.RFC3339)
+	tmp := cfg + ".new"
+	if err := os.WriteFile(tmp, []byte(config("    exemptions:\n      - list: test-names\n        reason: test\n        until: "+until)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !within(10*time.Second, func() bool { return strings.Contains(logs.String(), "config reloaded") }) {
+		t.Fatal("config not reloaded")
+	}
+	if err := tp.connect(egListed + ":80"); err != nil {
+		t.Errorf("exempt client blocked: %v", err)
+	}
+	if !within(10*time.Second, func() bool { return tp.connect(egListed+":80") != nil }) {
+		t.Errorf("still reachable after the exemption ended at %s", until)
+	}
+}

@@ -657,6 +657,10 @@ func ruleExprs(r Rule, sets map[string]*nftables.Set) ([]expr.Any, error) {
 		out = append(out, &expr.Reject{Type: unix.NFT_REJECT_ICMPX_UNREACH, Code: unix.NFT_REJECT_ICMPX_ADMIN_PROHIBITED})
 	case Jump:
 		out = append(out, &expr.Verdict{Kind: expr.VerdictJump, Chain: v.Chain})
+	case Goto:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictGoto, Chain: v.Chain})
+	case Accept:
+		out = append(out, &expr.Verdict{Kind: expr.VerdictAccept})
 	case Redirect:
 		out = append(out,
 			&expr.Immediate{Register: 1, Data: binaryutil.BigEndian.PutUint16(v.Port)},

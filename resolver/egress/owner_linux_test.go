@@ -90,6 +90,13 @@ func TestOwnerMatchesRender(t *testing.T) {
 		{"reject-redirect", func(*Config) {}},
 		{"drop-forcedrop", func(c *Config) { c.Reject, c.ForceDNS = false, ForceDrop }},
 		{"sets-only", func(c *Config) { c.Rules = false }},
+		{"groups", func(c *Config) {
+			c.Groups = []Group{
+				{Name: "kids", Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.128/25")}, LogOnly: true},
+				{Name: "guests", Prefixes: []netip.Prefix{netip.MustParsePrefix("198.51.100.64/26"), netip.MustParsePrefix("2001:db8:100:1::/64")}, Exempt: []string{"qq"}},
+				{Name: "default", Exempt: []string{"my-list"}},
+			}
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := testConfig()

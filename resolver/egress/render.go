@@ -92,6 +92,10 @@ func RenderRule(r Rule) string {
 		parts = append(parts, "jump "+v.Chain)
 	case Redirect:
 		parts = append(parts, fmt.Sprintf("redirect to :%d", v.Port))
+	case Accept:
+		parts = append(parts, "accept")
+	case Goto:
+		parts = append(parts, "goto "+v.Chain)
 	}
 	return strings.Join(parts, " ")
 }

@@ -60,7 +60,26 @@ type Config struct {
 	LANInterfaces []string
 	LANPrefixes   []netip.Prefix
 	Sources       []Source
+	// Groups are the client groups whose policy is not plain blocking, most specific first;
+	// a group without prefixes is the default group (every other client).
+	Groups []Group
 }
+
+// Group is a client group's packet policy: log-only clients are counted but not blocked, and
+// exempt sources' addresses are let through (active exemptions only: the caller rebuilds the
+// ruleset when one expires).
+type Group struct {
+	Name     string
+	Prefixes []netip.Prefix
+	LogOnly  bool
+	Exempt   []string // Source names
+}
+
+// Counters of the group policies.
+const (
+	CounterExempt  = "policy_exempt"   // packets let through by an exemption
+	CounterLogOnly = "policy_log_only" // packets of log-only clients that would have been blocked
+)
 
 // Action modes.
 const (
@@ -127,12 +146,15 @@ const (
 	RejectICMPX             // ICMP(v6) administratively prohibited
 	Jump
 	Redirect // to the local Port (nat)
+	Accept
+	Goto
+	Continue // no verdict: the rule only counts
 )
 
 // Verdict ends a rule.
 type Verdict struct {
 	Kind  VerdictKind
-	Chain string // Jump
+	Chain string // Jump, Goto
 	Port  uint16 // Redirect
 }
 
@@ -187,7 +209,8 @@ func Build(cfg Config) (*Ruleset, error) {
 	}
 	rs := &Ruleset{Table: cfg.Table, Sources: cfg.Sources}
 	seen := map[string]bool{}
-	var block, lan []Rule
+	var enforce, lan []Rule
+	var logOnly []Rule // what a log-only client's packet is counted against
 	for i := range cfg.Sources {
 		src := &cfg.Sources[i]
 		name := SetName(src.Name)
@@ -211,7 +234,8 @@ func Build(cfg Config) (*Ruleset, error) {
 				lan = append(lan, verdictRules(cfg.Reject, name, m, Match{Kind: MatchL4Proto, Proto: protoTCP}, Match{Kind: MatchDport, Port: 443})...)
 				continue
 			}
-			block = append(block, verdictRules(cfg.Reject, name, m)...)
+			enforce = append(enforce, verdictRules(cfg.Reject, name, m)...)
+			logOnly = append(logOnly, Rule{Match: []Match{m}, Counter: CounterLogOnly, Verdict: Verdict{Kind: Continue}})
 		}
 	}
 	if !cfg.Rules {
@@ -256,6 +280,10 @@ func Build(cfg Config) (*Ruleset, error) {
 	}
 	lanRules = append(lanRules, lan...)
 	lanRules = append(lanRules, Rule{Verdict: Verdict{Kind: Jump, Chain: "block"}})
+	block, groupChains, err := groupRules(rs, cfg.Groups, logOnly)
+	if err != nil {
+		return nil, err
+	}
 	rs.Chains = append(rs.Chains,
 		Chain{Name: "forward", Hook: &Hook{Type: "filter", Hook: "forward", Priority: 0}, Rules: jumps("lan")},
 		Chain{Name: "output", Hook: &Hook{Type: "filter", Hook: "output", Priority: 0},
@@ -263,6 +291,8 @@ func Build(cfg Config) (*Ruleset, error) {
 		Chain{Name: "lan", Rules: lanRules},
 		Chain{Name: "block", Rules: block},
 	)
+	rs.Chains = append(rs.Chains, groupChains...)
+	rs.Chains = append(rs.Chains, Chain{Name: "enforce", Rules: enforce})
 	if cfg.ForceDNS == ForceRedirect {
 		if cfg.DNSPort == 0 {
 			return nil, errors.New("egress: force_dns redirect needs dnsfence's DNS port")
@@ -280,6 +310,76 @@ func Build(cfg Config) (*Ruleset, error) {
 	}
 	return rs, nil
 }
+
+// groupRules builds the block chain: clients of a group with a policy go to its chain (goto: when
+// it returns, the packet is done with block), the default group's policy applies inline, then
+// everything else is enforced.
+func groupRules(rs *Ruleset, groups []Group, logOnly []Rule) (block []Rule, chains []Chain, err error) {
+	var def *Group
+	for i := range groups {
+		if len(groups[i].Prefixes) == 0 {
+			def = &groups[i]
+		}
+	}
+	policy := func(g *Group) []Rule {
+		var out []Rule
+		for _, name := range g.Exempt {
+			src, ok := rs.SourceNamed(SetName(name))
+			if !ok || src.Kind == KindDoH {
+				continue
+			}
+			for _, fam := range []string{"_v4", "_v6"} {
+				m := Match{Kind: MatchDaddr, Set: SetName(name) + fam, V6: fam == "_v6"}
+				out = append(out, Rule{Match: []Match{m}, Counter: CounterExempt, Verdict: Verdict{Kind: Accept}})
+			}
+		}
+		if g.LogOnly {
+			out = append(out, logOnly...)
+			out = append(out, Rule{Verdict: Verdict{Kind: Accept}})
+		}
+		return out
+	}
+	hasPolicy := func(g *Group) bool { return g != nil && (g.LogOnly || len(g.Exempt) > 0) }
+	for i := range groups {
+		g := &groups[i]
+		if g == def || !hasPolicy(g) && !hasPolicy(def) {
+			continue // plain blocking, like the default: no chain needed
+		}
+		chain := "group_" + SetName(g.Name)
+		v4, v6 := splitFamilies(g.Prefixes)
+		for _, fam := range []struct {
+			suffix string
+			ps     []netip.Prefix
+			t      SetType
+		}{{"_v4", v4, TypeIPv4}, {"_v6", v6, TypeIPv6}} {
+			set := groupSet(g.Name) + fam.suffix
+			rs.Sets = append(rs.Sets, Set{Name: set, Type: fam.t, Interval: true, Prefixes: fam.ps})
+			if len(fam.ps) > 0 {
+				block = append(block, Rule{Match: []Match{{Kind: MatchSaddr, Set: set, V6: fam.t == TypeIPv6}}, Verdict: Verdict{Kind: Goto, Chain: chain}})
+			}
+		}
+		rules := policy(g)
+		if !g.LogOnly { // a log-only chain ends in accept
+			rules = append(rules, Rule{Verdict: Verdict{Kind: Jump, Chain: "enforce"}})
+		}
+		chains = append(chains, Chain{Name: chain, Rules: rules})
+	}
+	if hasPolicy(def) {
+		block = append(block, policy(def)...)
+	}
+	for _, g := range groups {
+		if len(g.Exempt) > 0 && !slices.Contains(rs.Counters, CounterExempt) {
+			rs.Counters = append(rs.Counters, CounterExempt)
+		}
+		if g.LogOnly && !slices.Contains(rs.Counters, CounterLogOnly) {
+			rs.Counters = append(rs.Counters, CounterLogOnly)
+		}
+	}
+	block = append(block, Rule{Verdict: Verdict{Kind: Jump, Chain: "enforce"}})
+	return block, chains, nil
+}
+
+func groupSet(name string) string { return "group_" + SetName(name) }
 
 // verdictRules blocks what matches m: one drop rule, or with reject a TCP reset for TCP and an
 // ICMP admin-prohibited for the rest.
