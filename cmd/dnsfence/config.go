@@ -440,7 +440,7 @@ func cleanYAMLError(err error) error {
 		msgs := make([]string, len(te.Errors))
 		for i, e := range te.Errors {
 			e = strings.Replace(e, " in type main.Config", "", 1)
-			for _, t := range []string{"main.BlockingConfig", "main.ListConfig", "main.HTTPConfig", "main.LogConfig"} {
+			for _, t := range []string{"main.BlockingConfig", "main.ListConfig", "main.HTTPConfig", "main.LogConfig", "main.EgressConfig"} {
 				e = strings.Replace(e, " in type "+t, "", 1)
 			}
 			e = strings.Replace(e, "field ", "unknown key ", 1)

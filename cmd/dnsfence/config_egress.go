@@ -66,6 +66,16 @@ func (c *Config) egressDNSPort() uint16 {
 	return 53
 }
 
+// listensOffLoopback reports whether a plain DNS listen address can take redirected LAN DNS.
+func (c *Config) listensOffLoopback() bool {
+	for _, l := range c.Listen {
+		if ls, err := parseListen(l); err == nil && ls.transport == resolver.UDP && !ls.addr.Addr().IsLoopback() {
+			return true
+		}
+	}
+	return false
+}
+
 // validateEgress checks the egress: section.
 func (c *Config) validateEgress() []error {
 	e := c.Egress
@@ -96,6 +106,9 @@ func (c *Config) validateEgress() []error {
 	}
 	if e.ForceDNS != "" && e.forceDNS() != egress.ForceOff && !e.Rules {
 		errs = append(errs, c.problem("egress.force_dns", "needs egress.rules: true"))
+	}
+	if e.forceDNS() == egress.ForceRedirect && !c.listensOffLoopback() {
+		errs = append(errs, c.problem("egress.force_dns", "redirect sends LAN DNS to the router's LAN address, but dnsfence listens on loopback only: add the LAN address (e.g. 192.168.1.1:53) to listen"))
 	}
 	switch e.Action {
 	case "", "drop", "reject":

@@ -16,7 +16,9 @@ func TestEgressConfigValidation(t *testing.T) {
 		want []string // substrings of the error; none: valid
 	}{
 		{"egress:\n  enabled: true\n", nil},
-		{"egress:\n  enabled: true\n  rules: true\n  lan_interfaces: [br-lan]\n  force_dns: redirect\n  action: reject\n", nil},
+		{"listen: [192.168.1.1:53]\negress:\n  enabled: true\n  rules: true\n  lan_interfaces: [br-lan]\n  force_dns: redirect\n  action: reject\n", nil},
+		{"egress:\n  enabled: true\n  rules: true\n  lan_interfaces: [br-lan]\n  force_dns: redirect\n", []string{"listens on loopback only"}},
+		{"egress:\n  enabled: true\n  colour: red\n", []string{"unknown key colour"}},
 		{"egress:\n  enabled: true\n  rules: true\n", []string{"egress.rules", "lan_interfaces or egress.lan_prefixes"}},
 		{"egress:\n  enabled: true\n  force_dns: sometimes\n", []string{"line 3: egress.force_dns", "want redirect, drop or off"}},
 		{"egress:\n  enabled: true\n  force_dns: drop\n", []string{"egress.force_dns: needs egress.rules"}},
