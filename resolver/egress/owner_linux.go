@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -75,7 +76,7 @@ func Start(rs *Ruleset, opts Options) (*Owner, error) {
 			return nil, err
 		}
 	}
-	var copts []nftables.ConnOption
+	copts := []nftables.ConnOption{nftables.WithSockOptions(bigSendBuffer)}
 	if opts.NetNSFd != 0 {
 		copts = append(copts, nftables.WithNetNSFd(opts.NetNSFd))
 	}
@@ -98,6 +99,29 @@ func Start(rs *Ruleset, opts Options) (*Owner, error) {
 	o.status.set(nil)
 	go o.run()
 	return o, nil
+}
+
+// maxBatchBytes bounds one netlink batch. A batch is one transaction and must fit in one
+// sendmsg; the default socket buffer (wmem_max, ~200 KiB) holds only a few thousand prefixes.
+const maxBatchBytes = 64 << 20
+
+// bigSendBuffer lets a whole table's batch through, as nft does: SO_SNDBUFFORCE needs
+// CAP_NET_ADMIN, which owning a table needs anyway.
+func bigSendBuffer(c *netlink.Conn) error {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, maxBatchBytes)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return c.SetWriteBuffer(maxBatchBytes) // capped by wmem_max, but better than the default
+	}
+	return nil
 }
 
 // Check verifies, without changing anything, that this process can own an nftables table.
