@@ -54,6 +54,7 @@ type Config struct {
 	Rebinding       bool           `yaml:"rebinding_protection"`
 	Records         []string       `yaml:"records"`
 	HostsFiles      []string       `yaml:"hosts_files"`
+	Egress          EgressConfig   `yaml:"egress"`
 
 	// lines maps a field path ("blocking.mode", "upstreams[1]") to its line in the file, so
 	// validation errors can point at it.
@@ -474,7 +475,7 @@ func cleanYAMLError(err error) error {
 		msgs := make([]string, len(te.Errors))
 		for i, e := range te.Errors {
 			e = strings.Replace(e, " in type main.Config", "", 1)
-			for _, t := range []string{"main.BlockingConfig", "main.ListConfig", "main.HTTPConfig", "main.LogConfig"} {
+			for _, t := range []string{"main.BlockingConfig", "main.ListConfig", "main.HTTPConfig", "main.LogConfig", "main.EgressConfig"} {
 				e = strings.Replace(e, " in type "+t, "", 1)
 			}
 			e = strings.Replace(e, "field ", "unknown key ", 1)
@@ -726,6 +727,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validateQueryLog()...)
 	errs = append(errs, c.validateHTTP()...)
+	errs = append(errs, c.validateEgress()...)
 	errs = append(errs, c.typeErrs...)
 	sortByLine(errs)
 	return errors.Join(errs...)

@@ -32,6 +32,12 @@ func runCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	apps := cfg.ListApps()
 	for _, n := range names {
+		if ok, err := writeIPCheck(stdout, cfg, n); ok || err != nil {
+			if err != nil {
+				return err
+			}
+			continue
+		}
 		writeExplanation(stdout, lists.Explain(n), apps)
 	}
 	return nil

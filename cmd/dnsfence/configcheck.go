@@ -71,5 +71,5 @@ func checkConfig(ctx context.Context, cfg *configs.Config, stdout io.Writer) err
 	}
 	fmt.Fprintf(stdout, "%s: OK (%s, %s with %s)\n", cfg.Source(), count(len(cfg.Listen), "listen address", "listen addresses"),
 		count(len(infos), "list", "lists"), count(set.Len(), "entry", "entries"))
-	return nil
+	return checkEgressConfig(cfg, stdout)
 }

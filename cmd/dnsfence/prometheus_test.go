@@ -619,6 +619,9 @@ func TestPrometheusScrapesDashboardAndRules(t *testing.T) {
 			t.Errorf("dashboard %s: %s: %v", e.name, expr, err)
 			continue
 		}
+		if len(res) == 0 && strings.Contains(expr, "dnsfence_egress_") {
+			continue // egress needs root and its own network namespace: TestEgressTopology scrapes these
+		}
 		if len(res) == 0 {
 			t.Errorf("dashboard %s: no series: %s", e.name, expr)
 			continue
@@ -674,6 +677,8 @@ func TestPrometheusScrapesDashboardAndRules(t *testing.T) {
 		switch {
 		case err != nil:
 			t.Errorf("selector %s: %v", s, err)
+		case len(res) == 0 && strings.HasPrefix(s, "dnsfence_egress_"):
+			t.Logf("selector %s: no series (egress is off here; TestEgressTopology covers it)", s)
 		case len(res) == 0 && strings.HasPrefix(s, "dnsfence_blocklist_refresh_interval_seconds"):
 			t.Logf("selector %s: no series (only URL lists have a refresh interval)", s)
 		case len(res) == 0:

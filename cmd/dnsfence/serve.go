@@ -57,6 +57,8 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 			return runApps(stdout)
 		case "report":
 			return runReport(args[1:], stdout, stderr)
+		case "egress":
+			return runEgress(args[1:], stdout, stderr)
 		}
 	}
 	opts, rest, err := parseFlags("dnsfence", args, stderr)
@@ -171,6 +173,7 @@ type chainParts struct {
 	upOpts    upstream.Options
 	local     *resolver.LocalData
 	cache     *resolver.Cache // nil: no cache
+	egress    *egressRuntime  // nil: egress off
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
@@ -225,6 +228,7 @@ func buildChain(cfg *configs.Config, p chainParts) resolver.Resolver {
 		resolver.Validate(),
 		policy,
 		resolver.Local(p.local),
+		p.egress.learnStage(router), // egress learning: sees what block decides, learns blocked names' addresses
 		resolver.Block(resolver.Blocker{
 			Matcher: p.lists, Sinkhole: cfg.Sinkhole(""), ListSinkholes: cfg.ListSinkholes(), Apps: p.apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
@@ -321,6 +325,7 @@ type env struct {
 	// cur is the running state, for the HTTP handlers; the serve loop stores it.
 	cur     atomic.Pointer[state]
 	fetcher *blocklist.Fetcher
+	egress  *egressRuntime
 	// refreshed carries the results of URL list downloads to the reload loop.
 	refreshed chan refreshEvent
 	warned    listWarnings // skipped list lines already logged
@@ -417,7 +422,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
 		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
-		stats: e.stats.Middleware(), pause: e.pauser.Pause(),
+		stats: e.stats.Middleware(), pause: e.pauser.Pause(), egress: e.egress,
 		observe: func(upstream string, d time.Duration, err error) {
 			m.ObserveUpstream(upstream, d, err)
 			e.upstreams.Observe(err)
@@ -623,6 +628,10 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		stats: admin.NewStats(), pauser: admin.NewPauser(m, log), upstreams: &admin.Liveness{Now: time.Now},
 		fetcher: cfg.Fetcher("dnsfence/" + version), refreshed: make(chan refreshEvent, 16)}
 	defer e.pauser.Stop()
+	if e.egress, err = startEgress(cfg, reg, log); err != nil {
+		return err
+	}
+	defer e.egress.close()
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
@@ -728,9 +737,12 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})
-		mux.Handle("GET /readyz", admin.Ready(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams))
+		mux.Handle("GET /readyz", admin.Ready(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams, e.egress.ready))
 		if cfg.HTTP.API || cfg.HTTP.PProf {
 			api := admin.New(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
+			if e.egress != nil {
+				api.ExplainIPs(e.egress.explain)
+			}
 			if cfg.HTTP.API {
 				mux.Handle("/api/", api)
 				mux.Handle("GET /report", api.RequireToken(admin.Report(rep)))
@@ -794,6 +806,10 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	}
 	reload := func(download bool) (admin.Reloaded, error) {
 		next, res, err := e.reload(cur, o, chain, download)
+		if download {
+			e.egress.download(next.cfg, true)
+		}
+		e.egress.update(next.cfg)
 		if next != cur {
 			cur = next
 			e.cur.Store(cur)

@@ -99,6 +99,9 @@ func watchedPaths(cfg *configs.Config, configPath string) []string {
 	for _, h := range cfg.HostsFiles {
 		add(h)
 	}
+	for _, l := range cfg.Egress.IPLists {
+		add(l.Path)
+	}
 	return out
 }
 

@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -41,7 +42,9 @@ type API struct {
 	reload func(ctx context.Context) (Reloaded, error)
 	// explain answers GET /api/check?name=NAME.
 	explain func(name string) (any, error)
-	routes  map[string]route
+	// explainIP answers GET /api/check?ip=ADDR (nil: egress off).
+	explainIP func(netip.Addr) (any, error)
+	routes    map[string]route
 }
 
 type route struct {
@@ -174,6 +177,10 @@ func (a *API) serveReload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) serveCheck(w http.ResponseWriter, r *http.Request) {
+	if ip := r.URL.Query().Get("ip"); ip != "" {
+		serveCheckIP(w, a.explainIP, ip)
+		return
+	}
 	name := r.URL.Query().Get("name")
 	if _, ok := dns.IsDomainName(name); name == "" || !ok {
 		writeError(w, http.StatusBadRequest, "name: want a domain name, e.g. ?name=alipay.com")
@@ -292,3 +299,26 @@ func PProf() http.Handler {
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
 }
+
+// serveCheckIP answers /api/check?ip=ADDR from the running egress table (learned sets included).
+func serveCheckIP(w http.ResponseWriter, explain func(netip.Addr) (any, error), ip string) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "ip: want an IPv4 or IPv6 address, e.g. ?ip=203.0.113.7")
+		return
+	}
+	if explain == nil {
+		writeError(w, http.StatusNotFound, "egress is not enabled")
+		return
+	}
+	v, err := explain(a)
+	if err != nil {
+		writeError(w, http.StatusNotFound, "%v", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, v)
+}
+
+// ExplainIPs makes GET /api/check?ip=ADDR answer from explain (the running egress table);
+// without it the API says egress is not enabled.
+func (a *API) ExplainIPs(explain func(netip.Addr) (any, error)) { a.explainIP = explain }

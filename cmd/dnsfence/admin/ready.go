@@ -59,15 +59,18 @@ func (u *Liveness) Check(window time.Duration) error {
 		window, now.Sub(time.Unix(0, ko)).Round(time.Millisecond), last)
 }
 
-// Ready serves /readyz: 200 when the blocklists are loaded and the upstreams pass
-// Liveness.check; else 503 with the reasons.
-func Ready(listsLoaded func() bool, up *Liveness) http.Handler {
+// Ready serves /readyz: 200 when the blocklists are loaded, the upstreams pass Liveness.Check and
+// egress (if set) reports no error; else 503 with the reasons.
+func Ready(listsLoaded func() bool, up *Liveness, egress func() error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		var reasons []string
 		if !listsLoaded() {
 			reasons = append(reasons, "blocklists not loaded")
 		}
 		if err := up.Check(ReadyWindow); err != nil {
+			reasons = append(reasons, err.Error())
+		}
+		if err := egress(); err != nil {
 			reasons = append(reasons, err.Error())
 		}
 		if len(reasons) > 0 {
