@@ -294,7 +294,7 @@ func ipCheckResult(a netip.Addr, hits []egress.Hit) ipCheck {
 // egressRuleset builds the ruleset the config describes, from the address lists on disk (URL
 // lists from their cached copy), for `dnsfence egress rules`, check and -config.check.
 func egressRuleset(cfg *configs.Config) (*egress.Ruleset, error) {
-	ips, err := blocklist.LoadIPs(cfg.EgressSources(cfg.EgressFetcher("dnsfence/"+version)))
+	ips, err := blocklist.LoadIPs(cfg.EgressSources(cfg.EgressFetcher("dnsfence/" + version)))
 	if err != nil {
 		return nil, fmt.Errorf("%s: egress address lists: %w", cfg.Source(), err)
 	}
