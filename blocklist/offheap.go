@@ -1,30 +1,53 @@
 package blocklist
 
 import (
+	"os"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
 )
 
-// offHeap holds a table's slots and arena outside the Go heap where the system allows (mmap on
-// Unix), so the collector neither counts nor scans them. A list set is most of the live heap:
+// offHeap holds an index's region outside the Go heap where the system allows (an anonymous or
+// file mapping on Unix), so the collector neither counts nor scans it. A list set is most of the live heap:
 // on the heap, the default GOGC=100 lets the heap grow to twice the live size between
 // collections, so a 34 MiB set made a 85 MiB process under load. Off the heap, the collector's
 // headroom is proportional to what queries allocate, and a replaced set's memory returns to the
 // system as soon as the set is unreachable (a cleanup unmaps it) rather than at the next GC.
 //
-// The memory lives exactly as long as the table that owns the offHeap: anything read from it that
+// The memory lives exactly as long as the index that owns the offHeap: anything read from it that
 // must outlive a call (a rule name returned by Match) is copied first.
 type offHeap struct {
 	regions map[unsafe.Pointer][]byte // by start address
 	size    atomic.Int64              // bytes mapped; read by tests while the cleanup may run
 }
 
-// newOffHeap returns an empty offHeap whose regions are unmapped once owner is unreachable.
-func newOffHeap(owner *table) *offHeap {
-	m := &offHeap{regions: map[unsafe.Pointer][]byte{}}
+// newOffHeap returns an empty offHeap; attach ties its lifetime to its owner.
+func newOffHeap() *offHeap {
+	return &offHeap{regions: map[unsafe.Pointer][]byte{}}
+}
+
+// attach unmaps every region once owner is unreachable.
+func (m *offHeap) attach(owner *index) {
 	runtime.AddCleanup(owner, (*offHeap).freeAll, m)
-	return m
+}
+
+// file maps the first n bytes of f read-only, or reads them onto the Go heap where mapping is not
+// available. The mapping stays valid after f is closed, removed or replaced.
+func (m *offHeap) file(f *os.File, n int) ([]byte, error) {
+	b, err := mapFile(f, n)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		b = make([]byte, n)
+		if _, err := f.ReadAt(b, 0); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	m.regions[unsafe.Pointer(unsafe.SliceData(b))] = b
+	m.size.Add(int64(n))
+	return b, nil
 }
 
 // bytes returns a zeroed slice of length 0 and capacity n.
@@ -33,14 +56,6 @@ func (m *offHeap) bytes(n int) []byte {
 		return unsafe.Slice((*byte)(p), n)[:0]
 	}
 	return make([]byte, 0, n)
-}
-
-// slots returns n zeroed slots.
-func (m *offHeap) slots(n int) []slot {
-	if p := m.alloc(n * int(unsafe.Sizeof(slot{}))); p != nil {
-		return unsafe.Slice((*slot)(p), n)
-	}
-	return make([]slot, n)
 }
 
 func (m *offHeap) alloc(n int) unsafe.Pointer {
