@@ -33,6 +33,7 @@ type builder struct {
 	regexps []regexRule
 	lists   []ListInfo
 	nlists  int
+	runMax  int // runLimit; tests set less to merge many runs
 	err     error
 }
 
@@ -43,7 +44,7 @@ const runLimit = 2 << 20
 const memIndexLimit = 1 << 20
 
 func newBuilder(_, nlists int) *builder {
-	return &builder{nlists: nlists}
+	return &builder{nlists: nlists, runMax: runLimit}
 }
 
 func (b *builder) add(list int, k Kind, v []byte) {
@@ -61,7 +62,7 @@ func (b *builder) add(list int, k Kind, v []byte) {
 	b.run = append(b.run, byte(len(v)))
 	b.run = reverseName(b.run, v)
 	b.run = append(b.run, byte(list), byte(k))
-	if len(b.run) >= runLimit {
+	if len(b.run) >= b.runMax {
 		b.flushRun()
 	}
 }
@@ -86,20 +87,31 @@ func (b *builder) flushRun() {
 			b.spill, b.spillW = f, bufio.NewWriterSize(f, 64<<10)
 		}
 	}
+	// A sorted run is front-coded (shared length, rest length, list, kind, rest): it takes less
+	// than half the bytes, which matters where the temporary directory is in memory (tmpfs).
 	var mem []byte
 	if b.spill == nil {
-		mem = make([]byte, 0, len(b.run))
+		mem = make([]byte, 0, len(b.run)/2)
 	}
 	start := b.spilled
+	var prev []byte
+	var rec [maxNameLen + 4]byte
 	for _, o := range b.recs {
-		rec := b.run[o : o+3+uint32(b.run[o])]
+		key := b.recKey(o)
+		p := 0
+		for p < len(prev) && p < len(key) && prev[p] == key[p] {
+			p++
+		}
+		end := o + 1 + uint32(len(key))
+		r := append(append(rec[:0], byte(p), byte(len(key)-p), b.run[end], b.run[end+1]), key[p:]...)
+		prev = key
 		if b.spill != nil {
-			if _, err := b.spillW.Write(rec); err != nil && b.err == nil {
+			if _, err := b.spillW.Write(r); err != nil && b.err == nil {
 				b.err = fmt.Errorf("spill blocklist run: %w", err)
 			}
-			b.spilled += int64(len(rec))
+			b.spilled += int64(len(r))
 		} else {
-			mem = append(mem, rec...)
+			mem = append(mem, r...)
 		}
 	}
 	if b.spill != nil {
@@ -115,7 +127,7 @@ func (b *builder) discard() {
 	if b.spill != nil {
 		b.spill.Close()
 	}
-	*b = builder{}
+	*b = builder{runMax: b.runMax}
 }
 
 // copyList adds the rules list from had in old as list to.
@@ -140,51 +152,57 @@ func (b *builder) copyList(old *Set, from, to int) {
 	}
 }
 
-// runReader reads one sorted run's records: spilled, on the heap, or the current run.
+// runReader reads one sorted run's records: front-coded (spilled, or on the heap), or the
+// current run through its sorted offsets.
 type runReader struct {
 	br   *bufio.Reader
 	mem  []byte
 	run  []byte
 	recs []uint32
-	buf  [maxNameLen + 3]byte
-	rec  []byte
+	buf  [maxNameLen]byte
+	k    []byte // the current record
+	list int
+	kind Kind
 	err  error
 }
 
 func (r *runReader) next() bool {
 	switch {
 	case r.br != nil:
-		n, err := r.br.ReadByte()
-		if err != nil {
+		var h [4]byte
+		if _, err := io.ReadFull(r.br, h[:]); err != nil {
 			if err != io.EOF {
-				r.err = err
+				r.err = fmt.Errorf("read blocklist run: %w", err)
 			}
 			return false
 		}
-		r.buf[0] = n
-		if _, err := io.ReadFull(r.br, r.buf[1:int(n)+3]); err != nil {
+		p, sl := int(h[0]), int(h[1])
+		if _, err := io.ReadFull(r.br, r.buf[p:p+sl]); err != nil {
 			r.err = fmt.Errorf("read blocklist run: %w", err)
 			return false
 		}
-		r.rec = r.buf[:int(n)+3]
+		r.k, r.list, r.kind = r.buf[:p+sl], int(h[2]), Kind(h[3])
 	case r.recs != nil:
 		if len(r.recs) == 0 {
 			return false
 		}
 		o := r.recs[0]
 		r.recs = r.recs[1:]
-		r.rec = r.run[o : o+3+uint32(r.run[o])]
+		end := o + 1 + uint32(r.run[o])
+		r.k, r.list, r.kind = r.run[o+1:end], int(r.run[end]), Kind(r.run[end+1])
 	default:
 		if len(r.mem) == 0 {
 			return false
 		}
-		n := int(r.mem[0]) + 3
-		r.rec, r.mem = r.mem[:n], r.mem[n:]
+		p, sl := int(r.mem[0]), int(r.mem[1])
+		copy(r.buf[p:], r.mem[4:4+sl])
+		r.k, r.list, r.kind = r.buf[:p+sl], int(r.mem[2]), Kind(r.mem[3])
+		r.mem = r.mem[4+sl:]
 	}
 	return true
 }
 
-func (r *runReader) key() []byte { return r.rec[1 : len(r.rec)-2] }
+func (r *runReader) key() []byte { return r.k }
 
 type runHeap []*runReader
 
@@ -273,8 +291,7 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 	curOwner, have := 0, false
 	for len(h) > 0 {
 		r := h[0]
-		rec := r.rec
-		key, list, kind := rec[1:len(rec)-2], int(rec[len(rec)-2]), Kind(rec[len(rec)-1])
+		key, list, kind := r.key(), r.list, r.kind
 		if !have || !bytes.Equal(key, cur) {
 			if have {
 				enc.add(cur, curAttr, curOwner)

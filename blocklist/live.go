@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -29,6 +30,8 @@ type Result struct {
 	Failed   map[string]error // list name -> why it kept its old entries; nil if none failed
 	Entries  int              // total distinct entries now served
 	Duration time.Duration
+	// Indexed: the Set was mapped from the index kept in LiveOptions.IndexDir, not built.
+	Indexed bool
 }
 
 // Err joins the errors of Failed in source order; nil if none failed.
@@ -73,6 +76,14 @@ func NewLiveWith(sources []Source, onReload func(Result), opts LiveOptions) (*Li
 	if err := checkSources(sources); err != nil {
 		return nil, err
 	}
+	if opts.IndexDir != "" {
+		if err := os.MkdirAll(opts.IndexDir, 0o755); err != nil {
+			if opts.OnIndexError != nil {
+				opts.OnIndexError(fmt.Errorf("blocklist index: %w", err))
+			}
+			opts.IndexDir = ""
+		}
+	}
 	bo := opts.buildOptions(sources)
 	var s *Set
 	failed := map[string]error{}
@@ -83,6 +94,7 @@ func NewLiveWith(sources []Source, onReload func(Result), opts LiveOptions) (*Li
 			opts.OnIndexError(fmt.Errorf("rebuilding the blocklist index: %w", err))
 		}
 	}
+	indexed := s != nil
 	if s == nil {
 		s, failed = build(sources, nil, nil, bo)
 	}
@@ -100,7 +112,7 @@ func NewLiveWith(sources []Source, onReload func(Result), opts LiveOptions) (*Li
 	}
 	l := &Live{sources: sources, onReload: onReload, opts: opts}
 	l.set.Store(s)
-	l.initial = Result{Lists: s.Lists(), Entries: s.Len(), Duration: time.Since(start)}
+	l.initial = Result{Lists: s.Lists(), Entries: s.Len(), Duration: time.Since(start), Indexed: indexed}
 	if len(failed) > 0 {
 		l.initial.Failed = failed
 	}
