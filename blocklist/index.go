@@ -171,6 +171,20 @@ func (ix *index) lookup(key []byte, from int) (a uint16, found, more bool, blk i
 		return bytes.Compare(ix.firstKey(b), key) <= 0
 	}
 	lo, hi := from, nb-1
+	if from > 0 {
+		// Later steps of a walk: the key is usually in the same block or a near one (a domain's
+		// names follow it), so gallop from there before bisecting: fewer, closer reads.
+		for step := 1; ; step <<= 1 {
+			if lo+step > hi {
+				break
+			}
+			if !le(lo + step) {
+				hi = lo + step - 1
+				break
+			}
+			lo += step
+		}
+	}
 	for lo < hi {
 		mid := int(uint(lo+hi+1) >> 1)
 		if le(mid) {
@@ -183,7 +197,11 @@ func (ix *index) lookup(key []byte, from int) (a uint16, found, more bool, blk i
 	d := ix.data[ix.offs[lo]:]
 	mode, pos := binary.Uvarint(d)
 	count := min(blockSize, ix.n-lo*blockSize)
+	// Front coding tells most comparisons without making them: m is how many bytes the previous
+	// key shares with key, and that key is below key. A key sharing more than m bytes with the
+	// previous one is below key too; one sharing fewer is above it.
 	var cur [maxNameLen + 1]byte
+	m := 0
 	for range count {
 		p, sl := int(d[pos]), int(d[pos+1])
 		pos += 2
@@ -192,19 +210,38 @@ func (ix *index) lookup(key []byte, from int) (a uint16, found, more bool, blk i
 			v, k := binary.Uvarint(d[pos:])
 			ea, pos = uint16(v), pos+k
 		}
+		if found {
+			// The key after key: it continues key if it has key whole and then a separator.
+			more = p == len(key) && sl > 0 && d[pos] == sep
+			runtime.KeepAlive(ix)
+			return a, found, more, blk
+		}
 		copy(cur[p:], d[pos:pos+sl])
 		pos += sl
-		k := cur[:p+sl]
-		switch c := bytes.Compare(k, key); {
-		case c < 0:
+		if p > m {
 			continue
-		case c == 0:
-			a, found = ea, true
-			continue // the next key tells whether any continues it
 		}
-		more = continues(k, key)
-		runtime.KeepAlive(ix)
-		return a, found, more, blk
+		if p < m { // above key, and apart from it before its end
+			runtime.KeepAlive(ix)
+			return a, found, false, blk
+		}
+		k := cur[:p+sl]
+		i := m
+		for i < len(k) && i < len(key) && k[i] == key[i] {
+			i++
+		}
+		switch {
+		case i == len(key) && i == len(k):
+			a, found = ea, true
+		case i == len(key): // key is a prefix of k
+			more = k[i] == sep
+			runtime.KeepAlive(ix)
+			return a, found, more, blk
+		case i < len(k) && k[i] > key[i]:
+			runtime.KeepAlive(ix)
+			return a, found, false, blk
+		}
+		m = i // k is below key (or equal to it)
 	}
 	if lo+1 < nb {
 		more = continues(ix.firstKey(lo+1), key)
