@@ -34,6 +34,8 @@ type builder struct {
 	lists   []ListInfo
 	nlists  int
 	runMax  int // runLimit; tests set less to merge many runs
+	records int // added, all runs
+	scratch *offHeap // run and recs: off the heap, so a build leaves no garbage behind
 	err     error
 }
 
@@ -47,6 +49,24 @@ func newBuilder(_, nlists int) *builder {
 	return &builder{nlists: nlists, runMax: runLimit}
 }
 
+// grow makes room for a run before its first record: the run and its offsets are mapped at their
+// full size at once (pages cost memory only once written), instead of growing on the heap.
+func (b *builder) grow() {
+	if b.scratch == nil {
+		b.scratch = newOffHeap()
+	}
+	b.run = b.scratch.bytes(b.runMax + maxNameLen + 3)
+	b.recs = b.scratch.uint32s(b.runMax/4 + 1) // a record takes at least 4 bytes
+}
+
+// release frees the scratch memory; the builder holds no run after it.
+func (b *builder) release() {
+	b.run, b.recs = nil, nil
+	if b.scratch != nil {
+		b.scratch.freeAll()
+	}
+}
+
 func (b *builder) add(list int, k Kind, v []byte) {
 	if k == Regexp || k == AllowRegexp {
 		re, err := compileRule(string(v)) // the parser checked it compiles
@@ -58,6 +78,10 @@ func (b *builder) add(list int, k Kind, v []byte) {
 	if len(v) == 0 || len(v) > maxNameLen {
 		return
 	}
+	if b.run == nil {
+		b.grow()
+	}
+	b.records++
 	b.recs = append(b.recs, uint32(len(b.run)))
 	b.run = append(b.run, byte(len(v)))
 	b.run = reverseName(b.run, v)
@@ -127,6 +151,7 @@ func (b *builder) discard() {
 	if b.spill != nil {
 		b.spill.Close()
 	}
+	b.release()
 	*b = builder{runMax: b.runMax}
 }
 
@@ -160,7 +185,8 @@ type runReader struct {
 	run  []byte
 	recs []uint32
 	buf  [maxNameLen]byte
-	k    []byte // the current record
+	hdr  [4]byte // a field: a local would escape through io.ReadFull
+	k    []byte  // the current record
 	list int
 	kind Kind
 	err  error
@@ -169,8 +195,8 @@ type runReader struct {
 func (r *runReader) next() bool {
 	switch {
 	case r.br != nil:
-		var h [4]byte
-		if _, err := io.ReadFull(r.br, h[:]); err != nil {
+		h := r.hdr[:]
+		if _, err := io.ReadFull(r.br, h); err != nil {
 			if err != io.EOF {
 				r.err = fmt.Errorf("read blocklist run: %w", err)
 			}
@@ -224,6 +250,7 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 		if b.spill != nil {
 			b.spill.Close()
 		}
+		b.release()
 	}()
 	var readers []*runReader
 	if b.spill != nil {
@@ -247,7 +274,7 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 		size += int64(len(m))
 	}
 
-	enc := newEncoder(len(b.lists))
+	enc := newEncoder(len(b.lists), b.records)
 	var out *os.File
 	var mem *bytes.Buffer
 	var w *bufio.Writer
@@ -312,7 +339,8 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 	if have {
 		enc.add(cur, curAttr, curOwner)
 	}
-	b.run, b.recs, b.memRuns = nil, nil, nil // the heap they held can go before the index is mapped
+	b.release()
+	b.memRuns = nil // the memory they held can go before the index is mapped
 
 	for i := range b.lists {
 		b.lists[i].Entries = enc.owned[i]
@@ -355,7 +383,9 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 		region = m.bytes(len(buf))[:len(buf)]
 		copy(region, buf)
 	}
-	ix, err := openIndex(region, m)
+	// Not verified: the checksum was computed while writing it, and reading it all back would
+	// bring the whole new index in while the old one still serves.
+	ix, err := openIndex(region, m, false)
 	if err != nil {
 		m.freeAll()
 		return nil, err
@@ -436,8 +466,13 @@ type encoder struct {
 	err     error
 }
 
-func newEncoder(nlists int) *encoder {
-	return &encoder{attrs: []attr{{}}, attrIdx: map[attr]uint16{{}: 0}, owned: make([]int, nlists), total: headerSize}
+// newEncoder sizes the block index for at most records names, so that it does not grow.
+func newEncoder(nlists, records int) *encoder {
+	nb := records/blockSize + 1
+	return &encoder{
+		attrs: []attr{{}}, attrIdx: map[attr]uint16{{}: 0}, owned: make([]int, nlists), total: headerSize,
+		prefix: make([]uint64, 0, nb), offs: make([]uint32, 0, nb),
+	}
 }
 
 func (e *encoder) write(p []byte) {

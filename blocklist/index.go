@@ -87,9 +87,9 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // version, sizes or checksum). It is rebuilt, never trusted.
 var errForeignIndex = errors.New("not a valid blocklist index")
 
-// openIndex checks region and returns the index it holds. It verifies the checksum over the whole
-// region, so a truncated, corrupted or foreign file is rejected.
-func openIndex(region []byte, mem *offHeap) (*index, error) {
+// openIndex checks region and returns the index it holds. With verify, it checks the checksum
+// over the whole region, so that a truncated, corrupted or foreign file is rejected.
+func openIndex(region []byte, mem *offHeap, verify bool) (*index, error) {
 	if len(region) < headerSize || uintptr(unsafe.Pointer(unsafe.SliceData(region)))%8 != 0 {
 		return nil, fmt.Errorf("%w: %d bytes", errForeignIndex, len(region))
 	}
@@ -105,11 +105,14 @@ func openIndex(region []byte, mem *offHeap) (*index, error) {
 	case h.Total != uint64(len(region)):
 		return nil, fmt.Errorf("%w: %d bytes, header says %d", errForeignIndex, len(region), h.Total)
 	}
-	want := h.Checksum
-	h.Checksum = 0
-	sum := crc32.Update(0, castagnoli, region[headerSize:])
-	sum = crc32.Update(sum, castagnoli, unsafe.Slice((*byte)(unsafe.Pointer(&h)), headerSize))
-	if uint64(sum) != want {
+	want, sum := h.Checksum, uint32(0)
+	if verify {
+		h.Checksum = 0
+		sum = crc32.Update(0, castagnoli, region[headerSize:])
+		sum = crc32.Update(sum, castagnoli, unsafe.Slice((*byte)(unsafe.Pointer(&h)), headerSize))
+		h.Checksum = want
+	}
+	if verify && uint64(sum) != want {
 		return nil, fmt.Errorf("%w: checksum mismatch", errForeignIndex)
 	}
 	end := func(off, n, size uint64) bool { return off%8 == 0 && n <= h.Total && off <= h.Total-n*size }

@@ -58,6 +58,14 @@ func (m *offHeap) bytes(n int) []byte {
 	return make([]byte, 0, n)
 }
 
+// uint32s returns n zeroed uint32s with length 0.
+func (m *offHeap) uint32s(n int) []uint32 {
+	if p := m.alloc(4 * n); p != nil {
+		return unsafe.Slice((*uint32)(p), n)[:0]
+	}
+	return make([]uint32, 0, n)
+}
+
 func (m *offHeap) alloc(n int) unsafe.Pointer {
 	if n == 0 {
 		return nil

@@ -114,7 +114,7 @@ func loadIndex(path string, want [32]byte, sources []Source) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix, err := openIndex(region, m)
+	ix, err := openIndex(region, m, true)
 	if err == nil && ix.hash != want {
 		err = errStaleIndex
 	}
