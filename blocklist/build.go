@@ -33,8 +33,8 @@ type builder struct {
 	regexps []regexRule
 	lists   []ListInfo
 	nlists  int
-	runMax  int // runLimit; tests set less to merge many runs
-	records int // added, all runs
+	runMax  int      // runLimit; tests set less to merge many runs
+	records int      // added, all runs
 	scratch *offHeap // run and recs: off the heap, so a build leaves no garbage behind
 	err     error
 }
