@@ -31,6 +31,7 @@ type index struct {
 	n      int      // names
 	attrs  []attr   // the interned list masks; entries refer to them by position
 	prefix []uint64 // per block: the first 8 bytes of its first key, big-endian, zero-padded
+	top    []uint64 // every topStride-th prefix, on the heap: a search's first steps stay in cache
 	offs   []uint32 // per block: offset of the block in data
 	data   []byte
 	hash   [32]byte // the sources' content hash it was built from (persisted indexes)
@@ -41,6 +42,7 @@ type index struct {
 
 const (
 	blockSize = 16   // names per block: a lookup decodes at most this many
+	topStride = 64   // blocks per top entry: 9 KiB of top index for a million names
 	sep       = 0x01 // label separator in keys: below every byte a name may hold
 )
 
@@ -129,6 +131,10 @@ func openIndex(region []byte, mem *offHeap, verify bool) (*index, error) {
 		ix.offs = unsafe.Slice((*uint32)(at(h.OffsOff)), h.Blocks)
 	}
 	ix.meta = region[h.MetaOff:h.Total]
+	ix.top = make([]uint64, 0, (len(ix.prefix)+topStride-1)/topStride)
+	for b := 0; b < len(ix.prefix); b += topStride {
+		ix.top = append(ix.top, ix.prefix[b])
+	}
 	for _, o := range ix.offs {
 		if uint64(o) >= h.DataLen {
 			return nil, fmt.Errorf("%w: block offset out of range", errForeignIndex)
@@ -158,10 +164,11 @@ func (ix *index) firstKey(b int) []byte {
 }
 
 // lookup finds key. It searches from block from on (the keys of one walk increase, so each
-// search starts at the block where the previous one ended) and returns that block. more reports
+// search starts at the block where the previous one ended, galloping if asked) and returns that
+// block. more reports
 // whether some stored key continues key with a separator: if not, no longer key of the walk can
 // be stored.
-func (ix *index) lookup(key []byte, from int) (a uint16, found, more bool, blk int) {
+func (ix *index) lookup(key []byte, from int, gallop bool) (a uint16, found, more bool, blk int) {
 	nb := len(ix.offs)
 	if nb == 0 {
 		return 0, false, false, 0
@@ -174,9 +181,23 @@ func (ix *index) lookup(key []byte, from int) (a uint16, found, more bool, blk i
 		return bytes.Compare(ix.firstKey(b), key) <= 0
 	}
 	lo, hi := from, nb-1
-	if from > 0 {
-		// Later steps of a walk: the key is usually in the same block or a near one (a domain's
-		// names follow it), so gallop from there before bisecting: fewer, closer reads.
+	if !gallop && hi-lo > topStride {
+		// Bisect the top index first: it is small and contiguous, the prefixes are not.
+		jlo, jhi := lo/topStride, hi/topStride
+		for jlo < jhi {
+			mid := int(uint(jlo+jhi+1) >> 1)
+			if t := ix.top[mid]; t < kp || t == kp && le(mid*topStride) {
+				jlo = mid
+			} else {
+				jhi = mid - 1
+			}
+		}
+		lo, hi = max(lo, jlo*topStride), min(hi, jlo*topStride+topStride-1)
+	}
+	if gallop {
+		// Third and later steps of a walk: the key is usually in the same block or a near one (a
+		// domain's names follow it), so gallop from there before bisecting: fewer, closer reads.
+		// (Not for the second step: the names of a TLD spread over much of the index.)
 		for step := 1; ; step <<= 1 {
 			if lo+step > hi {
 				break
@@ -200,10 +221,10 @@ func (ix *index) lookup(key []byte, from int) (a uint16, found, more bool, blk i
 	d := ix.data[ix.offs[lo]:]
 	mode, pos := binary.Uvarint(d)
 	count := min(blockSize, ix.n-lo*blockSize)
-	// Front coding tells most comparisons without making them: m is how many bytes the previous
-	// key shares with key, and that key is below key. A key sharing more than m bytes with the
-	// previous one is below key too; one sharing fewer is above it.
-	var cur [maxNameLen + 1]byte
+	// Front coding tells most comparisons without making them, and no key is rebuilt: m is how
+	// many bytes the previous key shares with key, and that key is below key. A key sharing more
+	// than m bytes with the previous one is below key too; one sharing fewer is above it; one
+	// sharing exactly m equals key up to m, and only its stored rest is compared.
 	m := 0
 	for range count {
 		p, sl := int(d[pos]), int(d[pos+1])
@@ -219,7 +240,7 @@ func (ix *index) lookup(key []byte, from int) (a uint16, found, more bool, blk i
 			runtime.KeepAlive(ix)
 			return a, found, more, blk
 		}
-		copy(cur[p:], d[pos:pos+sl])
+		rest := d[pos : pos+sl]
 		pos += sl
 		if p > m {
 			continue
@@ -228,23 +249,23 @@ func (ix *index) lookup(key []byte, from int) (a uint16, found, more bool, blk i
 			runtime.KeepAlive(ix)
 			return a, found, false, blk
 		}
-		k := cur[:p+sl]
-		i := m
-		for i < len(k) && i < len(key) && k[i] == key[i] {
-			i++
+		want := key[m:]
+		j := 0
+		for j < len(rest) && j < len(want) && rest[j] == want[j] {
+			j++
 		}
 		switch {
-		case i == len(key) && i == len(k):
+		case j == len(want) && j == len(rest):
 			a, found = ea, true
-		case i == len(key): // key is a prefix of k
-			more = k[i] == sep
+		case j == len(want): // key is a prefix of this key
+			more = rest[j] == sep
 			runtime.KeepAlive(ix)
 			return a, found, more, blk
-		case i < len(k) && k[i] > key[i]:
+		case j < len(rest) && rest[j] > want[j]:
 			runtime.KeepAlive(ix)
 			return a, found, false, blk
 		}
-		m = i // k is below key (or equal to it)
+		m += j // this key is below key (or equal to it)
 	}
 	if lo+1 < nb {
 		more = continues(ix.firstKey(lo+1), key)

@@ -147,14 +147,14 @@ func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
 	// rule replaces a shorter one; any allow rule on the way wins at once.
 	var key [maxNameLen]byte
 	hit, hitAt, below := -1, 0, false
-	for end, klen, blk := len(q), 0, 0; ; {
+	for end, klen, blk, level := len(q), 0, 0, 0; ; level++ {
 		start := bytes.LastIndexByte(q[:end], '.') + 1
 		if klen > 0 {
 			key[klen] = sep
 			klen++
 		}
 		klen += copy(key[klen:], q[start:end])
-		ai, found, more, b := s.ix.lookup(key[:klen], blk)
+		ai, found, more, b := s.ix.lookup(key[:klen], blk, level >= 2)
 		blk = b
 		if found {
 			a := &s.attrs[ai]
@@ -276,14 +276,14 @@ func (s *Set) Explain(name string) Explanation {
 	}
 	var named, regexps []Hit
 	var key [maxNameLen]byte
-	for end, klen, blk := len(q), 0, 0; ; {
+	for end, klen, blk, level := len(q), 0, 0, 0; ; level++ {
 		start := bytes.LastIndexByte(q[:end], '.') + 1
 		if klen > 0 {
 			key[klen] = sep
 			klen++
 		}
 		klen += copy(key[klen:], q[start:end])
-		ai, found, more, b := s.ix.lookup(key[:klen], blk)
+		ai, found, more, b := s.ix.lookup(key[:klen], blk, level >= 2)
 		blk = b
 		if found {
 			a := s.attrs[ai]
