@@ -80,21 +80,7 @@ func (m *offHeap) alloc(n int) unsafe.Pointer {
 	return p
 }
 
-// free releases the region starting at p now, if it is one; the caller guarantees nothing uses it.
-func (m *offHeap) free(p unsafe.Pointer) {
-	if b, ok := m.regions[p]; ok {
-		delete(m.regions, p)
-		unmapMemory(b)
-		m.size.Add(-int64(len(b)))
-	}
-}
-
-// mapped reports whether p starts an off-heap region.
-func (m *offHeap) mapped(p unsafe.Pointer) bool {
-	_, ok := m.regions[p]
-	return ok
-}
-
+// freeAll unmaps every region; nothing may use them any more.
 func (m *offHeap) freeAll() {
 	for _, b := range m.regions {
 		unmapMemory(b)

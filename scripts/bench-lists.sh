@@ -77,6 +77,7 @@ lost() { awk '/Queries lost:/ { print $3; exit }' <<<"$1"; }
 maxlat() { awk '/Average Latency/ { gsub(/[(),]/, ""); for (i = 1; i <= NF; i++) if ($i == "max") print $(i+1)*1000; exit }' <<<"$1"; }
 
 base=$(perf)
+base_peak=$(hwm "$pid")   # the same load without reloads: what the reload peak is compared with
 ( sleep 2; for _ in $(seq "$RELOADS"); do touch "$work/fence/big.txt"; kill -HUP "$pid"; sleep 2; done ) &
 with=$(perf)
 wait $! 2>/dev/null || true
@@ -89,7 +90,9 @@ printf 'first answer, cold start:    %d ms (peak RSS %s MiB)\n' "$cold_ms" "$(mi
 printf 'first answer, kept index:    %d ms\n' $(( (t1 - t0) / 1000000 ))
 printf 'RSS after load:             %s MiB\n' "$(mib "$steady")"
 printf 'peak RSS while loading:     %s MiB (%.2fx steady)\n' "$(mib "$load_peak")" "$(awk -v a="$load_peak" -v b="$steady" 'BEGIN{print a/b}')"
-printf 'peak RSS after %d reloads:   %s MiB (%.2fx steady)\n' "$RELOADS" "$(mib "$reload_peak")" "$(awk -v a="$reload_peak" -v b="$steady" 'BEGIN{print a/b}')"
+printf 'peak RSS under load:         %s MiB without reloads (%.2fx steady)\n' "$(mib "$base_peak")" "$(awk -v a="$base_peak" -v b="$steady" 'BEGIN{print a/b}')"
+printf 'peak RSS after %d reloads:   %s MiB (%.2fx steady, %.2fx the peak without reloads)\n' "$RELOADS" "$(mib "$reload_peak")" \
+  "$(awk -v a="$reload_peak" -v b="$steady" 'BEGIN{print a/b}')" "$(awk -v a="$reload_peak" -v b="$base_peak" 'BEGIN{print a/b}')"
 printf 'max RSS (/usr/bin/time -v): %s MiB\n' "$(mib "$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$work/time.txt")")"
 printf 'reloads logged:             %s\n' "$(cat "$work/reloads")"
 printf 'dnsperf at %s qps, %ss:      without reloads lost %s, max %s ms; with %d reloads lost %s, max %s ms\n' \
