@@ -447,8 +447,7 @@ func build(sources []Source, old *Set, keep []int, opt buildOptions) (*Set, map[
 		}
 		s, err := b.compile(path, opt.hash)
 		if err != nil && path != "" {
-			// Keeping the index is an optimization: serve without it.
-			b.err = nil
+			// Keeping the index is an optimization: build again without it.
 			opt.path = ""
 			if opt.onError != nil {
 				opt.onError(err)
