@@ -471,7 +471,7 @@ func newEncoder(nlists, records int) *encoder {
 	nb := records/blockSize + 1
 	return &encoder{
 		attrs: []attr{{}}, attrIdx: map[attr]uint16{{}: 0}, owned: make([]int, nlists), total: headerSize,
-		prefix: make([]uint64, 0, nb), offs: make([]uint32, 0, nb),
+		prefix: make([]uint64, 0, 2*nb), offs: make([]uint32, 0, nb),
 	}
 }
 
@@ -515,7 +515,8 @@ func (e *encoder) flushBlock() {
 	if len(e.ends) == 0 {
 		return
 	}
-	e.prefix = append(e.prefix, keyPrefix(e.blk[:e.ends[0]]))
+	p0, p1 := keyPrefix(e.blk[:e.ends[0]])
+	e.prefix = append(e.prefix, p0, p1)
 	e.offs = append(e.offs, uint32(e.total-headerSize))
 	uniform := !slices.ContainsFunc(e.bAttrs, func(a uint16) bool { return a != e.bAttrs[0] })
 	o := e.out[:0]
@@ -576,7 +577,7 @@ func (e *encoder) finish(meta []byte, hash [32]byte) ([]byte, error) {
 	e.pad()
 	h.AttrsOff, h.Attrs = uint64(e.total), uint64(len(e.attrs))
 	e.write(asBytes(e.attrs))
-	h.PrefixOff, h.Blocks = uint64(e.total), uint64(len(e.prefix))
+	h.PrefixOff, h.Blocks = uint64(e.total), uint64(len(e.offs))
 	e.write(asBytes(e.prefix))
 	h.OffsOff = uint64(e.total)
 	e.write(asBytes(e.offs))

@@ -30,8 +30,8 @@ import (
 type index struct {
 	n      int      // names
 	attrs  []attr   // the interned list masks; entries refer to them by position
-	prefix []uint64 // per block: the first 8 bytes of its first key, big-endian, zero-padded
-	top    []uint64 // every topStride-th prefix, on the heap: a search's first steps stay in cache
+	prefix []uint64 // per block: the first 16 bytes of its first key, as two big-endian numbers
+	top    []uint64 // every topStride-th prefix pair, on the heap: a search's first steps stay in cache
 	offs   []uint32 // per block: offset of the block in data
 	data   []byte
 	hash   [32]byte // the sources' content hash it was built from (persisted indexes)
@@ -51,7 +51,7 @@ const (
 // header makes a file from a machine of the other order "foreign", so it is rebuilt.
 const (
 	indexMagic   = "DNSFIDX\x00"
-	indexVersion = 1
+	indexVersion = 2
 	byteOrderTag = 0x0102030405060708
 	headerSize   = 160
 )
@@ -119,7 +119,7 @@ func openIndex(region []byte, mem *offHeap, verify bool) (*index, error) {
 	}
 	end := func(off, n, size uint64) bool { return off%8 == 0 && n <= h.Total && off <= h.Total-n*size }
 	if h.DataOff != headerSize || !end(h.DataOff, h.DataLen, 1) || !end(h.AttrsOff, h.Attrs, 32) ||
-		!end(h.PrefixOff, h.Blocks, 8) || !end(h.OffsOff, h.Blocks, 4) || h.MetaOff+h.MetaLen != h.Total ||
+		!end(h.PrefixOff, h.Blocks, 16) || !end(h.OffsOff, h.Blocks, 4) || h.MetaOff+h.MetaLen != h.Total ||
 		h.Blocks != (h.N+blockSize-1)/blockSize || h.Attrs == 0 || h.DataLen >= 1<<32 {
 		return nil, fmt.Errorf("%w: inconsistent sections", errForeignIndex)
 	}
@@ -127,13 +127,13 @@ func openIndex(region []byte, mem *offHeap, verify bool) (*index, error) {
 	ix := &index{n: int(h.N), data: region[h.DataOff : h.DataOff+h.DataLen], hash: h.Hash, mem: mem}
 	ix.attrs = unsafe.Slice((*attr)(at(h.AttrsOff)), h.Attrs)
 	if h.Blocks > 0 {
-		ix.prefix = unsafe.Slice((*uint64)(at(h.PrefixOff)), h.Blocks)
+		ix.prefix = unsafe.Slice((*uint64)(at(h.PrefixOff)), 2*h.Blocks)
 		ix.offs = unsafe.Slice((*uint32)(at(h.OffsOff)), h.Blocks)
 	}
 	ix.meta = region[h.MetaOff:h.Total]
-	ix.top = make([]uint64, 0, (len(ix.prefix)+topStride-1)/topStride)
-	for b := 0; b < len(ix.prefix); b += topStride {
-		ix.top = append(ix.top, ix.prefix[b])
+	ix.top = make([]uint64, 0, 2*((len(ix.offs)+topStride-1)/topStride))
+	for b := 0; b < len(ix.offs); b += topStride {
+		ix.top = append(ix.top, ix.prefix[2*b], ix.prefix[2*b+1])
 	}
 	for _, o := range ix.offs {
 		if uint64(o) >= h.DataLen {
@@ -143,12 +143,30 @@ func openIndex(region []byte, mem *offHeap, verify bool) (*index, error) {
 	return ix, nil
 }
 
-// keyPrefix is the first 8 bytes of key as a big-endian number, zero-padded: numbers compare as
-// the keys do, except that equal numbers need a full comparison.
-func keyPrefix(key []byte) uint64 {
-	var b [8]byte
+// keyPrefix is the first 16 bytes of key as two big-endian numbers, zero-padded: pairs compare as
+// the keys do, except that equal pairs need a full comparison. 16 bytes, because the first 8 are
+// often the same TLD ("com\x01") and 3 or 4 more letters.
+func keyPrefix(key []byte) (uint64, uint64) {
+	var b [16]byte
 	copy(b[:], key)
-	return binary.BigEndian.Uint64(b[:])
+	return binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])
+}
+
+// pairCmp compares prefix pairs: -1, 0 or 1.
+func pairCmp(a0, a1, b0, b1 uint64) int {
+	switch {
+	case a0 != b0:
+		if a0 < b0 {
+			return -1
+		}
+		return 1
+	case a1 != b1:
+		if a1 < b1 {
+			return -1
+		}
+		return 1
+	}
+	return 0
 }
 
 // firstKey returns block b's first key (its first entry is stored whole), without copying.
@@ -173,10 +191,10 @@ func (ix *index) lookup(key []byte, from int, gallop bool) (a uint16, found, mor
 	if nb == 0 {
 		return 0, false, false, 0
 	}
-	kp := keyPrefix(key)
+	k0, k1 := keyPrefix(key)
 	le := func(b int) bool { // firstKey(b) <= key
-		if p := ix.prefix[b]; p != kp {
-			return p < kp
+		if c := pairCmp(ix.prefix[2*b], ix.prefix[2*b+1], k0, k1); c != 0 {
+			return c < 0
 		}
 		return bytes.Compare(ix.firstKey(b), key) <= 0
 	}
@@ -186,7 +204,8 @@ func (ix *index) lookup(key []byte, from int, gallop bool) (a uint16, found, mor
 		jlo, jhi := lo/topStride, hi/topStride
 		for jlo < jhi {
 			mid := int(uint(jlo+jhi+1) >> 1)
-			if t := ix.top[mid]; t < kp || t == kp && le(mid*topStride) {
+			c := pairCmp(ix.top[2*mid], ix.top[2*mid+1], k0, k1)
+			if c < 0 || c == 0 && le(mid*topStride) {
 				jlo = mid
 			} else {
 				jhi = mid - 1
