@@ -345,7 +345,7 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 	for i := range b.lists {
 		b.lists[i].Entries = enc.owned[i]
 	}
-	meta, err := json.Marshal(indexMeta{Lists: b.lists, Regexps: metaRegexps(b.regexps)})
+	meta, err := json.Marshal(indexMeta{Lists: b.lists, Regexps: metaRegexps(b.regexps), TLDs: enc.tlds})
 	if err != nil {
 		return nil, fmt.Errorf("blocklist index meta: %w", err)
 	}
@@ -391,6 +391,7 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 		return nil, err
 	}
 	ix.size = len(region)
+	ix.setTLDs(enc.tlds)
 	m.attach(ix)
 	return newSet(ix, b.regexps, b.lists), nil
 }
@@ -410,6 +411,7 @@ func newSet(ix *index, regexps []regexRule, lists []ListInfo) *Set {
 type indexMeta struct {
 	Lists   []ListInfo
 	Regexps []metaRegexp
+	TLDs    []tldInfo
 }
 
 type metaRegexp struct {
@@ -445,6 +447,12 @@ func setFromIndex(ix *index) (*Set, error) {
 			return nil, fmt.Errorf("%w: list mask beyond %d lists", errForeignIndex, len(meta.Lists))
 		}
 	}
+	for _, t := range meta.TLDs {
+		if t.Block < 0 || t.Block >= max(1, len(ix.offs)) || int(t.Attr) >= len(ix.attrs) {
+			return nil, fmt.Errorf("%w: TLD %q", errForeignIndex, t.Name)
+		}
+	}
+	ix.setTLDs(meta.TLDs)
 	return newSet(ix, regexps, meta.Lists), nil
 }
 
@@ -459,6 +467,7 @@ type encoder struct {
 	attrs   []attr
 	attrIdx map[attr]uint16
 	owned   []int
+	tlds    []tldInfo
 	blk     []byte // keys of the block being filled
 	ends    []int
 	bAttrs  []uint16
@@ -485,6 +494,7 @@ func (e *encoder) write(p []byte) {
 
 func (e *encoder) add(key []byte, a attr, owner int) {
 	ai, ok := e.attrIdx[a]
+	defer e.addTLD(key, &ai)
 	if !ok {
 		if len(e.attrs) > 1<<16-1 {
 			if e.err == nil {
@@ -505,6 +515,23 @@ func (e *encoder) add(key []byte, a attr, owner int) {
 	e.n++
 	if len(e.ends) == blockSize {
 		e.flushBlock()
+	}
+}
+
+// addTLD records the first label of key (its TLD) for the first step of a lookup.
+func (e *encoder) addTLD(key []byte, ai *uint16) {
+	tld := key
+	if i := bytes.IndexByte(key, sep); i >= 0 {
+		tld = key[:i]
+	}
+	if n := len(e.tlds); n == 0 || e.tlds[n-1].Name != string(tld) {
+		e.tlds = append(e.tlds, tldInfo{Name: string(tld), Block: len(e.offs)})
+	}
+	t := &e.tlds[len(e.tlds)-1]
+	if len(tld) == len(key) {
+		t.Found, t.Attr = true, *ai
+	} else {
+		t.More = true
 	}
 }
 

@@ -38,6 +38,33 @@ type index struct {
 	meta   []byte   // JSON: lists, expressions (see indexMeta)
 	mem    *offHeap
 	size   int // bytes of the region
+	// tlds answers a walk's first step (its TLD) from a small map on the heap, rather than a
+	// search through the whole index: every query makes that step.
+	tlds map[string]tldInfo
+}
+
+// tldInfo is what lookup would return for a TLD: Block is where its names begin.
+type tldInfo struct {
+	Name        string
+	Block       int
+	Attr        uint16
+	Found, More bool
+}
+
+func (ix *index) setTLDs(ts []tldInfo) {
+	ix.tlds = make(map[string]tldInfo, len(ts))
+	for _, t := range ts {
+		ix.tlds[t.Name] = t
+	}
+}
+
+// lookupTLD is lookup for a key of one label.
+func (ix *index) lookupTLD(key []byte) (a uint16, found, more bool, blk int) {
+	t, ok := ix.tlds[string(key)]
+	if !ok {
+		return 0, false, false, 0
+	}
+	return t.Attr, t.Found, t.More, t.Block
 }
 
 const (
@@ -51,7 +78,7 @@ const (
 // header makes a file from a machine of the other order "foreign", so it is rebuilt.
 const (
 	indexMagic   = "DNSFIDX\x00"
-	indexVersion = 2
+	indexVersion = 3
 	byteOrderTag = 0x0102030405060708
 	headerSize   = 160
 )

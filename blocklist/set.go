@@ -154,7 +154,14 @@ func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
 			klen++
 		}
 		klen += copy(key[klen:], q[start:end])
-		ai, found, more, b := s.ix.lookup(key[:klen], blk, level >= 2)
+		var ai uint16
+		var found, more bool
+		var b int
+		if level == 0 {
+			ai, found, more, b = s.ix.lookupTLD(key[:klen])
+		} else {
+			ai, found, more, b = s.ix.lookup(key[:klen], blk, level >= 2)
+		}
 		blk = b
 		if found {
 			a := &s.attrs[ai]
@@ -283,7 +290,14 @@ func (s *Set) Explain(name string) Explanation {
 			klen++
 		}
 		klen += copy(key[klen:], q[start:end])
-		ai, found, more, b := s.ix.lookup(key[:klen], blk, level >= 2)
+		var ai uint16
+		var found, more bool
+		var b int
+		if level == 0 {
+			ai, found, more, b = s.ix.lookupTLD(key[:klen])
+		} else {
+			ai, found, more, b = s.ix.lookup(key[:klen], blk, level >= 2)
+		}
 		blk = b
 		if found {
 			a := s.attrs[ai]
