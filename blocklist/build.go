@@ -494,7 +494,6 @@ func (e *encoder) write(p []byte) {
 
 func (e *encoder) add(key []byte, a attr, owner int) {
 	ai, ok := e.attrIdx[a]
-	defer e.addTLD(key, &ai)
 	if !ok {
 		if len(e.attrs) > 1<<16-1 {
 			if e.err == nil {
@@ -509,6 +508,7 @@ func (e *encoder) add(key []byte, a attr, owner int) {
 	if owner < len(e.owned) {
 		e.owned[owner]++
 	}
+	e.addTLD(key, ai) // before the block can be flushed: the key is in block len(e.offs)
 	e.blk = append(e.blk, key...)
 	e.ends = append(e.ends, len(e.blk))
 	e.bAttrs = append(e.bAttrs, ai)
@@ -519,7 +519,7 @@ func (e *encoder) add(key []byte, a attr, owner int) {
 }
 
 // addTLD records the first label of key (its TLD) for the first step of a lookup.
-func (e *encoder) addTLD(key []byte, ai *uint16) {
+func (e *encoder) addTLD(key []byte, ai uint16) {
 	tld := key
 	if i := bytes.IndexByte(key, sep); i >= 0 {
 		tld = key[:i]
@@ -529,7 +529,7 @@ func (e *encoder) addTLD(key []byte, ai *uint16) {
 	}
 	t := &e.tlds[len(e.tlds)-1]
 	if len(tld) == len(key) {
-		t.Found, t.Attr = true, *ai
+		t.Found, t.Attr = true, ai
 	} else {
 		t.More = true
 	}
