@@ -2,14 +2,17 @@ package blocklist
 
 import (
 	"bytes"
+	"cmp"
 	"fmt"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 )
 
-const realDir = "../../shared/data/blocklists/"
+// realDir holds the real lists; BLOCKLIST_DATA overrides it (a worktree outside /work/main).
+var realDir = cmp.Or(os.Getenv("BLOCKLIST_DATA"), "../../shared/data/blocklists") + "/"
 
 // naiveSet is the baseline the issue names: a Go map of names with the same suffix walk.
 type naiveSet map[string]struct{}
@@ -32,9 +35,8 @@ func (m naiveSet) match(name string) bool {
 	}
 }
 
-// BenchmarkMatch compares set sizes (1k, 100k, 1M) and the compact Set with the naive map: the
-// compact Set does one table probe per label, so its per-op figures should stay close across
-// sizes (a large table only costs more cache misses).
+// BenchmarkMatch compares set sizes (1k, 100k, 1M), the compact Set (the front-coded index), the
+// hash table it replaced (legacy-table) and the naive map.
 func BenchmarkMatch(b *testing.B) {
 	for _, size := range []int{1_000, 100_000, 1_000_000} {
 		entries := make([]string, size)
@@ -43,8 +45,10 @@ func BenchmarkMatch(b *testing.B) {
 		}
 		compact := setOf("gen", entries)
 		naive := make(naiveSet, size)
+		legacy := newLegacyTable(size)
 		for _, e := range entries {
 			naive[e] = struct{}{}
+			legacy.insert([]byte(e), 0)
 		}
 		const nq = 1024
 		hits, misses := make([]string, nq), make([]string, nq)
@@ -58,6 +62,7 @@ func BenchmarkMatch(b *testing.B) {
 			match func(string) bool
 		}{
 			{"compact", func(q string) bool { _, _, ok := compact.Match(q); return ok }},
+			{"legacy-table", legacy.match},
 			{"naive-map", naive.match},
 		} {
 			for _, c := range []struct {
@@ -100,6 +105,23 @@ func BenchmarkLoadBigReal(b *testing.B) {
 		})
 		runtime.KeepAlive(s)
 	})
+	b.Run("legacy-table", func(b *testing.B) {
+		var t *legacyTable
+		measureHeap(b, func() (int, int) {
+			t = nil
+			f, err := os.Open(path)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer f.Close()
+			t = newLegacyTable(1_156_535) // sized by counting lines, as the old build did
+			if _, err := scan(f, path, func(_ Kind, v []byte, _ int) { t.insert(v, 0) }); err != nil {
+				b.Fatal(err)
+			}
+			return t.n, 0
+		})
+		runtime.KeepAlive(t)
+	})
 	b.Run("naive-map", func(b *testing.B) {
 		var m naiveSet
 		measureHeap(b, func() (int, int) {
@@ -136,6 +158,65 @@ func measureHeap(b *testing.B, load func() (entries, offHeap int)) {
 	b.ReportMetric(heap/(1<<20), "heap-MiB")
 	b.ReportMetric(float64(off)/(1<<20), "offheap-MiB")
 	b.ReportMetric((heap+float64(off))/float64(n), "B/entry")
+}
+
+// BenchmarkMatchBigReal looks up names of the real 1.16M-name list (hits, one label below a listed
+// name) and names that share a listed name's TLD and most of its labels but are not listed
+// (misses), in the compact Set and in the hash table it replaced.
+func BenchmarkMatchBigReal(b *testing.B) {
+	path := realDir + "big-real.txt"
+	data, err := os.ReadFile(path)
+	if err != nil {
+		b.Skipf("real list not available (../shared is absent): %v", err)
+	}
+	s, _, err := Load([]Source{{Name: "big", Path: path}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	legacy := newLegacyTable(s.Len())
+	var names []string
+	if _, err := scan(bytes.NewReader(data), path, func(_ Kind, v []byte, _ int) {
+		legacy.insert(v, 0)
+		names = append(names, string(v))
+	}); err != nil {
+		b.Fatal(err)
+	}
+	data = nil
+	const nq = 4096
+	hits, misses := make([]string, nq), make([]string, nq)
+	for i := range nq {
+		n := names[i*(len(names)/nq)]
+		hits[i] = "www." + n
+		// Change the label left of the TLD: "a.b.com" -> "a.zzqb.com".
+		dot := strings.LastIndexByte(n, '.')
+		prev := strings.LastIndexByte(n[:max(dot, 0)], '.') + 1
+		misses[i] = "www." + n[:prev] + "zzq" + n[prev:]
+	}
+	names = nil
+	for _, impl := range []struct {
+		name  string
+		match func(string) bool
+	}{
+		{"compact", func(q string) bool { _, _, ok := s.Match(q); return ok }},
+		{"legacy-table", legacy.match},
+	} {
+		for _, c := range []struct {
+			name    string
+			queries []string
+			want    bool
+		}{{"hit", hits, true}, {"miss", misses, false}} {
+			b.Run(impl.name+"/"+c.name, func(b *testing.B) {
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					if ok := impl.match(c.queries[i%nq]); ok != c.want && c.want {
+						b.Fatalf("match(%q) = %v", c.queries[i%nq], ok)
+					}
+					i++
+				}
+			})
+		}
+	}
 }
 
 // BenchmarkParseHosts parses the 50k-line hosts-format sample.

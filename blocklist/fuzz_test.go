@@ -3,6 +3,7 @@ package blocklist
 import (
 	"bytes"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -70,13 +71,20 @@ func FuzzMatch(f *testing.F) {
 		"a\nb\nc.a\n*.c\n",
 	} {
 		f.Add([]byte(seed), "x.b.a.com.")
+		f.Add([]byte(seed), "b.a.com")
 	}
 	f.Fuzz(func(t *testing.T, data []byte, extra string) {
 		rules, _, err := Parse(bytes.NewReader(data), "fuzz")
 		if err != nil {
 			return
 		}
-		b := newBuilder(0, 1) // hint 0: the table must grow correctly too
+		b := newBuilder(0, 1)
+		// Small runs: the names are merged from several sorted runs, spilled to a file, or kept
+		// on the heap when no file can be made.
+		b.runMax = 1 + len(extra)%5*8
+		if len(extra)%2 == 1 {
+			b.dir = filepath.Join(t.TempDir(), "missing")
+		}
 		ref := map[string][numKinds]bool{}
 		var queries []string
 		for _, r := range rules {

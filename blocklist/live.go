@@ -3,6 +3,8 @@ package blocklist
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"sort"
 	"sync"
@@ -15,6 +17,7 @@ import (
 type Live struct {
 	sources  []Source
 	onReload func(Result)
+	opts     LiveOptions
 	set      atomic.Pointer[Set]
 
 	mu      sync.Mutex // serializes Reload
@@ -27,6 +30,8 @@ type Result struct {
 	Failed   map[string]error // list name -> why it kept its old entries; nil if none failed
 	Entries  int              // total distinct entries now served
 	Duration time.Duration
+	// Indexed: the Set was mapped from the index kept in LiveOptions.IndexDir, not built.
+	Indexed bool
 }
 
 // Err joins the errors of Failed in source order; nil if none failed.
@@ -61,12 +66,38 @@ func (r Result) Err() error {
 // tells). onReload, if non-nil, is called by each Reload (not for this initial load); it must not
 // call Reload.
 func NewLive(sources []Source, onReload func(Result)) (*Live, error) {
+	return NewLiveWith(sources, onReload, LiveOptions{})
+}
+
+// NewLiveWith is NewLive with options: see LiveOptions.
+func NewLiveWith(sources []Source, onReload func(Result), opts LiveOptions) (*Live, error) {
 	sources = slices.Clone(sources)
 	start := time.Now()
 	if err := checkSources(sources); err != nil {
 		return nil, err
 	}
-	s, failed := build(sources, nil, nil)
+	if opts.IndexDir != "" {
+		if err := os.MkdirAll(opts.IndexDir, 0o755); err != nil {
+			if opts.OnIndexError != nil {
+				opts.OnIndexError(fmt.Errorf("blocklist index: %w", err))
+			}
+			opts.IndexDir = ""
+		}
+	}
+	bo := opts.buildOptions(sources)
+	var s *Set
+	failed := map[string]error{}
+	if bo.path != "" {
+		var err error
+		s, err = loadIndex(bo.path, bo.hash, sources)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errStaleIndex) && opts.OnIndexError != nil {
+			opts.OnIndexError(fmt.Errorf("rebuilding the blocklist index: %w", err))
+		}
+	}
+	indexed := s != nil
+	if s == nil {
+		s, failed = build(sources, nil, nil, bo)
+	}
 	fatal := map[string]error{}
 	for _, src := range sources {
 		switch err := failed[src.Name]; {
@@ -79,9 +110,9 @@ func NewLive(sources []Source, onReload func(Result)) (*Live, error) {
 	if len(fatal) > 0 {
 		return nil, Result{Lists: s.Lists(), Failed: fatal}.Err()
 	}
-	l := &Live{sources: sources, onReload: onReload}
+	l := &Live{sources: sources, onReload: onReload, opts: opts}
 	l.set.Store(s)
-	l.initial = Result{Lists: s.Lists(), Entries: s.Len(), Duration: time.Since(start)}
+	l.initial = Result{Lists: s.Lists(), Entries: s.Len(), Duration: time.Since(start), Indexed: indexed}
 	if len(failed) > 0 {
 		l.initial.Failed = failed
 	}
@@ -158,7 +189,7 @@ func (l *Live) Reload() Result {
 	for i := range keep {
 		keep[i] = i
 	}
-	s, failed := build(l.sources, old, keep)
+	s, failed := build(l.sources, old, keep, l.opts.buildOptions(l.sources))
 	if len(failed) == 0 {
 		failed = nil
 	}

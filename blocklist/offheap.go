@@ -1,30 +1,53 @@
 package blocklist
 
 import (
+	"os"
 	"runtime"
 	"sync/atomic"
 	"unsafe"
 )
 
-// offHeap holds a table's slots and arena outside the Go heap where the system allows (mmap on
-// Unix), so the collector neither counts nor scans them. A list set is most of the live heap:
+// offHeap holds an index's region outside the Go heap where the system allows (an anonymous or
+// file mapping on Unix), so the collector neither counts nor scans it. A list set is most of the live heap:
 // on the heap, the default GOGC=100 lets the heap grow to twice the live size between
 // collections, so a 34 MiB set made a 85 MiB process under load. Off the heap, the collector's
 // headroom is proportional to what queries allocate, and a replaced set's memory returns to the
 // system as soon as the set is unreachable (a cleanup unmaps it) rather than at the next GC.
 //
-// The memory lives exactly as long as the table that owns the offHeap: anything read from it that
+// The memory lives exactly as long as the index that owns the offHeap: anything read from it that
 // must outlive a call (a rule name returned by Match) is copied first.
 type offHeap struct {
 	regions map[unsafe.Pointer][]byte // by start address
 	size    atomic.Int64              // bytes mapped; read by tests while the cleanup may run
 }
 
-// newOffHeap returns an empty offHeap whose regions are unmapped once owner is unreachable.
-func newOffHeap(owner *table) *offHeap {
-	m := &offHeap{regions: map[unsafe.Pointer][]byte{}}
+// newOffHeap returns an empty offHeap; attach ties its lifetime to its owner.
+func newOffHeap() *offHeap {
+	return &offHeap{regions: map[unsafe.Pointer][]byte{}}
+}
+
+// attach unmaps every region once owner is unreachable.
+func (m *offHeap) attach(owner *index) {
 	runtime.AddCleanup(owner, (*offHeap).freeAll, m)
-	return m
+}
+
+// file maps the first n bytes of f read-only, or reads them onto the Go heap where mapping is not
+// available. The mapping stays valid after f is closed, removed or replaced.
+func (m *offHeap) file(f *os.File, n int) ([]byte, error) {
+	b, err := mapFile(f, n)
+	if err != nil {
+		return nil, err
+	}
+	if b == nil {
+		b = make([]byte, n)
+		if _, err := f.ReadAt(b, 0); err != nil {
+			return nil, err
+		}
+		return b, nil
+	}
+	m.regions[unsafe.Pointer(unsafe.SliceData(b))] = b
+	m.size.Add(int64(n))
+	return b, nil
 }
 
 // bytes returns a zeroed slice of length 0 and capacity n.
@@ -35,12 +58,12 @@ func (m *offHeap) bytes(n int) []byte {
 	return make([]byte, 0, n)
 }
 
-// slots returns n zeroed slots.
-func (m *offHeap) slots(n int) []slot {
-	if p := m.alloc(n * int(unsafe.Sizeof(slot{}))); p != nil {
-		return unsafe.Slice((*slot)(p), n)
+// uint32s returns n zeroed uint32s with length 0.
+func (m *offHeap) uint32s(n int) []uint32 {
+	if p := m.alloc(4 * n); p != nil {
+		return unsafe.Slice((*uint32)(p), n)[:0]
 	}
-	return make([]slot, n)
+	return make([]uint32, 0, n)
 }
 
 func (m *offHeap) alloc(n int) unsafe.Pointer {
@@ -57,21 +80,7 @@ func (m *offHeap) alloc(n int) unsafe.Pointer {
 	return p
 }
 
-// free releases the region starting at p now, if it is one; the caller guarantees nothing uses it.
-func (m *offHeap) free(p unsafe.Pointer) {
-	if b, ok := m.regions[p]; ok {
-		delete(m.regions, p)
-		unmapMemory(b)
-		m.size.Add(-int64(len(b)))
-	}
-}
-
-// mapped reports whether p starts an off-heap region.
-func (m *offHeap) mapped(p unsafe.Pointer) bool {
-	_, ok := m.regions[p]
-	return ok
-}
-
+// freeAll unmaps every region; nothing may use them any more.
 func (m *offHeap) freeAll() {
 	for _, b := range m.regions {
 		unmapMemory(b)

@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -259,27 +258,3 @@ func must(t testing.TB, err error) {
 }
 
 var _ io.Reader = (*failingFile)(nil)
-
-// TestTableSpread: names spread over the table, so a lookup probes a few slots whatever the size
-// (a hash that maps everything to one region would still be correct, only quadratic).
-func TestTableSpread(t *testing.T) {
-	tb := newTable(0) // grown while inserting
-	const n = 100_000
-	for i := range n {
-		tb.insert([]byte("host"+strconv.Itoa(i)+".example.com"), 0)
-	}
-	total := 0
-	for i, s := range tb.slots {
-		if s.off == 0 {
-			continue
-		}
-		home, _ := tb.hash(tb.name(s.off))
-		total += (i - home + len(tb.slots)) % len(tb.slots)
-	}
-	if avg := float64(total) / n; avg > 4 {
-		t.Errorf("average probe distance %.1f slots at load %.2f", avg, float64(tb.n)/float64(len(tb.slots)))
-	}
-	if tb.n != n {
-		t.Errorf("n = %d", tb.n)
-	}
-}

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strings"
 )
 
@@ -66,8 +65,8 @@ func (l ListInfo) RulesByKind() map[string]int {
 
 // Set is an immutable set of rules from several lists, safe for concurrent use.
 type Set struct {
-	t        *table
-	attrs    []attr // attrs[0] is the zero attr
+	ix       *index
+	attrs    []attr // attrs[0] is the zero attr; in ix's region
 	regexps  []regexRule
 	lists    []ListInfo
 	hasAllow bool // any allow rule: a block hit must look further for one
@@ -97,6 +96,7 @@ type regexRule struct {
 	list int
 	kind Kind
 	re   *regexp.Regexp
+	expr string // the expression
 	rule string // as written: "/expr/"
 }
 
@@ -133,7 +133,7 @@ func (s *Set) MatchIn(name string, mask ListMask) (list, rule string, ok bool) {
 }
 
 func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
-	if s == nil || s.t.n == 0 && len(s.regexps) == 0 {
+	if s == nil || s.ix.n == 0 && len(s.regexps) == 0 {
 		return "", "", false
 	}
 	var buf [maxNameLen]byte
@@ -141,31 +141,46 @@ func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
 	if !ok {
 		return "", "", false
 	}
+	// Walk the name from its last label to its first: each step looks up one more label of the
+	// reversed name, and the walk ends where no rule continues it. A longer (more specific) block
+	// rule replaces a shorter one; any allow rule on the way wins at once.
+	var key [maxNameLen]byte
 	hit, hitAt, below := -1, 0, false
-	for i := 0; ; {
-		if idx := s.t.find(q[i:]); idx >= 0 {
-			a := &s.attrs[s.t.slots[idx].attr]
+	for end, klen, blk, level := len(q), 0, 0, 0; ; level++ {
+		start := bytes.LastIndexByte(q[:end], '.') + 1
+		if klen > 0 {
+			key[klen] = sep
+			klen++
+		}
+		klen += copy(key[klen:], q[start:end])
+		var ai uint16
+		var found, more bool
+		var b int
+		if level == 0 {
+			ai, found, more, b = s.ix.lookupTLD(key[:klen])
+		} else {
+			ai, found, more, b = s.ix.lookup(key[:klen], blk, level >= 2)
+		}
+		blk = b
+		if found {
+			a := &s.attrs[ai]
 			blocks, allows := a.block, a.allow
-			if i > 0 { // q is below this name
+			if start > 0 { // q is below this name
 				blocks |= a.below
 				allows |= a.allowBelow
 			}
 			if allows != 0 {
 				return "", "", false
 			}
-			if hit < 0 && blocks&mask != 0 {
-				hit, hitAt = bits.TrailingZeros64(blocks&mask), i
+			if blocks&mask != 0 {
+				hit, hitAt = bits.TrailingZeros64(blocks&mask), start
 				below = a.block&mask&(1<<hit) == 0
-				if !s.hasAllow {
-					break
-				}
 			}
 		}
-		dot := bytes.IndexByte(q[i:], '.')
-		if dot < 0 {
+		if !more || start == 0 {
 			break
 		}
-		i += dot + 1
+		end = start - 1
 	}
 	// Expressions see the name as given (they are compiled case-insensitive): matching the
 	// lowered copy would move its buffer to the heap.
@@ -266,27 +281,44 @@ func (s *Set) Explain(name string) Explanation {
 		return Hit{List: l.Name, Category: l.Category, Origin: l.Origin, Kind: k, Rule: formatRule(k, v), value: v}
 	}
 	var named, regexps []Hit
-	for i := 0; ; {
-		if idx := s.t.find(q[i:]); idx >= 0 {
-			a := s.attrs[s.t.slots[idx].attr]
-			v := s.t.nameString(s.t.slots[idx].off)
+	var key [maxNameLen]byte
+	for end, klen, blk, level := len(q), 0, 0, 0; ; level++ {
+		start := bytes.LastIndexByte(q[:end], '.') + 1
+		if klen > 0 {
+			key[klen] = sep
+			klen++
+		}
+		klen += copy(key[klen:], q[start:end])
+		var ai uint16
+		var found, more bool
+		var b int
+		if level == 0 {
+			ai, found, more, b = s.ix.lookupTLD(key[:klen])
+		} else {
+			ai, found, more, b = s.ix.lookup(key[:klen], blk, level >= 2)
+		}
+		blk = b
+		if found {
+			a := s.attrs[ai]
+			v := string(q[start:]) // the stored name is this suffix of the query
+			var level []Hit
 			add := func(k Kind, m uint64) {
 				for ; m != 0; m &= m - 1 {
-					named = append(named, hit(bits.TrailingZeros64(m), k, v))
+					level = append(level, hit(bits.TrailingZeros64(m), k, v))
 				}
 			}
 			add(Allow, a.allow)
 			add(Block, a.block)
-			if i > 0 {
+			if start > 0 {
 				add(AllowBelow, a.allowBelow)
 				add(BlockBelow, a.below)
 			}
+			named = append(level, named...) // most specific first
 		}
-		dot := bytes.IndexByte(q[i:], '.')
-		if dot < 0 {
+		if !more || start == 0 {
 			break
 		}
-		i += dot + 1
+		end = start - 1
 	}
 	for _, r := range s.regexps {
 		if r.re.Match(q) {
@@ -323,7 +355,7 @@ func (s *Set) Len() int {
 	if s == nil {
 		return 0
 	}
-	return s.t.n
+	return s.ix.n
 }
 
 // Bytes is the memory the set's table and names hold.
@@ -331,7 +363,7 @@ func (s *Set) Bytes() int {
 	if s == nil {
 		return 0
 	}
-	return s.t.bytes()
+	return s.ix.bytes()
 }
 
 // Lists describes each list, in source order. The result is a copy.
@@ -353,7 +385,7 @@ func Load(sources []Source) (*Set, []ListInfo, error) {
 	if err := checkSources(sources); err != nil {
 		return nil, nil, err
 	}
-	s, failed := build(sources, nil, nil)
+	s, failed := build(sources, nil, nil, buildOptions{})
 	if len(failed) > 0 {
 		errs := make([]error, 0, len(failed))
 		for _, src := range sources {
@@ -388,20 +420,13 @@ func checkSources(sources []Source) error {
 // build makes a Set from sources. A source that fails is reported in failed and, when old is
 // given, keeps what it had in old (keep maps a source index to its index in old, -1 for none).
 // Reading a list can fail halfway (a read error after some rules were added); the build then
-// starts over with that list marked failed, so a Set never holds part of a list.
-func build(sources []Source, old *Set, keep []int) (*Set, map[string]error) {
+// starts over with that list marked failed, so a Set never holds part of a list. With opt.path
+// set and no source failed, the index is also kept there (see Live's persisted index).
+func build(sources []Source, old *Set, keep []int, opt buildOptions) (*Set, map[string]error) {
 	failed := map[string]error{}
 	for {
-		hint := 0
-		for _, src := range sources {
-			if failed[src.Name] == nil {
-				hint += src.countLines()
-			}
-		}
-		if old != nil {
-			hint = max(hint, old.Len())
-		}
-		b := newBuilder(hint, len(sources))
+		b := newBuilder(0, len(sources))
+		b.dir = opt.dir
 		restart := false
 		for i, src := range sources {
 			info := ListInfo{Name: src.Name, Category: src.Category, Origin: src.Origin(), Allow: src.Allow}
@@ -425,108 +450,60 @@ func build(sources []Source, old *Set, keep []int) (*Set, map[string]error) {
 			}
 			b.lists = append(b.lists, info)
 		}
-		if !restart {
-			return b.finish(), failed
-		}
-	}
-}
-
-// builder accumulates rules into a new table.
-type builder struct {
-	t       *table
-	attrs   []attr
-	attrIdx map[attr]uint16
-	regexps []regexRule
-	lists   []ListInfo
-	owned   []int
-	err     error
-	// The last attr transition, reused: a list's rules nearly all turn one attr into the same next.
-	lastFrom, lastTo uint16
-	lastKind         Kind
-	lastList         int
-}
-
-func newBuilder(hint, nlists int) *builder {
-	return &builder{
-		t: newTable(hint), attrs: []attr{{}}, attrIdx: map[attr]uint16{{}: 0},
-		owned: make([]int, nlists), lastList: -1,
-	}
-}
-
-func (b *builder) add(list int, k Kind, v []byte) {
-	if k == Regexp || k == AllowRegexp {
-		re, err := compileRule(string(v)) // the parser checked it compiles
-		if err == nil {
-			b.regexps = append(b.regexps, regexRule{list: list, kind: k, re: re, rule: formatRule(k, string(v))})
-		}
-		return
-	}
-	idx, added := b.t.insert(v, 0)
-	if added {
-		b.owned[list]++
-	}
-	s := &b.t.slots[idx]
-	if list == b.lastList && k == b.lastKind && s.attr == b.lastFrom {
-		s.attr = b.lastTo
-		return
-	}
-	from := s.attr
-	a := b.attrs[from]
-	a.set(k, 1<<list)
-	to, ok := b.attrIdx[a]
-	if !ok {
-		if len(b.attrs) > 1<<16-1 {
-			b.err = errors.New("too many distinct combinations of lists and rule kinds")
-			return
-		}
-		to = uint16(len(b.attrs))
-		b.attrs = append(b.attrs, a)
-		b.attrIdx[a] = to
-	}
-	s.attr = to
-	b.lastList, b.lastKind, b.lastFrom, b.lastTo = list, k, from, to
-}
-
-// copyList adds the rules list from had in old as list to.
-func (b *builder) copyList(old *Set, from, to int) {
-	bit := uint64(1) << from
-	for _, s := range old.t.slots {
-		if s.off == 0 {
+		if restart {
+			b.discard()
 			continue
 		}
-		a := old.attrs[s.attr]
-		if a.any()&bit == 0 {
-			continue
+		path := opt.path
+		if len(failed) > 0 {
+			path = "" // the index would not be what the sources' hash says
 		}
-		name := old.t.name(s.off)
-		for _, km := range [...]struct {
-			k Kind
-			m uint64
-		}{{Block, a.block}, {BlockBelow, a.below}, {Allow, a.allow}, {AllowBelow, a.allowBelow}} {
-			if km.m&bit != 0 {
-				b.add(to, km.k, name)
+		s, err := b.compile(path, opt.hash)
+		if err != nil && path != "" {
+			// Keeping the index is an optimization: build again without it.
+			opt.path = ""
+			if opt.onError != nil {
+				opt.onError(err)
 			}
+			continue
 		}
-	}
-	for _, r := range old.regexps {
-		if r.list == from {
-			r.list = to
-			b.regexps = append(b.regexps, r)
+		if err != nil {
+			// The build itself failed (a spill file that cannot be read back): report it on
+			// every list, keeping the old rules where there are some.
+			if old == nil {
+				for _, src := range sources {
+					failed[src.Name] = err
+				}
+				return emptySet(sources), failed
+			}
+			for _, src := range sources {
+				failed[src.Name] = err
+			}
+			return old, failed
 		}
+		return s, failed
 	}
 }
 
-func (b *builder) finish() *Set {
-	b.t.trim()
-	s := &Set{t: b.t, attrs: slices.Clip(b.attrs), regexps: b.regexps, lists: b.lists}
-	for i := range s.lists {
-		s.lists[i].Entries = b.owned[i]
+// buildOptions say where a build may write (spill runs, the index file) and whether to keep the
+// index for the next start.
+type buildOptions struct {
+	dir     string   // temporary files; "" is os.TempDir()
+	path    string   // keep the index here; "" does not keep it
+	hash    [32]byte // the sources' content hash, stored in a kept index
+	onError func(error)
+}
+
+// emptySet is a Set with no rules, for a build that could not complete.
+func emptySet(sources []Source) *Set {
+	b := newBuilder(0, len(sources))
+	for _, src := range sources {
+		b.lists = append(b.lists, ListInfo{Name: src.Name, Category: src.Category, Origin: src.Origin(), Allow: src.Allow})
 	}
-	for _, a := range s.attrs {
-		s.hasAllow = s.hasAllow || a.allow|a.allowBelow != 0
+	s, err := b.compile("", [32]byte{})
+	if err != nil {
+		return &Set{ix: &index{}, attrs: []attr{{}}, lists: b.lists}
 	}
-	// Block expressions first so Match stops early; allow ones are only tried after a block hit.
-	sort.SliceStable(s.regexps, func(i, j int) bool { return s.regexps[i].kind < s.regexps[j].kind })
 	return s
 }
 
@@ -648,33 +625,6 @@ func (src Source) readFile(p string, emit emitFunc) (Stats, error) {
 	}
 	defer f.Close()
 	return scan(f, p, emit)
-}
-
-// countLines counts the lines of the source's files, to size the table before loading: a table
-// that grows while loading briefly holds its old and new slots.
-func (src Source) countLines() int {
-	files, err := src.files()
-	if err != nil {
-		return 0
-	}
-	n := 0
-	buf := make([]byte, 64<<10)
-	for _, p := range files {
-		f, err := src.open(p)
-		if err != nil {
-			continue
-		}
-		for {
-			k, err := f.Read(buf)
-			n += bytes.Count(buf[:k], []byte("\n"))
-			if err != nil {
-				break
-			}
-		}
-		f.Close()
-		n++ // a last line without a newline
-	}
-	return n
 }
 
 // locate finds the file and line of a rule in the source, reading it again: explaining is rare,

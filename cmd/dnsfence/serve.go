@@ -385,7 +385,9 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 			log.Info("blocklists reloaded", zap.Int("entries", r.Entries), zap.Duration("took", r.Duration))
 		}
 	}
-	lists, err := blocklist.NewLive(cfg.ListSources(e.fetcher), onReload)
+	// The compiled lists are kept in the cache directory: a restart with the same lists maps them.
+	lists, err := blocklist.NewLiveWith(cfg.ListSources(e.fetcher), onReload, blocklist.LiveOptions{
+		IndexDir: cfg.CacheDir(), OnIndexError: func(err error) { log.Warn("blocklist index", zap.Error(err)) }})
 	if err != nil {
 		return nil, fmt.Errorf("blocklists: %w", err)
 	}

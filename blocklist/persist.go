@@ -1,0 +1,135 @@
+package blocklist
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// LiveOptions configure NewLiveWith.
+type LiveOptions struct {
+	// IndexDir keeps the compiled index of the lists (one file, IndexFile), keyed by a hash of
+	// the sources' names, settings and content. A start whose sources hash the same maps it
+	// instead of parsing the lists: the first answer comes in milliseconds rather than seconds.
+	// A file that is corrupt, truncated, of another version or byte order, or of other sources
+	// is rebuilt, never used. Builds also put their temporary files there. "": no index is
+	// kept, and temporary files go to os.TempDir().
+	IndexDir string
+	// OnIndexError, if set, is told when the index could not be kept or a kept one was rejected.
+	OnIndexError func(error)
+}
+
+// IndexFile is the name of the kept index in LiveOptions.IndexDir.
+const IndexFile = "blocklists.idx"
+
+// errStaleIndex: a valid index, of other sources (or other content).
+var errStaleIndex = errors.New("blocklist index is of other sources")
+
+func (o LiveOptions) buildOptions(sources []Source) buildOptions {
+	opt := buildOptions{dir: o.IndexDir, onError: o.OnIndexError}
+	if o.IndexDir == "" {
+		return opt
+	}
+	h, err := sourcesHash(sources)
+	if err != nil {
+		return opt // the build reports the unreadable source
+	}
+	opt.path, opt.hash = filepath.Join(o.IndexDir, IndexFile), h
+	return opt
+}
+
+// sourcesHash hashes everything a Set is built from: each source's settings and its files' names
+// and bytes. A source that cannot be read hashes as its error, so its index is never reused for
+// the source once it can be read.
+func sourcesHash(sources []Source) ([32]byte, error) {
+	h := sha256.New()
+	field := func(s string) {
+		var n [8]byte
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		io.WriteString(h, s)
+	}
+	field("dnsfence blocklist index " + strconv.Itoa(indexVersion))
+	for _, src := range sources {
+		field(src.Name)
+		field(src.Category)
+		field(src.Origin())
+		field(strconv.FormatBool(src.Allow) + strconv.FormatBool(src.Optional))
+		files, err := src.files()
+		if err != nil {
+			field("unreadable: " + err.Error())
+			continue
+		}
+		for _, p := range files {
+			field(p)
+			if err := hashFile(h, src, p); err != nil {
+				return [32]byte{}, err
+			}
+		}
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, nil
+}
+
+func hashFile(h hash.Hash, src Source, p string) error {
+	f, err := src.open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return err
+	}
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], uint64(n))
+	h.Write(b[:])
+	return nil
+}
+
+// loadIndex maps the index kept at path and returns its Set if it is valid and of sources whose
+// hash is want.
+func loadIndex(path string, want [32]byte, sources []Source) (*Set, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() < headerSize || fi.Size() > 1<<34 {
+		return nil, fmt.Errorf("%s: %w: %d bytes", path, errForeignIndex, fi.Size())
+	}
+	m := newOffHeap()
+	region, err := m.file(f, int(fi.Size()))
+	if err != nil {
+		return nil, err
+	}
+	ix, err := openIndex(region, m, true)
+	if err == nil && ix.hash != want {
+		err = errStaleIndex
+	}
+	var s *Set
+	if err == nil {
+		s, err = setFromIndex(ix)
+	}
+	if err == nil && len(s.lists) != len(sources) {
+		err = fmt.Errorf("%w: %d lists, %d sources", errForeignIndex, len(s.lists), len(sources))
+	}
+	if err != nil {
+		m.freeAll()
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	ix.size = len(region)
+	m.attach(ix)
+	return s, nil
+}
