@@ -485,7 +485,7 @@ func TestFetchTooLarge(t *testing.T) {
 		{"Content-Length, body never sent", func(t *testing.T) http.HandlerFunc {
 			block := blockUntilEnd(t, false)
 			return func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Content-Length", strconv.Itoa(1<<40))
+				w.Header().Set("Content-Length", strconv.FormatInt(1<<40, 10))
 				w.WriteHeader(200)
 				_ = http.NewResponseController(w).Flush()
 				block(w, r)
