@@ -54,6 +54,8 @@ type Config struct {
 	Rebinding       bool           `yaml:"rebinding_protection"`
 	Records         []string       `yaml:"records"`
 	HostsFiles      []string       `yaml:"hosts_files"`
+	History         HistoryConfig  `yaml:"history"`
+	Clients         ClientsConfig  `yaml:"clients"`
 
 	// lines maps a field path ("blocking.mode", "upstreams[1]") to its line in the file, so
 	// validation errors can point at it.
@@ -686,6 +688,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
 	}
 	errs = append(errs, c.validateQueryLog()...)
+	errs = append(errs, c.validateHistory()...)
 	errs = append(errs, c.validateHTTP()...)
 	return errors.Join(errs...)
 }

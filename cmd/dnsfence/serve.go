@@ -27,6 +27,7 @@ import (
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/history"
 	"github.com/dnsfence/dnsfence/resolver/report"
 )
 
@@ -242,6 +243,7 @@ type chainParts struct {
 	apps      map[string]string
 	metrics   *metrics.Metrics
 	report    *report.Report
+	history   resolver.Middleware // nil without history
 	queryLog  *zap.Logger
 	policyLog *zap.Logger
 	onHealth  func(upstream string, healthy bool)
@@ -302,6 +304,7 @@ func buildChain(cfg *Config, p chainParts) resolver.Resolver {
 		rateLimit,
 		policyLog,
 		p.report.Middleware(),
+		p.history, // beside the report, for the same reason
 		resolver.Validate(),
 		policy,
 		resolver.Local(p.local),
@@ -394,6 +397,7 @@ type env struct {
 	log, queryLog, policyLog *zap.Logger
 	metrics                  *metrics.Metrics
 	report                   *report.Report
+	history                  *history.Recorder // nil: history off
 	inst                     *instance
 	stats                    *stats
 	pauser                   *pauser
@@ -491,7 +495,7 @@ func (e *env) build(cfg *Config) (*state, error) {
 	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
-		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
+		metrics: m, report: e.report, history: historyStage(e.history), queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
 		stats: e.stats.middleware(), pause: &e.pauser.pause,
 		observe: func(upstream string, d time.Duration, err error) {
 			m.ObserveUpstream(upstream, d, err)
@@ -628,6 +632,7 @@ func restartNeeded(old, cfg *Config) []string {
 		{"limits.heap_floor_mb", old.Limits.HeapFloorMB, cfg.Limits.HeapFloorMB},
 		{"log", logSettings(old.Log), logSettings(cfg.Log)},
 		{"downloads", old.Downloads, cfg.Downloads},
+		{"history", old.History, cfg.History},
 	} {
 		if fmt.Sprint(f.old) != fmt.Sprint(f.new) {
 			out = append(out, f.name)
@@ -726,6 +731,10 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 		stats: newStats(), pauser: newPauser(m, log), upstreams: &upstreamLiveness{now: time.Now},
 		fetcher: newFetcher(cfg), refreshed: make(chan refreshEvent, 16)}
 	defer e.pauser.stop()
+	if e.history, err = startHistory(cfg, log, reg); err != nil {
+		return err
+	}
+	defer closeHistory(e.history, cfg.ShutdownTimeout, log)
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
@@ -836,7 +845,8 @@ func serve(ctx context.Context, cfg *Config, o *options, logs loggers, h hooks) 
 			api := newAdmin(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
 			if cfg.HTTP.API {
 				mux.Handle("/api/", api)
-				mux.Handle("GET /report", api.requireToken(reportHandler(rep)))
+				mux.Handle("GET /report", api.requireToken(historyHandler(e.history, e.curConfig, reportHandler(rep), "text")))
+				mux.Handle("GET /api/history", api.requireToken(historyHandler(e.history, e.curConfig, nil, "json")))
 			}
 			if cfg.HTTP.PProf {
 				mux.Handle("/debug/pprof/", api.requireToken(pprofHandler()))

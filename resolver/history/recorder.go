@@ -90,6 +90,7 @@ type Recorder struct {
 
 	mu    sync.Mutex
 	store Store // nil until opened
+	down  bool  // the last write failed (logged once per outage)
 }
 
 type recorderMetrics struct {
@@ -370,7 +371,7 @@ func (r *Recorder) add(pending batch, ev event, inflight int) {
 func (r *Recorder) write(ctx context.Context, b batch, prune bool) error {
 	s, err := r.open(ctx)
 	if err != nil {
-		r.m.up.Set(0)
+		r.setUp(err)
 		r.m.writeErrors.Inc()
 		return err
 	}
@@ -417,12 +418,23 @@ func (r *Recorder) prune(ctx context.Context, s Store) {
 	}
 }
 
+// setUp sets store_up and logs the start and the end of an outage, not every failed flush.
 func (r *Recorder) setUp(err error) {
+	r.mu.Lock()
+	was := r.down
+	r.down = err != nil
+	r.mu.Unlock()
 	if err != nil {
 		r.m.up.Set(0)
+		if !was {
+			r.o.Log.Warn("history store unavailable; buffering attempts, dropping them past the buffer", zap.Error(err))
+		}
 		return
 	}
 	r.m.up.Set(1)
+	if was {
+		r.o.Log.Info("history store back; writing resumed")
+	}
 }
 
 func (r *Recorder) open(ctx context.Context) (Store, error) {
