@@ -295,9 +295,8 @@ func (r *Recorder) run() {
 		select {
 		case ev := <-r.events:
 			r.add(pending, ev, inflight)
-			if len(pending)%64 == 0 {
-				gauge()
-			}
+			gauge() // two atomic stores
+
 		case <-tick.C:
 			gauge()
 			if !writing {
