@@ -308,3 +308,66 @@ func TestHistoryConfigValidation(t *testing.T) {
 		t.Errorf("describeHistory leaks the password: %s", d)
 	}
 }
+
+// isHistoryPanel: a dashboard panel on the history's PostgreSQL, not on Prometheus.
+func isHistoryPanel(p dashPanel) bool {
+	return p.Datasource != nil && p.Datasource.Type == "grafana-postgresql-datasource"
+}
+
+// TestDashboardDevicesPanel: the Devices table reads the attempts table through the History
+// data source variable, over the dashboard's time range, with the columns the store has.
+func TestDashboardDevicesPanel(t *testing.T) {
+	raw, err := os.ReadFile(dashboardPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Templating struct {
+			List []struct {
+				Name, Type string
+				Query      json.RawMessage
+			} `json:"list"`
+		} `json:"templating"`
+		Panels []struct {
+			Type, Title string
+			Datasource  *dsRef `json:"datasource"`
+			Targets     []struct {
+				RawSQL     string `json:"rawSql"`
+				Format     string `json:"format"`
+				Datasource *dsRef `json:"datasource"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	hasVar := false
+	for _, v := range d.Templating.List {
+		hasVar = hasVar || (v.Name == "history" && v.Type == "datasource" && string(v.Query) == `"grafana-postgresql-datasource"`)
+	}
+	if !hasVar {
+		t.Error("no datasource variable history of type grafana-postgresql-datasource")
+	}
+	found := false
+	for _, p := range d.Panels {
+		if p.Title != "Devices" {
+			continue
+		}
+		found = true
+		if p.Type != "table" || p.Datasource == nil || p.Datasource.UID != "${history}" || len(p.Targets) != 1 {
+			t.Fatalf("Devices panel: %+v", p)
+		}
+		tg := p.Targets[0]
+		for _, want := range []string{"FROM attempts", "$__timeFilter(last_seen)", "client", "app", "outcome", "SUM(count)", "instance"} {
+			if !strings.Contains(tg.RawSQL, want) {
+				t.Errorf("Devices SQL lacks %q:\n%s", want, tg.RawSQL)
+			}
+		}
+		if tg.Format != "table" || tg.Datasource == nil || tg.Datasource.UID != "${history}" {
+			t.Errorf("Devices target: %+v", tg)
+		}
+	}
+	if !found {
+		t.Error("no Devices panel")
+	}
+}
