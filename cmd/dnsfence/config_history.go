@@ -9,14 +9,16 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/dnsfence/dnsfence/resolver/history"
 )
 
 // HistoryConfig is the `history:` section: the persisted attempt history (resolver/history).
 // Zero values mean the defaults, so the section may be left out.
 type HistoryConfig struct {
-	// Enabled: nil (unset) means on.
-	Enabled *bool `yaml:"enabled"`
+	// Enabled: unset means on.
+	Enabled optionalBool `yaml:"enabled"`
 	// Path is the SQLite file. Empty: $STATE_DIRECTORY/history.db under systemd (StateDirectory=),
 	// else history.db in the download cache directory (downloads.cache_dir or its default).
 	Path string `yaml:"path"`
@@ -45,7 +47,29 @@ type ClientsConfig struct {
 const defaultRetention = 90 * 24 * time.Hour
 
 // historyEnabled reports whether the attempt history is on.
-func (c *Config) historyEnabled() bool { return c.History.Enabled == nil || *c.History.Enabled }
+func (c *Config) historyEnabled() bool { return c.History.Enabled != optFalse }
+
+// optionalBool is a YAML bool that knows whether it was set. Not a *bool: configs are compared
+// by their printed form (configEqual, restartNeeded), which would print the pointer.
+type optionalBool uint8
+
+const (
+	optUnset optionalBool = iota
+	optFalse
+	optTrue
+)
+
+func (b *optionalBool) UnmarshalYAML(n *yaml.Node) error {
+	var v bool
+	if err := n.Decode(&v); err != nil {
+		return err
+	}
+	*b = optFalse
+	if v {
+		*b = optTrue
+	}
+	return nil
+}
 
 // historyPath is the SQLite file.
 func (c *Config) historyPath() string {

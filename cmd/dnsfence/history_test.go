@@ -371,3 +371,24 @@ func TestDashboardDevicesPanel(t *testing.T) {
 		t.Error("no Devices panel")
 	}
 }
+
+// TestHistoryConfigEqual: two parses of the same history section compare equal, so an unchanged
+// config file is not taken for a change that needs a restart.
+func TestHistoryConfigEqual(t *testing.T) {
+	data := []byte("listen: [127.0.0.1:53]\nhistory:\n  enabled: true\n  retention: 30d\n")
+	a, err := parseConfig(data, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := parseConfig(data, "a")
+	if !configEqual(a, b) || len(restartNeeded(a, b)) != 0 {
+		t.Errorf("same file: equal %v, restart needed for %v", configEqual(a, b), restartNeeded(a, b))
+	}
+	off, _ := parseConfig([]byte("listen: [127.0.0.1:53]\nhistory:\n  enabled: false\n"), "b")
+	if !a.historyEnabled() || off.historyEnabled() || !(&Config{}).historyEnabled() {
+		t.Error("history.enabled: want on when true or unset, off when false")
+	}
+	if got := restartNeeded(a, off); len(got) != 1 || got[0] != "history" {
+		t.Errorf("restartNeeded = %v, want [history]", got)
+	}
+}
