@@ -274,7 +274,7 @@ func (r *Recorder) run() {
 			lastPrune = time.Now()
 		}
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), max(r.o.FlushInterval, 5*time.Second))
+			ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 			defer cancel()
 			done <- writeResult{b, r.write(ctx, b, prune)}
 		}()
@@ -315,14 +315,21 @@ func (r *Recorder) run() {
 			}
 		case ctx := <-r.stop:
 			if writing {
-				finish(<-done)
+				select {
+				case res := <-done:
+					finish(res)
+				case <-ctx.Done():
+				}
 			}
 			r.drain(pending, 0)
 			var err error
 			if len(pending) > 0 {
-				wctx, cancel := context.WithTimeout(ctx, max(r.o.FlushInterval, 5*time.Second))
-				err = r.write(wctx, pending, false)
-				cancel()
+				err = ctx.Err()
+				if err == nil {
+					wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+					err = r.write(wctx, pending, false)
+					cancel()
+				}
 				if err != nil {
 					err = fmt.Errorf("history: %d rows not written at shutdown: %w", len(pending), err)
 				}
@@ -338,6 +345,9 @@ func (r *Recorder) run() {
 		}
 	}
 }
+
+// writeTimeout bounds one flush (and its pruning), so a store that hangs is retried, not waited on.
+const writeTimeout = 15 * time.Second
 
 // pruneEvery is how often old rows are pruned.
 const pruneEvery = time.Hour
