@@ -403,6 +403,7 @@ func defaults() Config {
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000, HeapFloorMB: 10},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253", API: true},
 		Downloads:       DownloadConfig{Timeout: 30 * time.Second, MaxSizeMB: 64, Retries: 2},
+		History:         historyDefaults(),
 		Cache: CacheConfig{MaxEntries: 20000, MaxTTL: 24 * time.Hour, NegativeMaxTTL: time.Hour, ServFailTTL: 5 * time.Second,
 			ServeStale: true, StaleMaxAge: 24 * time.Hour, PrefetchHits: 3},
 		Log: LogConfig{Format: "console", Level: "info", QueryMaxSizeMB: 100, QueryMaxBackups: 3, QueryClient: "full"},

@@ -46,6 +46,11 @@ type ClientsConfig struct {
 
 const defaultRetention = 90 * 24 * time.Hour
 
+// historyDefaults are the history keys as configs/dnsfence.yaml documents them.
+func historyDefaults() HistoryConfig {
+	return HistoryConfig{Enabled: optTrue, Retention: "90d", FlushInterval: 10 * time.Second, Bucket: time.Hour, MaxBufferedRows: 10000}
+}
+
 // historyEnabled reports whether the attempt history is on.
 func (c *Config) historyEnabled() bool { return c.History.Enabled != optFalse }
 
