@@ -55,6 +55,8 @@ type Config struct {
 	Records         []string       `yaml:"records"`
 	HostsFiles      []string       `yaml:"hosts_files"`
 	Egress          EgressConfig   `yaml:"egress"`
+	History         HistoryConfig  `yaml:"history"`
+	Clients         ClientsConfig  `yaml:"clients"`
 
 	// lines maps a field path ("blocking.mode", "upstreams[1]") to its line in the file, so
 	// validation errors can point at it.
@@ -417,6 +419,7 @@ func defaults() Config {
 		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000, HeapFloorMB: 10},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253", API: true},
 		Downloads:       DownloadConfig{Timeout: 30 * time.Second, MaxSizeMB: 64, Retries: 2},
+		History:         historyDefaults(),
 		Cache: CacheConfig{MaxEntries: 20000, MaxTTL: 24 * time.Hour, NegativeMaxTTL: time.Hour, ServFailTTL: 5 * time.Second,
 			ServeStale: true, StaleMaxAge: 24 * time.Hour, PrefetchHits: 3},
 		Log: LogConfig{Format: "console", Level: "info", QueryMaxSizeMB: 100, QueryMaxBackups: 3, QueryClient: "full"},
@@ -726,6 +729,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.problem("log.level", "%q: want debug, info, warn or error", c.Log.Level))
 	}
 	errs = append(errs, c.validateQueryLog()...)
+	errs = append(errs, c.validateHistory()...)
 	errs = append(errs, c.validateHTTP()...)
 	errs = append(errs, c.validateEgress()...)
 	errs = append(errs, c.typeErrs...)

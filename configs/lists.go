@@ -88,6 +88,7 @@ func RestartNeeded(old, cfg *Config) []string {
 		{"limits.heap_floor_mb", old.Limits.HeapFloorMB, cfg.Limits.HeapFloorMB},
 		{"log", LogSettings(old.Log), LogSettings(cfg.Log)},
 		{"downloads", old.Downloads, cfg.Downloads},
+		{"history", old.History, cfg.History},
 	} {
 		if fmt.Sprint(f.old) != fmt.Sprint(f.new) {
 			out = append(out, f.name)

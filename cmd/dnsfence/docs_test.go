@@ -325,7 +325,7 @@ func schemaKeys(prefix string, t reflect.Type, out map[string]bool) {
 
 // configKeySections are the README sections whose Key | Default | Meaning tables document the
 // config keys: the main table, and the sections of features with a config section of their own.
-var configKeySections = []string{"Configuration", "Egress enforcement on a router"}
+var configKeySections = []string{"Configuration", "Egress enforcement on a router", "History"}
 
 // TestREADMEConfigKeys compares the Configuration table with the schema (the Config struct's
 // yaml tags): every documented key exists, and every key is documented, itself or by the key

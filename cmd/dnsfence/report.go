@@ -23,12 +23,19 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	asJSON := fs.Bool("json", false, "print JSON")
 	top := fs.Int("top", 20, "how many top `clients` to show")
 	tokenFile := fs.String("token-file", "", "`file` with the server's http.token, if it has one")
+	hist := addHistoryFlags(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: dnsfence report [-http host:port] [-json] [-top N] [-token-file FILE]\n\nAttempts per app and top clients since the server started (from its /report endpoint).")
+		fmt.Fprintln(stderr, "Usage: dnsfence report [-http host:port] [-json] [-top N] [-token-file FILE]\n"+
+			"       dnsfence report -since AGE [-app ID] [-client ADDR] [-json|-csv] [-config FILE]\n\n"+
+			"Attempts per app and top clients since the server started (from its /report endpoint); with any\n"+
+			"of -since, -app, -client, -csv or -config, the persisted history read from the store itself.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
 		return errUsage
+	}
+	if hist.set() {
+		return runHistoryReport(hist, *asJSON, stdout)
 	}
 	q := url.Values{"top": {strconv.Itoa(*top)}}
 	if *asJSON {

@@ -27,6 +27,7 @@ import (
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/history"
 	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/report"
 	"github.com/dnsfence/dnsfence/resolver/upstream"
@@ -164,6 +165,7 @@ type chainParts struct {
 	apps      map[string]string
 	metrics   *metrics.Metrics
 	report    *report.Report
+	history   resolver.Middleware // nil without history
 	queryLog  *zap.Logger
 	policyLog *zap.Logger
 	onHealth  func(upstream string, healthy bool)
@@ -225,6 +227,7 @@ func buildChain(cfg *configs.Config, p chainParts) resolver.Resolver {
 		rateLimit,
 		policyLog,
 		p.report.Middleware(),
+		p.history, // beside the report, for the same reason
 		resolver.Validate(),
 		policy,
 		resolver.Local(p.local),
@@ -318,6 +321,7 @@ type env struct {
 	log, queryLog, policyLog *zap.Logger
 	metrics                  *metrics.Metrics
 	report                   *report.Report
+	history                  *history.Recorder // nil: history off
 	inst                     *instance
 	stats                    *admin.Stats
 	pauser                   *admin.Pauser
@@ -423,7 +427,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
-		metrics: m, report: e.report, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
+		metrics: m, report: e.report, history: historyStage(e.history), queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
 		stats: e.stats.Middleware(), pause: e.pauser.Pause(), egress: e.egress,
 		observe: func(upstream string, d time.Duration, err error) {
 			m.ObserveUpstream(upstream, d, err)
@@ -634,6 +638,10 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		return err
 	}
 	defer e.egress.close()
+	if e.history, err = startHistory(cfg, log, reg); err != nil {
+		return err
+	}
+	defer closeHistory(e.history, cfg.ShutdownTimeout, log)
 	cur, err := e.build(cfg)
 	if err != nil {
 		return err
@@ -747,7 +755,8 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 			}
 			if cfg.HTTP.API {
 				mux.Handle("/api/", api)
-				mux.Handle("GET /report", api.RequireToken(admin.Report(rep)))
+				mux.Handle("GET /report", api.RequireToken(historyHandler(e.history, e.curConfig, admin.Report(rep), "text")))
+				mux.Handle("GET /api/history", api.RequireToken(historyHandler(e.history, e.curConfig, nil, "json")))
 			}
 			if cfg.HTTP.PProf {
 				mux.Handle("/debug/pprof/", api.RequireToken(admin.PProf()))
