@@ -229,17 +229,8 @@ func deviceNames(cfg *configs.Config) func(client string) string {
 }
 
 func addName(names map[netip.Addr]string, rr dns.RR) {
-	var ip netip.Addr
-	switch r := rr.(type) {
-	case *dns.A:
-		ip, _ = netip.AddrFromSlice(r.A)
-	case *dns.AAAA:
-		ip, _ = netip.AddrFromSlice(r.AAAA)
-	default:
-		return
-	}
-	ip = ip.Unmap()
-	if _, ok := names[ip]; !ok && ip.IsValid() {
+	ip, ok := resolver.RRAddr(rr)
+	if _, seen := names[ip]; ok && !seen {
 		names[ip] = strings.TrimSuffix(rr.Header().Name, ".")
 	}
 }

@@ -157,15 +157,8 @@ func (l *Learner) dropped() {
 
 func (l *Learner) noteServed(m *dns.Msg, at time.Time) {
 	for _, rr := range m.Answer {
-		switch rr := rr.(type) {
-		case *dns.A:
-			if a, ok := netip.AddrFromSlice(rr.A); ok {
-				l.served.add(a.Unmap(), at)
-			}
-		case *dns.AAAA:
-			if a, ok := netip.AddrFromSlice(rr.AAAA); ok {
-				l.served.add(a, at)
-			}
+		if a, ok := resolver.RRAddr(rr); ok {
+			l.served.add(a, at)
 		}
 	}
 }
@@ -210,17 +203,8 @@ func (l *Learner) resolve(ctx context.Context, name string, qt uint16) ([]netip.
 		ttl uint32
 	)
 	for _, rr := range resp.Msg.Answer {
-		var a netip.Addr
-		switch rr := rr.(type) {
-		case *dns.A:
-			a, _ = netip.AddrFromSlice(rr.A)
-		case *dns.AAAA:
-			a, _ = netip.AddrFromSlice(rr.AAAA)
-		default:
-			continue
-		}
-		a = a.Unmap()
-		if !a.IsValid() || a.IsUnspecified() || a.IsLoopback() {
+		a, ok := resolver.RRAddr(rr)
+		if !ok || a.IsUnspecified() || a.IsLoopback() {
 			continue
 		}
 		if len(out) == 0 || rr.Header().Ttl < ttl {
