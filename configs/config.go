@@ -459,7 +459,7 @@ func Parse(data []byte, source string) (*Config, error) {
 		return nil, fmt.Errorf("%s: %w", source, cleanYAMLError(err))
 	}
 	cfg.lines = map[string]int{}
-	indexLines(&root, "", cfg.lines)
+	walkYAML(&root, "", func(p string, line int, _ *yaml.Node) { cfg.lines[p] = line })
 	// `mode: null` means the null sinkhole, but YAML reads it as null and leaves the default.
 	if n := scalarAt(&root, "blocking", "mode"); n != nil && n.Tag == "!!null" {
 		cfg.Blocking.Mode = n.Value
@@ -492,12 +492,13 @@ func cleanYAMLError(err error) error {
 	return errors.New(strings.TrimPrefix(err.Error(), "yaml: "))
 }
 
-// indexLines records the line of every mapping value and sequence item under its dotted path.
-func indexLines(n *yaml.Node, path string, lines map[string]int) {
+// walkYAML calls f for every mapping value and sequence item under n, with its dotted path
+// ("blocking.mode", "upstreams[1]"), the line of its key (or item) and the value's node.
+func walkYAML(n *yaml.Node, path string, f func(path string, line int, v *yaml.Node)) {
 	switch n.Kind {
 	case yaml.DocumentNode:
 		for _, c := range n.Content {
-			indexLines(c, path, lines)
+			walkYAML(c, path, f)
 		}
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
@@ -505,14 +506,14 @@ func indexLines(n *yaml.Node, path string, lines map[string]int) {
 			if path != "" {
 				p = path + "." + p
 			}
-			lines[p] = n.Content[i].Line
-			indexLines(n.Content[i+1], p, lines)
+			f(p, n.Content[i].Line, n.Content[i+1])
+			walkYAML(n.Content[i+1], p, f)
 		}
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
 			p := fmt.Sprintf("%s[%d]", path, i)
-			lines[p] = c.Line
-			indexLines(c, p, lines)
+			f(p, c.Line, c)
+			walkYAML(c, p, f)
 		}
 	}
 }

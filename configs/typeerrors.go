@@ -22,38 +22,13 @@ type yamlNodeAt struct {
 	node *yaml.Node
 }
 
-// nodesByLine maps each line to the keys and list items on it.
-func nodesByLine(n *yaml.Node, path string, out map[int][]yamlNodeAt) {
-	switch n.Kind {
-	case yaml.DocumentNode:
-		for _, c := range n.Content {
-			nodesByLine(c, path, out)
-		}
-	case yaml.MappingNode:
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			p := n.Content[i].Value
-			if path != "" {
-				p = path + "." + p
-			}
-			out[n.Content[i].Line] = append(out[n.Content[i].Line], yamlNodeAt{p, n.Content[i+1]})
-			nodesByLine(n.Content[i+1], p, out)
-		}
-	case yaml.SequenceNode:
-		for i, c := range n.Content {
-			p := fmt.Sprintf("%s[%d]", path, i)
-			out[c.Line] = append(out[c.Line], yamlNodeAt{p, c})
-			nodesByLine(c, p, out)
-		}
-	}
-}
-
 // explainTypeErrors rewrites the decoder's messages ("line 3: cannot unmarshal !!int `60` into
 // time.Duration") as "SOURCE: line 3: blocking.ttl: 60 is not a duration (want e.g. 60s)". The
 // decoder fills in everything else, so Validate reports these together with the problems it finds
 // in the rest, each naming its key, never the parser's tags (!!int) or Go types.
 func explainTypeErrors(te *yaml.TypeError, root *yaml.Node, source string) []error {
 	byLine := map[int][]yamlNodeAt{}
-	nodesByLine(root, "", byLine)
+	walkYAML(root, "", func(p string, line int, v *yaml.Node) { byLine[line] = append(byLine[line], yamlNodeAt{p, v}) })
 	out := &struct{ errs []error }{}
 	for _, msg := range te.Errors {
 		if m := yamlUnknownKeyRE.FindStringSubmatch(msg); m != nil {
