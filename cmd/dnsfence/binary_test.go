@@ -77,7 +77,13 @@ func startBinary(t *testing.T, args ...string) *proc {
 // startBinaryEnv is startBinary with env (KEY=value) added to the environment.
 func startBinaryEnv(t *testing.T, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(binary(t), append(args, "-log.format", "json")...)
+	return startBinaryAt(t, binary(t), env, args...)
+}
+
+// startBinaryAt is startBinaryEnv for the dnsfence binary at path.
+func startBinaryAt(t *testing.T, path string, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(path, append(args, "-log.format", "json")...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}

@@ -28,6 +28,10 @@ func startHistory(cfg *configs.Config, log *zap.Logger, reg prometheus.Registere
 	if !cfg.HistoryEnabled() {
 		return nil, nil
 	}
+	if cfg.History.PostgresURL == "" && !history.SQLiteBuiltIn() {
+		log.Warn("attempt history off", zap.Error(history.ErrNoSQLite))
+		return nil, nil
+	}
 	h := cfg.History
 	rec, err := history.New(history.Options{
 		Open: func(ctx context.Context) (history.Store, error) {

@@ -1,3 +1,5 @@
+//go:build !nosqlite
+
 package history
 
 import (
@@ -49,17 +51,6 @@ var sqliteDialect = dialect{
 		return time.Unix(n, 0).UTC(), nil
 	},
 	arg: func(int) string { return "?" },
-}
-
-// SQLiteOptions are how OpenSQLite treats the file.
-type SQLiteOptions struct {
-	// ReadOnly opens an existing file for reading only (reports): nothing is created, migrated
-	// or moved aside.
-	ReadOnly bool
-	// OnCorrupt is told when a corrupt file was moved aside (to moved) and a fresh one created.
-	OnCorrupt func(path, moved string, err error)
-	// Now is the clock that names a corrupt file; time.Now.
-	Now func() time.Time
 }
 
 // OpenSQLite opens (creating it and its directory if needed) the history database at path and
@@ -171,3 +162,6 @@ func isCorrupt(err error) bool {
 	return errors.Is(err, errCorrupt) || errors.Is(err, sqlite3.NOTADB) || errors.Is(err, sqlite3.CORRUPT) ||
 		strings.Contains(err.Error(), "file is not a database")
 }
+
+// SQLiteBuiltIn reports whether this binary can keep the history in a SQLite file.
+func SQLiteBuiltIn() bool { return true }
