@@ -59,6 +59,26 @@ func (ix *index) setTLDs(ts []tldInfo) {
 	}
 }
 
+// step is one step of a walk over a name's labels from the last: the key holds the labels so
+// far, reversed (level 0: the TLD alone, answered from the TLD map); blk is where the previous
+// step ended, from which a deeper search starts.
+func (ix *index) step(key []byte, level, blk int) (a uint16, found, more bool, next int) {
+	if level == 0 {
+		return ix.lookupTLD(key)
+	}
+	return ix.lookup(key, blk, level >= 2)
+}
+
+// appendLabel adds label to the reversed key of klen bytes (after a separator unless it is the
+// first) and returns the new length.
+func appendLabel(key *[maxNameLen]byte, klen int, label []byte) int {
+	if klen > 0 {
+		key[klen] = sep
+		klen++
+	}
+	return klen + copy(key[klen:], label)
+}
+
 // lookupTLD is lookup for a key of one label.
 func (ix *index) lookupTLD(key []byte) (a uint16, found, more bool, blk int) {
 	t, ok := ix.tlds[string(key)]

@@ -148,20 +148,10 @@ func (s *Set) match(name string, mask ListMask) (list, rule string, ok bool) {
 	hit, hitAt, below := -1, 0, false
 	for end, klen, blk, level := len(q), 0, 0, 0; ; level++ {
 		start := bytes.LastIndexByte(q[:end], '.') + 1
-		if klen > 0 {
-			key[klen] = sep
-			klen++
-		}
-		klen += copy(key[klen:], q[start:end])
+		klen = appendLabel(&key, klen, q[start:end])
 		var ai uint16
 		var found, more bool
-		var b int
-		if level == 0 {
-			ai, found, more, b = s.ix.lookupTLD(key[:klen])
-		} else {
-			ai, found, more, b = s.ix.lookup(key[:klen], blk, level >= 2)
-		}
-		blk = b
+		ai, found, more, blk = s.ix.step(key[:klen], level, blk)
 		if found {
 			a := &s.attrs[ai]
 			blocks, allows := a.block, a.allow
@@ -284,20 +274,10 @@ func (s *Set) Explain(name string) Explanation {
 	var key [maxNameLen]byte
 	for end, klen, blk, level := len(q), 0, 0, 0; ; level++ {
 		start := bytes.LastIndexByte(q[:end], '.') + 1
-		if klen > 0 {
-			key[klen] = sep
-			klen++
-		}
-		klen += copy(key[klen:], q[start:end])
+		klen = appendLabel(&key, klen, q[start:end])
 		var ai uint16
 		var found, more bool
-		var b int
-		if level == 0 {
-			ai, found, more, b = s.ix.lookupTLD(key[:klen])
-		} else {
-			ai, found, more, b = s.ix.lookup(key[:klen], blk, level >= 2)
-		}
-		blk = b
+		ai, found, more, blk = s.ix.step(key[:klen], level, blk)
 		if found {
 			a := s.attrs[ai]
 			v := string(q[start:]) // the stored name is this suffix of the query
