@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net"
 	"os"
 	"os/exec"
@@ -420,5 +421,28 @@ func TestConsoleQueryLogLine(t *testing.T) {
 	logs := d.log.String()
 	if !strings.Contains(logs, "INFO\tquery\tblocked\t") || !strings.Contains(logs, "INFO\tquery\tforwarded\t") || strings.Contains(logs, "query\tquery") {
 		t.Fatalf("console query lines should read \"INFO query blocked …\":\n%s", logs)
+	}
+}
+
+// TestREADMECommandsInHelp: every subcommand the README's Command line section lists is in
+// `dnsfence -h`, so the help a person reads first does not lag behind the README.
+func TestREADMECommandsInHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	_ = run(context.Background(), []string{"-h"}, &out, &errOut)
+	help := out.String() + errOut.String()
+	section := readmeSection(t, readme(t), "Command line")
+	n := 0
+	for _, line := range strings.Split(section, "\n") {
+		if !strings.HasPrefix(line, "dnsfence ") {
+			continue
+		}
+		usage, _, _ := strings.Cut(line, "  ") // the command and its arguments, before the description
+		n++
+		if !strings.Contains(help, usage) {
+			t.Errorf("README lists %q, which dnsfence -h does not", usage)
+		}
+	}
+	if n < 5 {
+		t.Fatalf("only %d commands found in the README's Command line section", n)
 	}
 }

@@ -43,8 +43,11 @@ const usageHead = `dnsfence: a DNS forwarder that sinkholes the names on its blo
 Usage:
   dnsfence [flags]                 serve DNS (the built-in config unless -config is given)
   dnsfence check [flags] NAME...   say whether each NAME is blocked, and by which list and entry
+                                   (an IP address: which egress set, app and source hold it)
   dnsfence apps                    list the curated app lists (EO 13971 apps), entries and sources
   dnsfence report [-http ADDR]     attempts per app and top clients since a running server started
+  dnsfence report -since 7d        the persisted history (-app, -client, -json, -csv, -config)
+  dnsfence egress rules [-config F] print the nftables table egress installs (nft -f syntax)
   dnsfence version                 print the version
 
 Examples:
