@@ -275,3 +275,26 @@ func TestParseAge(t *testing.T) {
 		}
 	}
 }
+
+// TestSQLiteReadOnlyBeforeSchema: a report that opens the file while a server is creating it
+// (empty, no schema yet: a first start, or a corrupt file just replaced) sees no attempts rather
+// than failing on a missing table.
+func TestSQLiteReadOnlyBeforeSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "h.db")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ro, err := OpenSQLite(ctx, path, SQLiteOptions{ReadOnly: true})
+	if err != nil {
+		t.Fatalf("read-only open of a file without a schema: %v", err)
+	}
+	defer ro.Close()
+	rows, err := ro.Query(ctx, Filter{})
+	if err != nil || len(rows) != 0 {
+		t.Fatalf("rows %v, err %v; want none", rows, err)
+	}
+	if err := ro.Write(ctx, []Row{{App: "x", Count: 1}}); err == nil {
+		t.Error("a read-only store accepted a write")
+	}
+}

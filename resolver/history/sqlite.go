@@ -68,6 +68,13 @@ func OpenSQLite(ctx context.Context, path string, o SQLiteOptions) (Store, error
 		if err != nil {
 			return nil, err
 		}
+		// A file without a schema yet is one a server is creating right now (a fresh start, or
+		// a corrupt one just replaced): it holds no attempts, which is not an error for a report.
+		var tables int
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`).Scan(&tables); err == nil && tables == 0 {
+			db.Close()
+			return unwrittenStore{}, nil
+		}
 		if err := checkSQLiteVersion(ctx, db); err != nil {
 			db.Close()
 			return nil, err
@@ -165,3 +172,15 @@ func isCorrupt(err error) bool {
 
 // SQLiteBuiltIn reports whether this binary can keep the history in a SQLite file.
 func SQLiteBuiltIn() bool { return true }
+
+// unwrittenStore is the read-only view of a database no dnsfence has written its schema to yet:
+// it holds no rows.
+type unwrittenStore struct{}
+
+func (unwrittenStore) Write(context.Context, []Row) error {
+	return errors.New("history database: opened read-only")
+}
+func (unwrittenStore) Prune(context.Context, time.Time) (int64, error) { return 0, nil }
+func (unwrittenStore) Query(context.Context, Filter) ([]Row, error)    { return nil, nil }
+func (unwrittenStore) Ping(context.Context) error                      { return nil }
+func (unwrittenStore) Close() error                                    { return nil }
