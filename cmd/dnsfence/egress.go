@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/dnsfence/dnsfence/blocklist"
+	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/egress"
@@ -243,7 +244,7 @@ func (r *egressRuntime) explain(a netip.Addr) (any, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return ipCheckResult(a, r.owner.Explain(ctx, a)), nil
+	return admin.ExplainAddr(a, r.owner.Explain(ctx, a)), nil
 }
 
 func (r *egressRuntime) close() {
@@ -260,35 +261,6 @@ func (r *egressRuntime) close() {
 	if err := r.owner.Close(); err != nil {
 		r.log.Error("egress: cleanup failed", zap.Error(err))
 	}
-}
-
-// ipCheck is the answer of /api/check?ip=.
-type ipCheck struct {
-	IP      string       `json:"ip"`
-	Blocked bool         `json:"blocked"`
-	Sets    []ipCheckHit `json:"sets"`
-}
-
-type ipCheckHit struct {
-	Set     string     `json:"set"`
-	Source  string     `json:"source"`
-	Kind    string     `json:"kind"`
-	App     string     `json:"app,omitempty"`
-	Origin  string     `json:"origin,omitempty"`
-	Prefix  string     `json:"prefix"`
-	Expires *time.Time `json:"expires,omitempty"`
-}
-
-func ipCheckResult(a netip.Addr, hits []egress.Hit) ipCheck {
-	res := ipCheck{IP: a.String(), Blocked: len(hits) > 0, Sets: []ipCheckHit{}}
-	for _, h := range hits {
-		c := ipCheckHit{Set: h.Set, Source: h.Source, Kind: h.Kind.String(), App: h.App, Origin: h.Origin, Prefix: h.Prefix.String()}
-		if !h.Expires.IsZero() {
-			c.Expires = &h.Expires
-		}
-		res.Sets = append(res.Sets, c)
-	}
-	return res
 }
 
 // egressRuleset builds the ruleset the config describes, from the address lists on disk (URL

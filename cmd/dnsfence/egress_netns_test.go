@@ -19,6 +19,8 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/sys/unix"
+
+	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
 )
 
 // The egress topology, all documentation addresses, in namespaces the test creates:
@@ -421,7 +423,7 @@ egress:
 			}
 		}
 		check := getBody(t, tp.routerHTTP(), "http://"+httpAddr+"/api/check?ip="+egListed)
-		var res ipCheck
+		var res admin.AddrCheck
 		if err := json.Unmarshal([]byte(check), &res); err != nil || !res.Blocked || len(res.Sets) != 1 || res.Sets[0].Source != "test-ips" {
 			t.Errorf("/api/check?ip=%s = %s (%v)", egListed, check, err)
 		}

@@ -1,19 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
-	"net/netip"
-	"os"
-	"strings"
 	"time"
 
-	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -72,76 +66,6 @@ func historyStage(rec *history.Recorder) resolver.Middleware {
 	return rec.Middleware()
 }
 
-// historyQuery is one report request: since (an age such as 7d), app and client filters.
-type historyQuery struct {
-	since       time.Duration
-	app, client string
-}
-
-func (q historyQuery) run(ctx context.Context, s history.Store, cfg *configs.Config) (history.Summary, error) {
-	since := time.Now().Add(-q.since)
-	rows, err := s.Query(ctx, history.Filter{Since: since, App: q.app, Client: q.client})
-	if err != nil {
-		return history.Summary{}, fmt.Errorf("history: %w", err)
-	}
-	return history.Summarize(since, rows, deviceNames(cfg)), nil
-}
-
-// historyHandler serves the history from the running store: /api/history (JSON, ?format=csv or
-// text) and /report?since=… (text, ?format=json or csv); without since, /report is the in-memory
-// report since start (next).
-func historyHandler(rec *history.Recorder, cfg func() *configs.Config, next http.Handler, defaultFormat string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		qv := r.URL.Query()
-		if next != nil && !qv.Has("since") {
-			next.ServeHTTP(w, r)
-			return
-		}
-		if rec == nil {
-			http.Error(w, "history is off (history.enabled: false)", http.StatusNotFound)
-			return
-		}
-		q := historyQuery{since: 24 * time.Hour, app: qv.Get("app"), client: qv.Get("client")}
-		if s := qv.Get("since"); s != "" {
-			d, err := history.ParseAge(s)
-			if err != nil {
-				http.Error(w, "since: "+err.Error(), http.StatusBadRequest)
-				return
-			}
-			q.since = d
-		}
-		// Write what is aggregated so far, so the answer includes the last seconds.
-		fctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		ferr := rec.Flush(fctx)
-		cancel()
-		s := rec.Store()
-		if s == nil {
-			http.Error(w, fmt.Sprintf("history store not available: %v", ferr), http.StatusServiceUnavailable)
-			return
-		}
-		sum, err := q.run(r.Context(), s, cfg())
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		format := qv.Get("format")
-		if format == "" {
-			format = defaultFormat
-		}
-		switch format {
-		case "json":
-			w.Header().Set("Content-Type", "application/json")
-			_ = sum.WriteJSON(w)
-		case "csv":
-			w.Header().Set("Content-Type", "text/csv; charset=utf-8")
-			_ = sum.WriteCSV(w)
-		default:
-			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-			_ = sum.WriteText(w)
-		}
-	})
-}
-
 // historyFlags are the report subcommand's flags that read the store directly.
 type historyFlags struct {
 	since, app, client, config *string
@@ -173,9 +97,9 @@ func runHistoryReport(h historyFlags, asJSON bool, stdout io.Writer) error {
 	if !cfg.HistoryEnabled() {
 		return errors.New("report: history is off in this config (history.enabled: false)")
 	}
-	q := historyQuery{since: 7 * 24 * time.Hour, app: *h.app, client: *h.client}
+	since := 7 * 24 * time.Hour
 	if *h.since != "" {
-		if q.since, err = history.ParseAge(*h.since); err != nil {
+		if since, err = history.ParseAge(*h.since); err != nil {
 			return fmt.Errorf("report: -since %w", err)
 		}
 	}
@@ -186,7 +110,7 @@ func runHistoryReport(h historyFlags, asJSON bool, stdout io.Writer) error {
 		return fmt.Errorf("report: %w", err)
 	}
 	defer s.Close()
-	sum, err := q.run(ctx, s, cfg)
+	sum, err := history.Report(ctx, s, history.Filter{Since: time.Now().Add(-since), App: *h.app, Client: *h.client}, deviceNames(cfg))
 	if err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
@@ -199,80 +123,10 @@ func runHistoryReport(h historyFlags, asJSON bool, stdout io.Writer) error {
 	return sum.WriteText(stdout)
 }
 
-// deviceNames names client addresses from the records and hosts files and the DHCP leases file,
-// read when a report is made (so a renamed device shows its current name). The leases file wins:
-// it is the freshest. Names never become metric labels.
-func deviceNames(cfg *configs.Config) func(client string) string {
-	names := map[netip.Addr]string{}
-	for _, r := range cfg.Records {
-		if rr, err := dns.NewRR(r); err == nil && rr != nil {
-			addName(names, rr)
-		}
-	}
-	for _, p := range cfg.HostsFiles {
-		if f, err := os.Open(p); err == nil {
-			parseHosts(f, names)
-			f.Close()
-		}
-	}
-	if p := cfg.Clients.LeasesFile; p != "" {
-		if f, err := os.Open(p); err == nil {
-			for a, n := range parseLeases(f) {
-				names[a] = n
-			}
-			f.Close()
-		}
-	}
-	return func(client string) string {
-		a, err := netip.ParseAddr(client)
-		if err != nil {
-			return ""
-		}
-		return names[a.Unmap()]
-	}
+// deviceNames names clients from cfg's records, hosts files and leases file, read now.
+func deviceNames(cfg *configs.Config) func(string) string {
+	return history.DeviceNames(cfg.Records, cfg.HostsFiles, cfg.Clients.LeasesFile)
 }
 
-func addName(names map[netip.Addr]string, rr dns.RR) {
-	ip, ok := resolver.RRAddr(rr)
-	if _, seen := names[ip]; ok && !seen {
-		names[ip] = strings.TrimSuffix(rr.Header().Name, ".")
-	}
-}
-
-// parseHosts reads "IP name…" lines; the first name of an address wins.
-func parseHosts(r io.Reader, names map[netip.Addr]string) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		if ip, err := netip.ParseAddr(f[0]); err == nil {
-			if _, ok := names[ip.Unmap()]; !ok {
-				names[ip.Unmap()] = f[1]
-			}
-		}
-	}
-}
-
-// parseLeases reads a dnsmasq/OpenWrt leases file: "<expiry> <mac> <ip> <hostname> <client-id>",
-// hostname "*" when the client sent none (skipped). Malformed lines are skipped: dnsmasq
-// rewrites the file while we may read it.
-func parseLeases(r io.Reader) map[netip.Addr]string {
-	out := map[netip.Addr]string{}
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 4 || f[3] == "*" {
-			continue
-		}
-		if ip, err := netip.ParseAddr(f[2]); err == nil {
-			out[ip.Unmap()] = f[3]
-		}
-	}
-	return out
-}
-
-// curConfig is the running config (device names follow reloads).
-func (e *env) curConfig() *configs.Config { return e.cur.Load().cfg }
+// curDeviceNames are the device names of the running config (they follow reloads).
+func (e *env) curDeviceNames() func(string) string { return deviceNames(e.cur.Load().cfg) }

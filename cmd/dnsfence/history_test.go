@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -236,31 +235,6 @@ func TestBinaryHistoryOff(t *testing.T) {
 	_, stderr, code := runBinary(t, "report", "-config", cfg, "-since", "1d")
 	if code == 0 || !strings.Contains(stderr, "history is off") {
 		t.Errorf("report with history off: exit %d %s", code, stderr)
-	}
-}
-
-func TestDeviceNames(t *testing.T) {
-	dir := t.TempDir()
-	leases := writeFile(t, dir, "dhcp.leases", `1764700000 aa:bb:cc:dd:ee:01 192.168.1.20 phone-anna 01:aa:bb:cc:dd:ee:01
-1764700000 aa:bb:cc:dd:ee:02 192.168.1.21 * *
-garbage
-1764700000 aa:bb:cc:dd:ee:03 192.168.1.10 nas-dhcp *
-`)
-	hosts := writeFile(t, dir, "hosts", "# comment\n192.168.1.10 nas nas.home.arpa\n2001:db8::5 printer\n")
-	cfg := &configs.Config{Records: []string{"tv.home.arpa. 300 IN A 192.168.1.30", "x.home.arpa. 300 IN TXT \"hi\""},
-		HostsFiles: []string{hosts}, Clients: configs.ClientsConfig{LeasesFile: leases}}
-	name := deviceNames(cfg)
-	for client, want := range map[string]string{
-		"192.168.1.20": "phone-anna", "192.168.1.21": "", "192.168.1.30": "tv.home.arpa",
-		"192.168.1.10": "nas-dhcp", // the leases file wins: it is the freshest
-		"2001:db8::5":  "printer", "::ffff:192.168.1.20": "phone-anna", "": "", "192.168.1.0": "",
-	} {
-		if got := name(client); got != want {
-			t.Errorf("name(%q) = %q, want %q", client, got, want)
-		}
-	}
-	if got := parseLeases(strings.NewReader("1 m 192.168.1.2 a\n")); got[netip.MustParseAddr("192.168.1.2")] != "a" {
-		t.Errorf("parseLeases: %v", got)
 	}
 }
 

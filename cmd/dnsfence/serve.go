@@ -755,8 +755,8 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 			}
 			if cfg.HTTP.API {
 				mux.Handle("/api/", api)
-				mux.Handle("GET /report", api.RequireToken(historyHandler(e.history, e.curConfig, admin.Report(rep), "text")))
-				mux.Handle("GET /api/history", api.RequireToken(historyHandler(e.history, e.curConfig, nil, "json")))
+				mux.Handle("GET /report", api.RequireToken(admin.History(e.history, e.curDeviceNames, admin.Report(rep), "text")))
+				mux.Handle("GET /api/history", api.RequireToken(admin.History(e.history, e.curDeviceNames, nil, "json")))
 			}
 			if cfg.HTTP.PProf {
 				mux.Handle("/debug/pprof/", api.RequireToken(admin.PProf()))

@@ -2,6 +2,7 @@ package history
 
 import (
 	"cmp"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
@@ -110,4 +111,14 @@ func (s Summary) WriteJSON(w io.Writer) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(s)
+}
+
+// Report reads the rows matching f from s and summarises them since f.Since, naming clients
+// with names.
+func Report(ctx context.Context, s Store, f Filter, names func(client string) string) (Summary, error) {
+	rows, err := s.Query(ctx, f)
+	if err != nil {
+		return Summary{}, fmt.Errorf("history: %w", err)
+	}
+	return Summarize(f.Since, rows, names), nil
 }
