@@ -294,13 +294,8 @@ func (ix *index) lookup(key []byte, from int, gallop bool) (a uint16, found, mor
 	// sharing exactly m equals key up to m, and only its stored rest is compared.
 	m := 0
 	for range count {
-		p, sl := int(d[pos]), int(d[pos+1])
-		pos += 2
-		ea := uint16(mode - 1)
-		if mode == 0 {
-			v, k := binary.Uvarint(d[pos:])
-			ea, pos = uint16(v), pos+k
-		}
+		p, sl, ea, next := entryHeader(d, pos, mode)
+		pos = next
 		if found {
 			// The key after key: it continues key if it has key whole and then a separator.
 			more = p == len(key) && sl > 0 && d[pos] == sep
@@ -354,13 +349,8 @@ func (ix *index) each(fn func(name []byte, a uint16)) {
 		d := ix.data[ix.offs[b]:]
 		mode, pos := binary.Uvarint(d)
 		for range min(blockSize, ix.n-b*blockSize) {
-			p, sl := int(d[pos]), int(d[pos+1])
-			pos += 2
-			ea := uint16(mode - 1)
-			if mode == 0 {
-				v, k := binary.Uvarint(d[pos:])
-				ea, pos = uint16(v), pos+k
-			}
+			p, sl, ea, next := entryHeader(d, pos, mode)
+			pos = next
 			copy(cur[p:], d[pos:pos+sl])
 			pos += sl
 			fn(unreverse(name[:0], cur[:p+sl]), ea)
@@ -396,4 +386,23 @@ func unreverse(dst, key []byte) []byte {
 		dst = append(dst, '.')
 		end = start - 1
 	}
+}
+
+// entryHeader decodes the header of the entry at pos in a block of the given mode: how many bytes
+// it shares with the previous key (p), the length of its stored rest (sl) and its attribute index
+// (the block's own, unless mode is 0: then each entry carries one); next is where the rest starts.
+func entryHeader(d []byte, pos int, mode uint64) (p, sl int, ea uint16, next int) {
+	p, sl, next = int(d[pos]), int(d[pos+1]), pos+2
+	if mode != 0 {
+		return p, sl, uint16(mode - 1), next
+	}
+	ea, next = entryAttr(d, next)
+	return p, sl, ea, next
+}
+
+// entryAttr reads the attribute index an entry of a mixed block carries (kept out of
+// entryHeader so that the common case inlines into the lookup loop).
+func entryAttr(d []byte, pos int) (ea uint16, next int) {
+	v, k := binary.Uvarint(d[pos:])
+	return uint16(v), pos + k
 }

@@ -175,14 +175,7 @@ func (cfg *Config) EgressSources(f *blocklist.Fetcher) []blocklist.Source {
 		out = append(out, blocklist.Source{Name: "doh", Category: "doh-bypass", Path: BuiltinIPPath("doh-bypass"), FS: Lists()})
 	}
 	for _, l := range cfg.Egress.IPLists {
-		src := blocklist.Source{Name: l.Name, Category: l.Category, Path: l.Path}
-		switch {
-		case l.Builtin != "":
-			src.Path, src.FS = BuiltinIPPath(l.Builtin), Lists()
-		case l.URL != "":
-			src.Path, src.URL, src.Optional = f.CachePath(l.Name), l.URL, true
-		}
-		out = append(out, src)
+		out = append(out, l.source(f, BuiltinIPPath))
 	}
 	return out
 }

@@ -28,13 +28,8 @@ func (c *Config) ListSources(f *blocklist.Fetcher) []blocklist.Source {
 		out = append(out, blocklist.Source{Name: id, Category: "apps", Path: AppPath(id), FS: Lists()})
 	}
 	add := func(l ListConfig, allow bool) {
-		src := blocklist.Source{Name: l.Name, Category: l.Category, Path: l.Path, Allow: allow}
-		switch {
-		case l.Builtin != "":
-			src.Path, src.FS = BuiltinPath(l.Builtin), Lists()
-		case l.URL != "":
-			src.Path, src.URL, src.Optional = f.CachePath(l.Name), l.URL, true
-		}
+		src := l.source(f, BuiltinPath)
+		src.Allow = allow
 		out = append(out, src)
 	}
 	for _, l := range c.Blocklists {
@@ -95,4 +90,17 @@ func RestartNeeded(old, cfg *Config) []string {
 		}
 	}
 	return out
+}
+
+// source is where list l is read from: its file or directory, a built-in list (builtin gives
+// its path inside Lists()), or the cached download of its URL (optional: it may not exist yet).
+func (l ListConfig) source(f *blocklist.Fetcher, builtin func(name string) string) blocklist.Source {
+	src := blocklist.Source{Name: l.Name, Category: l.Category, Path: l.Path}
+	switch {
+	case l.Builtin != "":
+		src.Path, src.FS = builtin(l.Builtin), Lists()
+	case l.URL != "":
+		src.Path, src.URL, src.Optional = f.CachePath(l.Name), l.URL, true
+	}
+	return src
 }

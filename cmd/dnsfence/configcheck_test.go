@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
 // TestConfigCheckDownloadsURLLists: -config.check downloads URL lists (into a temporary
@@ -43,7 +45,7 @@ func TestConfigCheckDownloadsURLLists(t *testing.T) {
 		t.Errorf("-config.check wrote to the download cache %s (%v)", cache, err)
 	}
 
-	out, err = check(base + "  - {name: typo, url: " + missing.URL + "/lsit.txt}\n  - {name: down, url: http://" + freeAddr(t) + "/list.txt}\n")
+	out, err = check(base + "  - {name: typo, url: " + missing.URL + "/lsit.txt}\n  - {name: down, url: http://" + resolvertest.FreeTCPAddr(t) + "/list.txt}\n")
 	if err == nil {
 		t.Fatalf("a 404 and an unreachable URL list passed:\n%s", out)
 	}

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -365,18 +364,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool
 	}
 }
 
-// freeAddr returns a loopback TCP address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // promTestConfig turns the shipped prometheus.yml into one for the test: 1s scrape and rule
 // evaluation, the repository's rules.yml, and the dnsfence job pointed at targets.
 func promTestConfig(t *testing.T, targets ...string) []byte {
@@ -424,7 +411,7 @@ func promTestConfig(t *testing.T, targets ...string) []byte {
 func startPrometheus(t *testing.T, prom, config string) *promClient {
 	t.Helper()
 	dir := filepath.Dir(config)
-	addr := freeAddr(t)
+	addr := resolvertest.FreeTCPAddr(t)
 	logs := &syncBuffer{}
 	cmd := exec.Command(prom, "--config.file="+config, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 		"--web.listen-address="+addr)
@@ -518,8 +505,8 @@ func TestPrometheusScrapesDashboardAndRules(t *testing.T) {
 	// Prometheus first: it takes about 5s to start scraping new targets, as long as building and
 	// starting dnsfence may take, so dnsfence gets an HTTP address chosen up front.
 	dir := t.TempDir()
-	httpAddr := freeAddr(t)
-	dead := freeAddr(t) // a second target in the job that nothing listens on: DnsfenceDown
+	httpAddr := resolvertest.FreeTCPAddr(t)
+	dead := resolvertest.FreeTCPAddr(t) // a second target in the job that nothing listens on: DnsfenceDown
 	config := writeFile(t, dir, "prometheus.yml", string(promTestConfig(t, httpAddr, dead)))
 	if out, err := exec.Command(promtool, "check", "config", config).CombinedOutput(); err != nil {
 		t.Fatalf("promtool check config (generated): %v\n%s", err, out)

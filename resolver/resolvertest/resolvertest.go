@@ -182,3 +182,16 @@ func Resolve(tb testing.TB, r resolver.Resolver, q *dns.Msg) (*resolver.Response
 	defer cancel()
 	return r.Resolve(ctx, &resolver.Request{Msg: q, Received: time.Now()})
 }
+
+// FreeTCPAddr returns a loopback TCP address that was free a moment ago: nothing listens on it,
+// so a connection to it is refused (until something else takes the port).
+func FreeTCPAddr(tb testing.TB) string {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

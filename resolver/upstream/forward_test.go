@@ -136,7 +136,7 @@ func TestForwardFailover(t *testing.T) {
 	dead := resolvertest.Start(t, resolvertest.Silent())
 	servfail := resolvertest.Start(t, resolvertest.Rcode(dns.RcodeServerFailure))
 	refused := resolvertest.Start(t, resolvertest.Rcode(dns.RcodeRefused))
-	closed := closedTCPAddr(t)
+	closed := resolvertest.FreeTCPAddr(t)
 
 	for _, tc := range []struct {
 		name, first, reason string
@@ -279,17 +279,6 @@ func TestForwardOnlyMismatchedRepliesFails(t *testing.T) {
 	if resp.Upstream != "udp://"+good.Addr || len(reasons) != 2 || reasons[0] != "mismatch" {
 		t.Fatalf("upstream %q reasons %q", resp.Upstream, reasons)
 	}
-}
-
-func closedTCPAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func TestParse(t *testing.T) {
