@@ -10,20 +10,24 @@
 #       for dnsdist W1 is all packet-cache hits after the warm-up.
 #   W2  50% list names, 50% a fixed set of 1,000 names under bench. (cache-hot for both once
 #       the warm-up has passed them through).
-#   W3  names under bench. that are never repeated (u<N>.<run>.bench): every query is a cache miss.
+#   W3  names under bench. that are never repeated (u<N>.<run>.bench, a fresh <run> for every run:
+#       max or fixed rate, round and server): every query is a cache miss.
 # Max-throughput runs: dnsperf -c CLIENTS -T 1 -q OUTSTANDING (dnsperf has CPU 1 to itself but
 # for knot: one thread; 100 queries outstanding keep either server busy, while more overflow the
 # default 208 KiB socket buffers and lose queries for both, which measures the kernel instead).
-# Fixed-rate runs (W1, W2): dnsperf -Q RATE -v; p99 is computed from the per-query latencies of
-# the answered queries (Debian's dnsperf 2.10 has no latency histogram option). RATE is lowered
-# to half the slower server's measured maximum if it would be above 75% of it (RATE_CAP=0 keeps it),
-# so the percentile measures service time rather than an overflowing queue.
+# Fixed-rate runs (W1, W2, W3 at each rate of RATES, FIXED_DURATION seconds each, half DURATION
+# by default so that the whole bench stays under ~10 minutes): dnsperf -Q rate -v; p99 is computed
+# from the per-query latencies of the answered queries (Debian's dnsperf 2.10 has no latency
+# histogram option). A rate is lowered to half the slower server's measured maximum for that
+# workload if it would be above 75% of it (RATE_CAP=0 keeps it), so the percentile measures service
+# time rather than an overflowing queue; a rate already run for the workload is not rerun.
 #
 # Needs dnsperf, knot, dnsdist, taskset, dig (Debian: apt-get install dnsperf knot dnsdist
 # util-linux dnsutils) and Go, and the list at ../shared/data/blocklists/big-real.txt (or
 # LIST=path, one domain per line). Starts no system service: every daemon gets its own config,
 # port and runtime directory in a temporary work dir.
-# Usage: scripts/bench.sh   (ROUNDS=3 DURATION=10 RATE=5000 SAMPLE=10000 UNIQUE=2000000)
+# Usage: scripts/bench.sh   (ROUNDS=3 DURATION=10 FIXED_DURATION=5 (DURATION/2) RATES="5000 20000"
+#                           SAMPLE=10000 UNIQUE=2000000; RATE=n is short for RATES=n)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH=$PATH:/usr/sbin:/sbin   # knotd is in /usr/sbin
@@ -31,7 +35,8 @@ PATH=$PATH:/usr/sbin:/sbin   # knotd is in /usr/sbin
 LIST=${LIST:-../shared/data/blocklists/big-real.txt}
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
-RATE=${RATE:-5000}
+RATES=${RATES:-${RATE:-5000 20000}}
+FIXED_DURATION=${FIXED_DURATION:-$(( (DURATION + 1) / 2 ))}
 RATE_CAP=${RATE_CAP:-1}
 SAMPLE=${SAMPLE:-10000}
 UNIQUE=${UNIQUE:-2000000}
@@ -148,7 +153,7 @@ grep -E '^[a-z0-9._-]+$' "$LIST" | awk -v n="$entries" -v s="$SAMPLE" 'BEGIN { s
   NR % step == 0 && c < s { print $1 " A"; c++ }' | shuf --random-source=<(yes) > "$work/w1"
 awk 'NR == FNR { hot[++h] = $0; next } { print; print hot[(FNR - 1) % h + 1] }' \
   <(awk 'BEGIN { for (i = 0; i < 1000; i++) printf "h%d.bench A\n", i }') "$work/w1" > "$work/w2"
-gen_w3() { awk -v t="$1" -v n="$UNIQUE" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.%s.bench A\n", i, t }' > "$work/w3"; }
+gen_w3() { awk -v t="$1" -v n="$2" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.%s.bench A\n", i, t }' > "$work/w3"; }
 
 port_of() { if [ "$1" = dnsfence ]; then echo "$FENCE_PORT"; else echo "$DIST_PORT"; fi; }
 pid_of() { if [ "$1" = dnsfence ]; then echo "$fence"; else echo "$dist"; fi; }
@@ -156,13 +161,14 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }   # utime + stime of all 
 rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 
-# run WORKLOAD MODE SERVER ROUND FILE RATE: one dnsperf run; appends a row to $work/results:
+# run WORKLOAD MODE SERVER ROUND FILE RATE: one dnsperf run (MODE max, or q<requested rate> at
+# a fixed RATE); appends a row to $work/results:
 # workload mode server round qps avg_ms p99_ms lost sent cpu% cpu_us_per_answer
 run() {
   local w=$1 mode=$2 srv=$3 round=$4 file=$5 rate=$6 out="$work/out.$1.$2.$3.$4" pid t0 t1 args p99
   pid=$(pid_of "$srv")
-  args=(-s 127.0.0.1 -p "$(port_of "$srv")" -d "$file" -l "$DURATION" -c "$CLIENTS" -T 1 -t 2)
-  if [ "$mode" = max ]; then args+=(-q "$OUTSTANDING"); else args+=(-Q "$rate" -v); fi
+  args=(-s 127.0.0.1 -p "$(port_of "$srv")" -d "$file" -c "$CLIENTS" -T 1 -t 2)
+  if [ "$mode" = max ]; then args+=(-l "$DURATION" -q "$OUTSTANDING"); else args+=(-l "$FIXED_DURATION" -Q "$rate" -v); fi
   t0=$(ticks "$pid")
   "${cli_pin[@]}" dnsperf "${args[@]}" > "$out" 2>&1 || { echo "bench: dnsperf failed:" >&2; tail "$out" >&2; exit 1; }
   t1=$(ticks "$pid")
@@ -180,11 +186,16 @@ run() {
 
 # Alternate the order each round so drift in the machine's load hits both servers alike.
 rounds() { # workload mode file-or-generator rate
-  local r srv order
+  local r srv order n tag
   for r in $(seq "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then order="dnsfence dnsdist"; else order="dnsdist dnsfence"; fi
     for srv in $order; do
-      if [ "$3" = gen_w3 ]; then gen_w3 "r$r-$srv"; run "$1" "$2" "$srv" "$r" "$work/w3" "$4"
+      if [ "$3" = gen_w3 ]; then
+        # The tag makes every run's names new to both caches; a fixed-rate run gets a second
+        # of headroom over the queries it can send.
+        if [ "$2" = max ]; then n=$UNIQUE tag="r$r-$srv"; else n=$(( $4 * (FIXED_DURATION + 1) )) tag="$2-r$r-$srv"; fi
+        gen_w3 "$tag" "$n"; run "$1" "$2" "$srv" "$r" "$work/w3" "$4"
+        awk -v n="$n" 'END { if ($9 > n) print "bench: WARNING: W3 " $2 " sent " $9 " queries to " $3 ", more than its " n " unique names: names repeated (cache hits)" }' "$work/results" >&2
       else run "$1" "$2" "$srv" "$r" "$3" "$4"; fi
       sleep 1
     done
@@ -210,29 +221,35 @@ echo "== max throughput: $ROUNDS rounds x ${DURATION}s per server and workload, 
 rounds W1 max "$work/w1" 0
 rounds W2 max "$work/w2" 0
 rounds W3 max gen_w3 0
-awk '$1 == "W3" && $9 > '"$UNIQUE"' { print "bench: WARNING: W3 sent " $9 " queries to " $3 ", more than UNIQUE=" '"$UNIQUE"' ": names repeated (cache hits)" }' "$work/results" >&2
 
-for w in W1 W2; do
-  rate=$RATE
-  slower=$(for s in dnsfence dnsdist; do col "$w" max "$s" 5 | median; done | sort -g | head -1)
-  if [ "$RATE_CAP" = 1 ] && awk -v r="$rate" -v m="$slower" 'BEGIN { exit !(r > 0.75 * m) }'; then
-    rate=$(awk -v m="$slower" 'BEGIN { printf "%d", int(m / 200) * 100 }'); [ "$rate" -ge 100 ] || rate=100
-    echo "== $w fixed rate: $RATE qps is above 75% of the slower server's maximum here ($slower qps): using $rate qps (RATE_CAP=0 forces $RATE)"
-  fi
-  echo "$w $rate" >> "$work/rates"
-  echo "== fixed rate: $w at $rate qps, $ROUNDS rounds x ${DURATION}s per server, dnsperf -Q $rate -v"
-  rounds "$w" fixed "$work/$(tr 'W' 'w' <<<"$w")" "$rate"
+# $work/rates: workload mode rate, one line per fixed-rate run set, in the order run.
+touch "$work/rates"
+for want in $RATES; do
+  for w in W1 W2 W3; do
+    rate=$want
+    slower=$(for s in dnsfence dnsdist; do col "$w" max "$s" 5 | median; done | sort -g | head -1)
+    if [ "$RATE_CAP" = 1 ] && awk -v r="$rate" -v m="$slower" 'BEGIN { exit !(r > 0.75 * m) }'; then
+      rate=$(awk -v m="$slower" 'BEGIN { printf "%d", int(m / 200) * 100 }'); [ "$rate" -ge 100 ] || rate=100
+      echo "== $w fixed rate: $want qps is above 75% of the slower server's maximum here ($slower qps): using $rate qps (RATE_CAP=0 forces $want)"
+    fi
+    if awk -v w="$w" -v r="$rate" '$1 == w && $3 == r { found = 1 } END { exit !found }' "$work/rates"; then
+      echo "== $w at $rate qps was run already: skipping"; continue
+    fi
+    if [ "$w" = W3 ]; then file=gen_w3; else file="$work/$(tr 'W' 'w' <<<"$w")"; fi
+    echo "$w q$want $rate" >> "$work/rates"
+    echo "== fixed rate: $w at $rate qps, $ROUNDS rounds x ${FIXED_DURATION}s per server, dnsperf -Q $rate -v"
+    rounds "$w" "q$want" "$file" "$rate"
+  done
 done
 
 # --- report
 desc() { case $1 in W1) echo "W1 list names";; W2) echo "W2 50% list, 50% 1k hot";; W3) echo "W3 unique names (misses)";; esac; }
-printf '\n== results (medians of %d rounds of %ss; CPU = the server CPU time over the run, per second and per answered query; RSS after the workload)\n\n' "$ROUNDS" "$DURATION"
+printf '\n== results (medians of %d rounds of %ss at max load, %ss at a fixed rate; CPU = the server CPU time over the run, per second and per answered query; RSS after the workload)\n\n' "$ROUNDS" "$DURATION" "$FIXED_DURATION"
 echo "| workload | load | server | qps | avg ms | p99 ms | lost/sent | CPU % | CPU µs/query | RSS MiB |"
 echo "|---|---|---|--:|--:|--:|--:|--:|--:|--:|"
 fmt() { awk -v d="$1" '{ if ($1 == "-") print "-"; else printf "%.*f\n", d, $1 }'; }
-for spec in "W1 max" "W2 max" "W3 max" "W1 fixed" "W2 fixed"; do
-  read -r w mode <<<"$spec"
-  if [ "$mode" = max ]; then load=max; else load="$(awk -v w="$w" '$1 == w { print $2 }' "$work/rates") qps"; fi
+while read -r w mode rate; do
+  if [ "$mode" = max ]; then load=max; else load="$rate qps"; fi
   for srv in dnsfence dnsdist; do
     rss=$(awk -v k="$w.$mode" -v s="$srv" '$1 == k { print (s == "dnsfence" ? $2 : $3) }' "$work/rss")
     printf '| %s | %s | %s | %s | %s | %s | %s/%s | %s | %s | %s |\n' "$(desc "$w")" "$load" "$srv" \
@@ -245,16 +262,18 @@ for spec in "W1 max" "W2 max" "W3 max" "W1 fixed" "W2 fixed"; do
   rssr=$(awk -v k="$w.$mode" '$1 == k && $3 > 0 { printf "%.2f", $2 / $3 }' "$work/rss")
   printf '| %s | %s | ratio dnsfence/dnsdist | %s | %s | %s | | %s | %s | %s |\n' "$(desc "$w")" "$load" "$q" "$a" "$p" \
     "$(ratio "$w" "$mode" 10 | fmt 2)" "$(ratio "$w" "$mode" 11 | fmt 2)" "$rssr"
-done
+done < <(printf '%s max 0\n' W1 W2 W3; cat "$work/rates")
 cat <<NOTE
 
 Ratios are medians of the per-round ratios (rounds alternate which server goes first). In W1 dnsdist
 answers from its packet cache (knot's REFUSED for names outside bench., cached), so W1 compares
 dnsfence's list lookup with a cache hit; in W2 dnsdist answers all from cache while dnsfence forwards
-half to knot; in W3 both forward every query. lost/sent is summed over the rounds; p99 is over the
-answered queries of the fixed-rate runs. A server CPU % well below 100 at max load means something
-else was the limit (dnsperf and knot share CPU 1; other work on the machine), so there the qps ratio
-understates the gap; at max load CPU µs/query (the server's CPU time per answered query) does not
-depend on which side limited the run (at a fixed rate it also counts the cost of waking up for each
-query). The machine is shared and noisy: compare the ratios, not the absolute figures.
+half to knot; in W3 both forward every query (at a fixed rate too: each run has names of its own).
+lost/sent is summed over the rounds; p99 is over the answered queries of the fixed-rate runs, whose
+load column is the rate used (lower than asked when the slower server's maximum was too close).
+A server CPU % well below 100 at max load means something else was the limit (dnsperf and knot
+share CPU 1; other work on the machine), so there the qps ratio understates the gap; at max load
+CPU µs/query (the server's CPU time per answered query) does not depend on which side limited the
+run (at a fixed rate it also counts the cost of waking up for each query). The machine is shared
+and noisy: compare the ratios, not the absolute figures.
 NOTE
