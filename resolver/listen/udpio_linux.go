@@ -3,22 +3,17 @@ package listen
 import (
 	"net"
 	"net/netip"
-	"os"
 	"strconv"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/dnsfence/dnsfence/resolver/internal/mmsg"
 )
 
-// udpIO reads and writes batches of datagrams with recvmmsg and sendmmsg. They are made as raw
-// system calls on the non-blocking socket, through RawConn so that the runtime poller still waits
-// for readiness: a sendmmsg of a batch takes longer than the runtime's 20 us syscall threshold, and
-// in an ordinary system call the scheduler would hand the P to another thread meanwhile, which on
-// one core costs more in context switches than the batching saves. Neither call blocks (both
-// return EAGAIN instead), so holding the P is fine. Nothing here allocates per datagram.
+// udpIO reads and writes batches of datagrams with recvmmsg and sendmmsg (see package mmsg).
+// Nothing here allocates per datagram.
 type udpIO struct {
-	rc syscall.RawConn
 	// The receiving side belongs to the reader goroutine, the sending side to the flushing worker.
 	rhdr  []unix.Mmsghdr
 	riov  []unix.Iovec
@@ -27,7 +22,7 @@ type udpIO struct {
 	siov  []unix.Iovec
 	sname []unix.RawSockaddrInet6
 
-	recv, send *mmsgCall
+	recv, send *mmsg.Call
 }
 
 func newUDPIO(conn *net.UDPConn) (*udpIO, error) {
@@ -36,12 +31,11 @@ func newUDPIO(conn *net.UDPConn) (*udpIO, error) {
 		return nil, err
 	}
 	u := &udpIO{
-		rc:   rc,
 		rhdr: make([]unix.Mmsghdr, udpBatch), riov: make([]unix.Iovec, udpBatch), rname: make([]unix.RawSockaddrInet6, udpBatch),
 		shdr: make([]unix.Mmsghdr, udpBatch), siov: make([]unix.Iovec, udpBatch), sname: make([]unix.RawSockaddrInet6, udpBatch),
 	}
-	u.recv = newMmsgCall(unix.SYS_RECVMMSG, "recvmmsg", &u.rhdr[0])
-	u.send = newMmsgCall(unix.SYS_SENDMMSG, "sendmmsg", &u.shdr[0])
+	u.recv = mmsg.NewRecv(rc, u.rhdr)
+	u.send = mmsg.NewSend(rc, u.shdr)
 	return u, nil
 }
 
@@ -49,9 +43,9 @@ func newUDPIO(conn *net.UDPConn) (*udpIO, error) {
 // len(ms) <= udpBatch, and returns how many it read.
 func (u *udpIO) read(ms []inMsg) (int, error) {
 	for i := range ms {
-		setMsghdr(&u.rhdr[i].Hdr, &u.riov[i], &u.rname[i], unix.SizeofSockaddrInet6, ms[i].buf, ms[i].oob)
+		mmsg.SetMsghdr(&u.rhdr[i].Hdr, &u.riov[i], &u.rname[i], unix.SizeofSockaddrInet6, ms[i].buf, ms[i].oob)
 	}
-	n, err := u.call(false, len(ms))
+	n, err := u.recv.Do(len(ms))
 	for i := range n {
 		m, h := &ms[i], &u.rhdr[i]
 		m.n, m.oobn = int(h.Len), int(h.Hdr.Controllen)
@@ -73,74 +67,9 @@ func (u *udpIO) write(ms []outMsg) (int, error) {
 			ms = ms[:i] // send those before it; the next call reports it
 			break
 		}
-		setMsghdr(&u.shdr[i].Hdr, &u.siov[i], &u.sname[i], namelen, m.buf, m.oob)
+		mmsg.SetMsghdr(&u.shdr[i].Hdr, &u.siov[i], &u.sname[i], namelen, m.buf, m.oob)
 	}
-	return u.call(true, len(ms))
-}
-
-// setMsghdr points h at one datagram: its buffer (through iov), address and control data.
-func setMsghdr(h *unix.Msghdr, iov *unix.Iovec, name *unix.RawSockaddrInet6, namelen uint32, buf, oob []byte) {
-	iov.Base = unsafe.SliceData(buf)
-	iov.SetLen(len(buf))
-	*h = unix.Msghdr{Name: (*byte)(unsafe.Pointer(name)), Namelen: namelen, Iov: iov}
-	h.SetIovlen(1)
-	if len(oob) > 0 {
-		h.Control = &oob[0]
-		h.SetControllen(len(oob))
-	}
-}
-
-// mmsgCall is one side's recvmmsg or sendmmsg call, with the function handed to RawConn made
-// once: a closure made per call would be allocated on every batch.
-type mmsgCall struct {
-	trap  uintptr
-	name  string
-	hdr   *unix.Mmsghdr
-	n     int // datagrams to pass; set before each call
-	done  int
-	errno syscall.Errno
-	fn    func(fd uintptr) bool
-}
-
-func newMmsgCall(trap uintptr, name string, hdr *unix.Mmsghdr) *mmsgCall {
-	c := &mmsgCall{trap: trap, name: name, hdr: hdr}
-	c.fn = func(fd uintptr) bool {
-		for {
-			r, _, e := unix.RawSyscall6(c.trap, fd, uintptr(unsafe.Pointer(c.hdr)), uintptr(c.n), unix.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				return false // wait for readiness, then try again
-			}
-			c.done, c.errno = int(r), e
-			return true
-		}
-	}
-	return c
-}
-
-// call makes recvmmsg or sendmmsg on the headers prepared for n datagrams, waiting for the socket
-// to be ready whenever it would block.
-func (u *udpIO) call(send bool, n int) (int, error) {
-	c := u.recv
-	if send {
-		c = u.send
-	}
-	c.n, c.done, c.errno = n, 0, 0
-	var err error
-	if send {
-		err = u.rc.Write(c.fn)
-	} else {
-		err = u.rc.Read(c.fn)
-	}
-	if err != nil {
-		return 0, err
-	}
-	if c.errno != 0 {
-		return 0, os.NewSyscallError(c.name, c.errno)
-	}
-	return c.done, nil
+	return u.send.Do(len(ms))
 }
 
 // sockaddrAddrPort reads the sender's address. A link-local IPv6 sender keeps its interface as a

@@ -7,21 +7,17 @@ import (
 	"time"
 )
 
-// connPool keeps idle connections to one upstream address, so that an exchange does not pay for
-// socket, connect and close (and, over TCP, a handshake) every time. A connection carries one
-// exchange at a time and returns to the pool only after a clean one; one that failed or timed
-// out is closed, since a late reply could still arrive on it.
+// connPool keeps idle TCP connections to one upstream address, so that an exchange does not pay
+// for a handshake every time. A connection carries one exchange at a time and returns to the
+// pool only after a clean one; one that failed or timed out is closed, since a late reply could
+// still arrive on it. (UDP queries share a socket instead: see udpMux.)
 type connPool struct {
 	network, addr string
 	dialer        net.Dialer
 	// maxIdle bounds the idle connections kept; more are closed when returned.
 	maxIdle int
-	// maxAge retires a connection this long after it was opened (0: never).
-	maxAge time.Duration
 	// maxIdleTime retires a connection that waited this long in the pool (0: never).
 	maxIdleTime time.Duration
-	// bufSize is the size of each connection's read buffer (0: none).
-	bufSize int
 
 	mu     sync.Mutex
 	idle   []*poolConn // most recently used last
@@ -32,14 +28,8 @@ type connPool struct {
 type poolConn struct {
 	net.Conn
 	born, used time.Time
-	rbuf, wbuf []byte
+	wbuf       []byte
 }
-
-// udpSocketLifetime bounds how long one source port is used for queries to an upstream. Each
-// pooled socket still has its own random port and every query a random ID, but an off-path
-// attacker that finds an open port (e.g. through ICMP rate-limit side channels, as in SADDNS)
-// can use it only until the socket is retired.
-const udpSocketLifetime = 2 * time.Second
 
 // tcpIdleTime is how long an idle upstream TCP connection is kept: servers close idle ones
 // after a few seconds (RFC 7766), and a connection they closed costs a retry.
@@ -48,18 +38,9 @@ const tcpIdleTime = 5 * time.Second
 // maxIdleConns bounds the idle connections kept per upstream and transport.
 const maxIdleConns = 256
 
-func newUDPPool(addr string) *connPool {
-	return &connPool{network: "udp", addr: addr, maxIdle: maxIdleConns, maxAge: udpSocketLifetime, bufSize: udpReadBufSize}
-}
-
 func newTCPPool(addr string) *connPool {
 	return &connPool{network: "tcp", addr: addr, maxIdle: maxIdleConns, maxIdleTime: tcpIdleTime}
 }
-
-// udpReadBufSize is the read buffer of a pooled UDP socket: larger than any reply to the sizes
-// we advertise (at most EDNSBufferSize); a larger datagram is read as truncated and the query
-// retried over TCP.
-const udpReadBufSize = 4096
 
 // get returns an idle connection, or dials a new one; reused says which.
 func (p *connPool) get(ctx context.Context) (c *poolConn, reused bool, err error) {
@@ -88,9 +69,6 @@ func (p *connPool) get(ctx context.Context) (c *poolConn, reused bool, err error
 		return nil, false, err
 	}
 	c = &poolConn{Conn: conn, born: now}
-	if p.bufSize > 0 {
-		c.rbuf = make([]byte, p.bufSize+1) // +1: see readUDP
-	}
 	return c, false, nil
 }
 
@@ -122,8 +100,7 @@ func (p *connPool) put(c *poolConn) {
 }
 
 func (p *connPool) expired(c *poolConn, now time.Time) bool {
-	return p.maxAge > 0 && now.Sub(c.born) >= p.maxAge ||
-		p.maxIdleTime > 0 && !c.used.IsZero() && now.Sub(c.used) >= p.maxIdleTime
+	return p.maxIdleTime > 0 && !c.used.IsZero() && now.Sub(c.used) >= p.maxIdleTime
 }
 
 // close closes the idle connections; connections in use are closed when returned.

@@ -2,13 +2,18 @@ package upstream
 
 import "time"
 
-// Test hooks for the connection pools of plain (udp://, tcp://) upstreams.
+// Test hooks for plain (udp://, tcp://) upstreams.
 
-// IdleConns returns how many UDP and TCP connections u keeps idle.
-func IdleConns(u Upstream) (udp, tcp int) {
-	p := u.(*plainUpstream)
-	return p.udp.idleCount(), p.tcp.idleCount()
-}
+// IdleConns returns how many TCP connections u keeps idle.
+func IdleConns(u Upstream) int { return u.(*plainUpstream).tcp.idleCount() }
+
+// UDPSockets returns how many UDP sockets u has open.
+func UDPSockets(u Upstream) int { return u.(*plainUpstream).udp.sockets() }
 
 // SetUDPLifetime changes how long u uses one UDP socket.
-func SetUDPLifetime(u Upstream, d time.Duration) { u.(*plainUpstream).udp.maxAge = d }
+func SetUDPLifetime(u Upstream, d time.Duration) {
+	m := u.(*plainUpstream).udp
+	m.mu.Lock()
+	m.lifetime = d
+	m.mu.Unlock()
+}

@@ -225,19 +225,18 @@ func parseHostPort(s string, defPort uint16) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ip, uint16(p)), nil
 }
 
-// plainUpstream speaks classic DNS over UDP and/or TCP. It reuses connections (see connPool):
-// each pooled UDP socket has its own random source port and carries one query at a time with a
-// fresh random ID, and is retired after udpSocketLifetime.
+// plainUpstream speaks classic DNS over UDP and/or TCP. UDP queries share one socket at a time
+// (see udpMux), each with a fresh random ID; TCP connections are pooled (see connPool).
 type plainUpstream struct {
 	addr    string
 	name    string
 	tcpOnly bool
-	udp     *connPool
+	udp     *udpMux
 	tcp     *connPool
 }
 
 func newPlainUpstream(addr, name string, tcpOnly bool) *plainUpstream {
-	return &plainUpstream{addr: addr, name: name, tcpOnly: tcpOnly, udp: newUDPPool(addr), tcp: newTCPPool(addr)}
+	return &plainUpstream{addr: addr, name: name, tcpOnly: tcpOnly, udp: newUDPMux(addr), tcp: newTCPPool(addr)}
 }
 
 var _ Upstream = (*plainUpstream)(nil)
@@ -262,7 +261,7 @@ func (u *plainUpstream) Exchange(ctx context.Context, m *dns.Msg) (*dns.Msg, err
 // exchangeBy implements deadlineExchanger: the exchange ends by deadline (zero: ctx's only).
 func (u *plainUpstream) exchangeBy(ctx context.Context, m *dns.Msg, deadline time.Time) (*dns.Msg, error) {
 	if !u.tcpOnly {
-		reply, err := u.pooled(ctx, u.udp, m, deadline)
+		reply, err := u.udp.exchange(ctx, m, deadline)
 		if !errors.Is(err, errTruncatedRead) && (err != nil || !reply.Truncated) {
 			return reply, err
 		}
@@ -271,16 +270,16 @@ func (u *plainUpstream) exchangeBy(ctx context.Context, m *dns.Msg, deadline tim
 	return u.pooled(ctx, u.tcp, m, deadline)
 }
 
-// pooled makes the exchange on a connection from p. A reused connection that fails other than
-// by a timeout may just be stale (an ICMP error left from an earlier query, a TCP connection
-// the server closed while it was idle), so the query is tried once more on a new one.
+// pooled makes the exchange on a TCP connection from p. A reused connection that fails other
+// than by a timeout may just be stale (the server closed it while it was idle), so the query is
+// tried once more on a new one.
 func (u *plainUpstream) pooled(ctx context.Context, p *connPool, m *dns.Msg, deadline time.Time) (*dns.Msg, error) {
 	for attempt := 0; ; attempt++ {
 		c, reused, err := p.get(ctx)
 		if err != nil {
 			return nil, err
 		}
-		reply, clean, err := exchangeOn(ctx, c, p.network, m, deadline)
+		reply, clean, err := exchangeOn(ctx, c, m, deadline)
 		if clean {
 			p.put(c)
 		} else {
@@ -293,12 +292,10 @@ func (u *plainUpstream) pooled(ctx context.Context, p *connPool, m *dns.Msg, dea
 	}
 }
 
-// exchangeOn sends m with a fresh ID on c and waits for the matching reply. Over UDP, replies
-// with another ID or question are ignored (they may be spoofed or late) and reading goes on until
-// the deadline; over TCP the stream is ours, so a mismatch is an error. The exchange ends by
-// deadline or ctx's deadline, whichever comes first (a zero deadline: ctx's alone). clean says
-// whether c may be reused.
-func exchangeOn(ctx context.Context, c *poolConn, network string, m *dns.Msg, deadline time.Time) (reply *dns.Msg, clean bool, err error) {
+// exchangeOn sends m with a fresh ID on the TCP connection c and reads the reply; the stream is
+// ours, so a mismatched reply is an error. The exchange ends by deadline or ctx's deadline,
+// whichever comes first (a zero deadline: ctx's alone). clean says whether c may be reused.
+func exchangeOn(ctx context.Context, c *poolConn, m *dns.Msg, deadline time.Time) (reply *dns.Msg, clean bool, err error) {
 	id := dns.Id()
 	buf, err := m.PackBuffer(c.wbuf[:cap(c.wbuf)])
 	if err != nil {
@@ -325,61 +322,8 @@ func exchangeOn(ctx context.Context, c *poolConn, network string, m *dns.Msg, de
 			}
 		}()
 	}
-
-	if network == "tcp" {
-		reply, err = exchangeTCP(c, id, m)
-		return reply, err == nil, err
-	}
-	if _, err := c.Write(c.wbuf); err != nil {
-		return nil, false, fmt.Errorf("udp write: %w", err)
-	}
-	var ignored error
-	for {
-		reply, err := readUDP(c)
-		if err == nil {
-			if err = checkReply(reply, id, m); err == nil {
-				return reply, true, nil
-			}
-		}
-		if errors.Is(err, errTruncatedRead) {
-			if hdrMatches(c.rbuf, id) {
-				return nil, false, err
-			}
-			err = fmt.Errorf("%w: id %d, want %d", ErrMismatch, binary.BigEndian.Uint16(c.rbuf), id)
-		}
-		if isNetErr(err) {
-			if ignored != nil {
-				err = fmt.Errorf("%w (after ignoring: %w)", err, ignored)
-			}
-			if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
-				err = fmt.Errorf("%w: %w", ctxErr, err)
-			}
-			return nil, false, fmt.Errorf("udp read: %w", err)
-		}
-		ignored = err
-	}
-}
-
-// readUDP reads one datagram into c.rbuf and unpacks it. rbuf is one byte longer than any reply
-// we accept, so a datagram that fills it was cut short (on Windows the read fails instead).
-func readUDP(c *poolConn) (*dns.Msg, error) {
-	n, err := c.Conn.Read(c.rbuf)
-	if err != nil {
-		return nil, err
-	}
-	if n == len(c.rbuf) {
-		return nil, errTruncatedRead
-	}
-	r := new(dns.Msg)
-	if err := r.Unpack(c.rbuf[:n]); err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-// hdrMatches says whether the datagram in buf is a response with ID id.
-func hdrMatches(buf []byte, id uint16) bool {
-	return len(buf) >= 12 && binary.BigEndian.Uint16(buf) == id && buf[2]&0x80 != 0
+	reply, err = exchangeTCP(c, id, m)
+	return reply, err == nil, err
 }
 
 // exchangeTCP writes the query in c.wbuf and reads one reply.
@@ -401,11 +345,6 @@ func exchangeTCP(c *poolConn, id uint16, m *dns.Msg) (*dns.Msg, error) {
 func isTimeout(err error) bool {
 	var nerr net.Error
 	return errors.Is(err, context.DeadlineExceeded) || errors.As(err, &nerr) && nerr.Timeout()
-}
-
-func isNetErr(err error) bool {
-	var nerr net.Error
-	return errors.As(err, &nerr)
 }
 
 // checkReply accepts only a response to our ID whose question is ours (RFC 5452). A FORMERR without a

@@ -1,0 +1,27 @@
+//go:build !linux
+
+package upstream
+
+import "net"
+
+// connIO reads and writes one datagram per system call where recvmmsg and sendmmsg are not
+// available.
+type connIO struct{ c *net.UDPConn }
+
+func newMuxIO(c *net.UDPConn) (muxIO, error) { return connIO{c}, nil }
+
+func (u connIO) read(b *readBatch) (int, error) {
+	n, err := u.c.Read(b.bufs[0])
+	if err != nil {
+		return 0, err
+	}
+	b.n[0] = n
+	return 1, nil
+}
+
+func (u connIO) write(bufs [][]byte) (int, error) {
+	if _, err := u.c.Write(bufs[0]); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
