@@ -27,6 +27,7 @@ import (
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/egress"
 	"github.com/dnsfence/dnsfence/resolver/history"
 	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/report"
@@ -175,7 +176,7 @@ type chainParts struct {
 	upOpts    upstream.Options
 	local     *resolver.LocalData
 	cache     *resolver.Cache // nil: no cache
-	egress    *egressRuntime  // nil: egress off
+	egress    *egress.Runtime // nil: egress off
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
@@ -231,7 +232,7 @@ func buildChain(cfg *configs.Config, p chainParts) resolver.Resolver {
 		resolver.Validate(),
 		policy,
 		resolver.Local(p.local),
-		p.egress.learnStage(router), // egress learning: sees what block decides, learns blocked names' addresses
+		p.egress.LearnStage(router), // egress learning: sees what block decides, learns blocked names' addresses
 		resolver.Block(resolver.Blocker{
 			Matcher: p.lists, Sinkhole: cfg.Sinkhole(""), ListSinkholes: cfg.ListSinkholes(), Apps: p.apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
@@ -329,7 +330,7 @@ type env struct {
 	// cur is the running state, for the HTTP handlers; the serve loop stores it.
 	cur     atomic.Pointer[state]
 	fetcher *blocklist.Fetcher
-	egress  *egressRuntime
+	egress  *egress.Runtime
 	// refreshed carries the results of URL list downloads to the reload loop.
 	refreshed chan refreshEvent
 	warned    listWarnings // skipped list lines already logged
@@ -637,7 +638,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	if e.egress, err = startEgress(cfg, reg, log); err != nil {
 		return err
 	}
-	defer e.egress.close()
+	defer e.egress.Close()
 	if e.history, err = startHistory(cfg, log, reg); err != nil {
 		return err
 	}
@@ -747,11 +748,11 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})
-		mux.Handle("GET /readyz", admin.Ready(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams, e.egress.ready))
+		mux.Handle("GET /readyz", admin.Ready(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams, e.egress.Ready))
 		if cfg.HTTP.API || cfg.HTTP.PProf {
 			api := admin.New(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
 			if e.egress != nil {
-				api.ExplainIPs(e.egress.explain)
+				api.ExplainIPs(explainEgress(e.egress))
 			}
 			if cfg.HTTP.API {
 				mux.Handle("/api/", api)
@@ -818,9 +819,9 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	reload := func(download bool) (admin.Reloaded, error) {
 		next, res, err := e.reload(cur, o, chain, download)
 		if download {
-			e.egress.download(next.cfg, true)
+			e.egress.Download(egressPlan(next.cfg))
 		}
-		e.egress.update(next.cfg)
+		e.egress.Update(egressPlan(next.cfg))
 		if next != cur {
 			cur = next
 			e.cur.Store(cur)
