@@ -25,6 +25,7 @@ import (
 	"github.com/dnsfence/dnsfence/blocklist"
 	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
 	"github.com/dnsfence/dnsfence/configs"
+	"github.com/dnsfence/dnsfence/internal/heapfloor"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/egress"
@@ -629,7 +630,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	defer startHeapFloor(cfg.Limits.HeapFloorMB)()
+	defer heapfloor.Start(cfg.Limits.HeapFloorMB)()
 	inst := &instance{}
 	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
 		stats: admin.NewStats(), pauser: admin.NewPauser(m, log), upstreams: &admin.Liveness{Now: time.Now},
