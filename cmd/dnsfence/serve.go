@@ -25,6 +25,7 @@ import (
 	"github.com/dnsfence/dnsfence/blocklist"
 	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
 	"github.com/dnsfence/dnsfence/configs"
+	"github.com/dnsfence/dnsfence/internal/filewatch"
 	"github.com/dnsfence/dnsfence/internal/heapfloor"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
@@ -799,12 +800,12 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		stopWatch()
 		wctx, cancel := context.WithCancel(ctx)
 		stopWatch = cancel
-		paths := watchedPaths(cur.cfg, o.config)
-		if inWatchedDir(cur.cfg.Log.QueryFile, paths) {
+		paths := cur.cfg.WatchedPaths(o.config)
+		if filewatch.InWatchedDir(cur.cfg.Log.QueryFile, paths) {
 			log.Warn("log.query_file is in a directory watched for config and list changes: every query logged "+
 				"wakes the watcher; put the query log in another directory", zap.String("query_file", cur.cfg.Log.QueryFile))
 		}
-		if c, err := watchFiles(wctx, paths, fileDebounce, log); err != nil {
+		if c, err := filewatch.Watch(wctx, paths, fileDebounce, log); err != nil {
 			log.Warn("cannot watch files; use SIGHUP to reload", zap.Error(err))
 			changed = nil
 		} else {
