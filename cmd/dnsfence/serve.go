@@ -27,6 +27,7 @@ import (
 	"github.com/dnsfence/dnsfence/configs"
 	"github.com/dnsfence/dnsfence/internal/filewatch"
 	"github.com/dnsfence/dnsfence/internal/heapfloor"
+	"github.com/dnsfence/dnsfence/internal/logging"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/egress"
@@ -80,13 +81,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 	if opts.configCheck {
 		return checkConfig(ctx, cfg, stdout)
 	}
-	logs, err := newLoggers(cfg.Log, stderr)
+	logs, err := logging.New(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = logs.main.Sync() }()
+	defer func() { _ = logs.Main.Sync() }()
 	err = serve(ctx, cfg, opts, logs, h)
-	return errors.Join(err, logs.close())
+	return errors.Join(err, logs.Close())
 }
 
 // loadConfig reads the config (the built-in one without -config), applies the flags and validates.
@@ -618,8 +619,8 @@ func sizeString(n int) string {
 func releaseMemory() { debug.FreeOSMemory() }
 
 // serve runs the DNS and HTTP listeners until ctx is done.
-func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h hooks) error {
-	log := logs.main
+func serve(ctx context.Context, cfg *configs.Config, o *options, logs logging.Loggers, h hooks) error {
+	log := logs.Main
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return err
@@ -633,7 +634,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	}
 	defer heapfloor.Start(cfg.Limits.HeapFloorMB)()
 	inst := &instance{}
-	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
+	e := &env{log: log, queryLog: logs.Queries, policyLog: logs.Policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
 		stats: admin.NewStats(), pauser: admin.NewPauser(m, log), upstreams: &admin.Liveness{Now: time.Now},
 		fetcher: cfg.Fetcher("dnsfence/" + version), refreshed: make(chan refreshEvent, 16)}
 	defer e.pauser.Stop()
