@@ -169,7 +169,7 @@ type chainParts struct {
 	apps      map[string]string
 	metrics   *metrics.Metrics
 	report    *report.Report
-	history   resolver.Middleware // nil without history
+	history   *history.Recorder // nil without history
 	queryLog  *zap.Logger
 	policyLog *zap.Logger
 	onHealth  func(upstream string, healthy bool)
@@ -231,7 +231,7 @@ func buildChain(cfg *configs.Config, p chainParts) resolver.Resolver {
 		rateLimit,
 		policyLog,
 		p.report.Middleware(),
-		p.history, // beside the report, for the same reason
+		p.history.Middleware(), // beside the report, for the same reason
 		resolver.Validate(),
 		policy,
 		resolver.Local(p.local),
@@ -241,16 +241,8 @@ func buildChain(cfg *configs.Config, p chainParts) resolver.Resolver {
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
 			Pause: p.pause,
 		}),
-		cacheStage(p.cache),
+		p.cache.Middleware(),
 	)
-}
-
-// cacheStage is the cache's middleware, or none.
-func cacheStage(c *resolver.Cache) resolver.Middleware {
-	if c == nil {
-		return nil
-	}
-	return c.Middleware()
 }
 
 // newCache builds the response cache from the config (nil when cache.max_entries is 0).
@@ -431,7 +423,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
-		metrics: m, report: e.report, history: historyStage(e.history), queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
+		metrics: m, report: e.report, history: e.history, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
 		stats: e.stats.Middleware(), pause: e.pauser.Pause(), egress: e.egress,
 		observe: func(upstream string, d time.Duration, err error) {
 			m.ObserveUpstream(upstream, d, err)
