@@ -813,10 +813,11 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs logging.Lo
 	}
 	reload := func(download bool) (admin.Reloaded, error) {
 		next, res, err := e.reload(cur, o, chain, download)
+		ep := egressPlan(next.cfg)
 		if download {
-			e.egress.Download(egressPlan(next.cfg))
+			e.egress.Download(ep)
 		}
-		e.egress.Update(egressPlan(next.cfg))
+		e.egress.Update(ep)
 		if next != cur {
 			cur = next
 			e.cur.Store(cur)
