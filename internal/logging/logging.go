@@ -1,5 +1,6 @@
 // Package logging builds the logs a running dnsfence writes from the log: section: the main log
-// (sampled), the policy log and the query log, on stderr or, for queries, a rotated file.
+// (sampled), the policy log and the query log, on stderr or, for queries, a rotated file. What
+// goes into them is decided by their users, not here.
 package logging
 
 import (
