@@ -316,7 +316,7 @@ type LimitsConfig struct {
 	MaxTCPConnections   int `yaml:"max_tcp_connections"`
 	MaxTCPQueries       int `yaml:"max_tcp_queries"`
 	UpstreamMaxInflight int `yaml:"upstream_max_inflight"`
-	// HeapFloorMB is the Go heap size below which no collection runs (see heapFloor); 0 leaves
+	// HeapFloorMB is the Go heap size below which no collection runs (see internal/heapfloor); 0 leaves
 	// the Go default (a collection whenever the heap doubles, from 4 MB).
 	HeapFloorMB int `yaml:"heap_floor_mb"`
 }

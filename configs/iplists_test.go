@@ -216,3 +216,31 @@ func TestCheckIPListRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchedPaths: the config file and every local file it names (lists, allowlists, hosts
+// files, egress address lists) are watched; URL and built-in lists are not.
+func TestWatchedPaths(t *testing.T) {
+	cfg, err := configs.Parse([]byte(`
+blocklists:
+  - {name: local, path: lists/ads.txt}
+  - {name: remote, url: "https://example.invalid/list.txt"}
+  - {name: builtin, builtin: doh-bypass}
+allowlists:
+  - {name: allow, path: ./allow/}
+hosts_files: [/etc/hosts]
+egress:
+  ip_lists:
+    - {name: mine, path: /etc/dnsfence/mine.ips}
+`), "test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.WatchedPaths("/etc/dnsfence/../dnsfence/dnsfence.yaml")
+	want := []string{"/etc/dnsfence/dnsfence.yaml", "lists/ads.txt", "allow", "/etc/hosts", "/etc/dnsfence/mine.ips"}
+	if !slices.Equal(got, want) {
+		t.Errorf("WatchedPaths = %q, want %q", got, want)
+	}
+	if got := cfg.WatchedPaths(""); slices.Contains(got, "") || len(got) != len(want)-1 {
+		t.Errorf("built-in config: WatchedPaths = %q", got)
+	}
+}

@@ -2,6 +2,7 @@ package configs
 
 import (
 	"fmt"
+	"path/filepath"
 	"slices"
 
 	"github.com/dnsfence/dnsfence/blocklist"
@@ -103,4 +104,27 @@ func (l ListConfig) source(f *blocklist.Fetcher, builtin func(name string) strin
 		src.Path, src.URL, src.Optional = f.CachePath(l.Name), l.URL, true
 	}
 	return src
+}
+
+// WatchedPaths are the files whose change should trigger a reload: the config file (configPath)
+// and the list (or list directory) and hosts files it names. URL lists are refreshed on their
+// own schedule.
+func (cfg *Config) WatchedPaths(configPath string) []string {
+	var out []string
+	add := func(p string) {
+		if p != "" {
+			out = append(out, filepath.Clean(p))
+		}
+	}
+	add(configPath)
+	for _, l := range slices.Concat(cfg.Blocklists, cfg.Allowlists) {
+		add(l.Path)
+	}
+	for _, h := range cfg.HostsFiles {
+		add(h)
+	}
+	for _, l := range cfg.Egress.IPLists {
+		add(l.Path)
+	}
+	return out
 }

@@ -187,8 +187,11 @@ func seconds(d time.Duration) uint32 {
 
 // Middleware returns the cache stage. It belongs below the stages that decide per client
 // (access, policy, block), since a cached answer is given to every client, and above the terminal
-// stage.
+// stage. A nil *Cache (no cache configured) has no stage: nil, which Chain skips.
 func (c *Cache) Middleware() Middleware {
+	if c == nil {
+		return nil
+	}
 	return func(next Resolver) Resolver {
 		fetch := func(ctx context.Context, k *qkey, req *Request) (*Response, error) {
 			resp, err := next.Resolve(ctx, req)

@@ -889,3 +889,10 @@ func TestCacheScanResistant(t *testing.T) {
 		t.Errorf("Len %d after the scan, want the cache full (100)", n)
 	}
 }
+
+// TestNilCacheHasNoStage: without a cache (cache.max_entries: 0) the chain has no cache stage.
+func TestNilCacheHasNoStage(t *testing.T) {
+	if (*resolver.Cache)(nil).Middleware() != nil {
+		t.Error("a nil *Cache returned a stage")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
+	"github.com/dnsfence/dnsfence/resolver/egress"
 )
 
 // TestEgressCapabilityMessage: without CAP_NET_ADMIN, -config.check says which capability is
@@ -81,7 +82,7 @@ func TestReadyzEgressDegraded(t *testing.T) {
 	if code, body := get(); code != 200 {
 		t.Fatalf("healthy: %d %s", code, body)
 	}
-	egressErr = (*egressRuntime)(nil).ready() // egress off: never degraded
+	egressErr = (*egress.Runtime)(nil).Ready() // egress off: never degraded
 	if code, _ := get(); code != 200 || egressErr != nil {
 		t.Fatalf("egress off: %d, %v", code, egressErr)
 	}

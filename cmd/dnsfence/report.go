@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -10,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dnsfence/dnsfence/configs"
+	"github.com/dnsfence/dnsfence/resolver/history"
 )
 
 // maxReportClients bounds the clients the report tracks one by one (about 200 bytes each).
@@ -63,4 +66,61 @@ func runReport(args []string, stdout, stderr io.Writer) error {
 	}
 	_, err = io.Copy(stdout, resp.Body)
 	return err
+}
+
+// historyFlags are the report subcommand's flags that read the store directly.
+type historyFlags struct {
+	since, app, client, config *string
+	csv                        *bool
+}
+
+func addHistoryFlags(fs *flag.FlagSet) historyFlags {
+	return historyFlags{
+		since:  fs.String("since", "", "read the history store: attempts in the last `age` (7d, 2w, 36h)"),
+		app:    fs.String("app", "", "with the history: only this `app` id"),
+		client: fs.String("client", "", "with the history: only this client `address` (as stored)"),
+		config: fs.String("config", "", "with the history: the dnsfence config `file` naming the store (default: built-in)"),
+		csv:    fs.Bool("csv", false, "with the history: print CSV"),
+	}
+}
+
+// set reports whether any history flag was given: the report then reads the store itself
+// (works with the server stopped) instead of asking the running server's /report.
+func (h historyFlags) set() bool {
+	return *h.since != "" || *h.app != "" || *h.client != "" || *h.config != "" || *h.csv
+}
+
+// runHistoryReport reads the store named by the config and prints the summary.
+func runHistoryReport(h historyFlags, asJSON bool, stdout io.Writer) error {
+	cfg, err := loadConfig(&options{config: *h.config})
+	if err != nil {
+		return err
+	}
+	if !cfg.HistoryEnabled() {
+		return errors.New("report: history is off in this config (history.enabled: false)")
+	}
+	since := 7 * 24 * time.Hour
+	if *h.since != "" {
+		if since, err = history.ParseAge(*h.since); err != nil {
+			return fmt.Errorf("report: -since %w", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := cfg.OpenHistory(ctx, true, nil)
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	defer s.Close()
+	sum, err := history.Report(ctx, s, history.Filter{Since: time.Now().Add(-since), App: *h.app, Client: *h.client}, deviceNames(cfg))
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	switch {
+	case asJSON:
+		return sum.WriteJSON(stdout)
+	case *h.csv:
+		return sum.WriteCSV(stdout)
+	}
+	return sum.WriteText(stdout)
 }

@@ -25,8 +25,12 @@ import (
 	"github.com/dnsfence/dnsfence/blocklist"
 	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
 	"github.com/dnsfence/dnsfence/configs"
+	"github.com/dnsfence/dnsfence/internal/filewatch"
+	"github.com/dnsfence/dnsfence/internal/heapfloor"
+	"github.com/dnsfence/dnsfence/internal/logging"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/egress"
 	"github.com/dnsfence/dnsfence/resolver/history"
 	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/report"
@@ -77,13 +81,13 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, h hoo
 	if opts.configCheck {
 		return checkConfig(ctx, cfg, stdout)
 	}
-	logs, err := newLoggers(cfg.Log, stderr)
+	logs, err := logging.New(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = logs.main.Sync() }()
+	defer func() { _ = logs.Main.Sync() }()
 	err = serve(ctx, cfg, opts, logs, h)
-	return errors.Join(err, logs.close())
+	return errors.Join(err, logs.Close())
 }
 
 // loadConfig reads the config (the built-in one without -config), applies the flags and validates.
@@ -165,7 +169,7 @@ type chainParts struct {
 	apps      map[string]string
 	metrics   *metrics.Metrics
 	report    *report.Report
-	history   resolver.Middleware // nil without history
+	history   *history.Recorder // nil without history
 	queryLog  *zap.Logger
 	policyLog *zap.Logger
 	onHealth  func(upstream string, healthy bool)
@@ -175,7 +179,7 @@ type chainParts struct {
 	upOpts    upstream.Options
 	local     *resolver.LocalData
 	cache     *resolver.Cache // nil: no cache
-	egress    *egressRuntime  // nil: egress off
+	egress    *egress.Runtime // nil: egress off
 }
 
 // buildChain builds the query path: the one place that decides the order of the stages.
@@ -227,26 +231,18 @@ func buildChain(cfg *configs.Config, p chainParts) resolver.Resolver {
 		rateLimit,
 		policyLog,
 		p.report.Middleware(),
-		p.history, // beside the report, for the same reason
+		p.history.Middleware(), // beside the report, for the same reason
 		resolver.Validate(),
 		policy,
 		resolver.Local(p.local),
-		p.egress.learnStage(router), // egress learning: sees what block decides, learns blocked names' addresses
+		p.egress.LearnStage(router), // egress learning: sees what block decides, learns blocked names' addresses
 		resolver.Block(resolver.Blocker{
 			Matcher: p.lists, Sinkhole: cfg.Sinkhole(""), ListSinkholes: cfg.ListSinkholes(), Apps: p.apps,
 			InspectAnswers: cfg.Blocking.InspectAnswers, BlockedNets: blockedNets, Skip: router.Trusted,
 			Pause: p.pause,
 		}),
-		cacheStage(p.cache),
+		p.cache.Middleware(),
 	)
-}
-
-// cacheStage is the cache's middleware, or none.
-func cacheStage(c *resolver.Cache) resolver.Middleware {
-	if c == nil {
-		return nil
-	}
-	return c.Middleware()
 }
 
 // newCache builds the response cache from the config (nil when cache.max_entries is 0).
@@ -329,7 +325,7 @@ type env struct {
 	// cur is the running state, for the HTTP handlers; the serve loop stores it.
 	cur     atomic.Pointer[state]
 	fetcher *blocklist.Fetcher
-	egress  *egressRuntime
+	egress  *egress.Runtime
 	// refreshed carries the results of URL list downloads to the reload loop.
 	refreshed chan refreshEvent
 	warned    listWarnings // skipped list lines already logged
@@ -427,7 +423,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	cache := newCache(cfg, m)
 	chain := buildChain(cfg, chainParts{
 		upstreams: upstreams, lists: lists, groups: groups, apps: apps, cache: cache,
-		metrics: m, report: e.report, history: historyStage(e.history), queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
+		metrics: m, report: e.report, history: e.history, queryLog: e.queryLog, policyLog: e.policyLog, upOpts: upOpts, local: local,
 		stats: e.stats.Middleware(), pause: e.pauser.Pause(), egress: e.egress,
 		observe: func(upstream string, d time.Duration, err error) {
 			m.ObserveUpstream(upstream, d, err)
@@ -615,8 +611,8 @@ func sizeString(n int) string {
 func releaseMemory() { debug.FreeOSMemory() }
 
 // serve runs the DNS and HTTP listeners until ctx is done.
-func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h hooks) error {
-	log := logs.main
+func serve(ctx context.Context, cfg *configs.Config, o *options, logs logging.Loggers, h hooks) error {
+	log := logs.Main
 	reg := prometheus.NewRegistry()
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return err
@@ -628,16 +624,16 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	if err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
-	defer startHeapFloor(cfg.Limits.HeapFloorMB)()
+	defer heapfloor.Start(cfg.Limits.HeapFloorMB)()
 	inst := &instance{}
-	e := &env{log: log, queryLog: logs.queries, policyLog: logs.policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
+	e := &env{log: log, queryLog: logs.Queries, policyLog: logs.Policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
 		stats: admin.NewStats(), pauser: admin.NewPauser(m, log), upstreams: &admin.Liveness{Now: time.Now},
 		fetcher: cfg.Fetcher("dnsfence/" + version), refreshed: make(chan refreshEvent, 16)}
 	defer e.pauser.Stop()
 	if e.egress, err = startEgress(cfg, reg, log); err != nil {
 		return err
 	}
-	defer e.egress.close()
+	defer e.egress.Close()
 	if e.history, err = startHistory(cfg, log, reg); err != nil {
 		return err
 	}
@@ -747,11 +743,11 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 			fmt.Fprintln(w, "ok")
 		})
-		mux.Handle("GET /readyz", admin.Ready(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams, e.egress.ready))
+		mux.Handle("GET /readyz", admin.Ready(func() bool { return e.cur.Load().lists.Set() != nil }, e.upstreams, e.egress.Ready))
 		if cfg.HTTP.API || cfg.HTTP.PProf {
 			api := admin.New(token, e.stats, e.pauser, askReload, explainLists(e.cur.Load))
 			if e.egress != nil {
-				api.ExplainIPs(e.egress.explain)
+				api.ExplainIPs(explainEgress(e.egress))
 			}
 			if cfg.HTTP.API {
 				mux.Handle("/api/", api)
@@ -797,12 +793,12 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 		stopWatch()
 		wctx, cancel := context.WithCancel(ctx)
 		stopWatch = cancel
-		paths := watchedPaths(cur.cfg, o.config)
-		if inWatchedDir(cur.cfg.Log.QueryFile, paths) {
+		paths := cur.cfg.WatchedPaths(o.config)
+		if filewatch.InWatchedDir(cur.cfg.Log.QueryFile, paths) {
 			log.Warn("log.query_file is in a directory watched for config and list changes: every query logged "+
 				"wakes the watcher; put the query log in another directory", zap.String("query_file", cur.cfg.Log.QueryFile))
 		}
-		if c, err := watchFiles(wctx, paths, fileDebounce, log); err != nil {
+		if c, err := filewatch.Watch(wctx, paths, fileDebounce, log); err != nil {
 			log.Warn("cannot watch files; use SIGHUP to reload", zap.Error(err))
 			changed = nil
 		} else {
@@ -817,10 +813,11 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs loggers, h
 	}
 	reload := func(download bool) (admin.Reloaded, error) {
 		next, res, err := e.reload(cur, o, chain, download)
+		ep := egressPlan(next.cfg)
 		if download {
-			e.egress.download(next.cfg, true)
+			e.egress.Download(ep)
 		}
-		e.egress.update(next.cfg)
+		e.egress.Update(ep)
 		if next != cur {
 			cur = next
 			e.cur.Store(cur)

@@ -7,7 +7,9 @@
 // `dnsfence egress rules`) and applied over netlink by the Owner, so the two cannot drift. The
 // Owner is the only code that talks to the kernel; it never touches another table and never
 // shells out to nft. The DNS path never waits on it: updates are queued and a failed update is
-// reported, not returned to a query.
+// reported, not returned to a query. Runtime ties the Owner, the Learner and the address lists
+// together for the program, from a Plan it derives from each config: this package never reads
+// the config itself.
 package egress
 
 import (

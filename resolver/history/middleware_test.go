@@ -85,3 +85,10 @@ func (nopStore) Prune(context.Context, time.Time) (int64, error) { return 0, nil
 func (nopStore) Query(context.Context, Filter) ([]Row, error)    { return nil, nil }
 func (nopStore) Ping(context.Context) error                      { return nil }
 func (nopStore) Close() error                                    { return nil }
+
+// TestNilRecorderHasNoStage: with history off the chain has no history stage.
+func TestNilRecorderHasNoStage(t *testing.T) {
+	if (*Recorder)(nil).Middleware() != nil {
+		t.Error("a nil *Recorder returned a stage")
+	}
+}

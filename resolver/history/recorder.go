@@ -180,8 +180,11 @@ func (r *Recorder) Record(client netip.Addr, app, list string, o Outcome) {
 }
 
 // Middleware records every blocked or policy-allowed query; place it outside the block stage,
-// next to the report.
+// next to the report. A nil *Recorder (history off) has no stage: nil, which resolver.Chain skips.
 func (r *Recorder) Middleware() resolver.Middleware {
+	if r == nil {
+		return nil
+	}
 	return func(next resolver.Resolver) resolver.Resolver {
 		return resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
 			resp, err := next.Resolve(ctx, req)

@@ -1,16 +1,6 @@
-package main
-
-import (
-	"math"
-	"os"
-	"runtime"
-	"runtime/debug"
-	"runtime/metrics"
-	"sync/atomic"
-)
-
-// heapFloor lets the Go heap grow to a floor before it is collected, and above the floor behaves
-// like the default GOGC=100 (a collection when the heap reaches twice what was live).
+// Package heapfloor lets the Go heap grow to a floor before it is collected, and above the
+// floor behaves like the default GOGC=100 (a collection when the heap reaches twice what was
+// live).
 //
 // The block lists are kept off the Go heap (see blocklist's offHeap), so the heap itself is a
 // few megabytes and the default GOGC=100 collects it at 4 MB: every half second at 5,000 qps.
@@ -23,6 +13,18 @@ import (
 // (GOMEMLIMIT) would do the same more directly, but it counts all of the runtime's memory, and
 // when live data approach it the collector runs back to back: it did, with a full cache.
 // GOGC or GOMEMLIMIT set in the environment win: the floor is not used.
+package heapfloor
+
+import (
+	"math"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/metrics"
+	"sync/atomic"
+)
+
+// heapFloor is one applied floor, updated after every collection until stopped.
 type heapFloor struct {
 	floor      int64
 	stopped    atomic.Bool
@@ -34,9 +36,9 @@ const (
 	minHeap    = 4 << 20 // the runtime's minimum heap goal at GOGC=100
 )
 
-// startHeapFloor applies a floor of floorMB MiB; stop restores the previous GOGC. It does nothing
-// (and stop nothing) for floorMB <= 0 or when GOGC or GOMEMLIMIT is set.
-func startHeapFloor(floorMB int) (stop func()) {
+// Start applies a floor of floorMB MiB; stop restores the previous GOGC. It does nothing (and
+// stop nothing) for floorMB <= 0 or when GOGC or GOMEMLIMIT is set.
+func Start(floorMB int) (stop func()) {
 	if floorMB <= 0 || os.Getenv("GOGC") != "" || os.Getenv("GOMEMLIMIT") != "" {
 		return func() {}
 	}

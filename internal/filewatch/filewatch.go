@@ -1,4 +1,6 @@
-package main
+// Package filewatch tells the reload loop when files it was built from may have changed. It
+// watches directories, not files (see Watch), and only signals: what to re-read is the caller's.
+package filewatch
 
 import (
 	"context"
@@ -10,16 +12,14 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"go.uber.org/zap"
-
-	"github.com/dnsfence/dnsfence/configs"
 )
 
-// watchFiles signals on the returned channel when any of paths may have changed, after a quiet
+// Watch signals on the returned channel when any of paths may have changed, after a quiet
 // period of debounce (editors and `mv` produce bursts). It watches the parent directories, not
 // the files: editors, `mv` into place, delete-and-recreate and Kubernetes ConfigMap symlink swaps
 // (..data) all replace the directory entry, which a watch on the old file would miss. It stops
 // when ctx is done.
-func watchFiles(ctx context.Context, paths []string, debounce time.Duration, log *zap.Logger) (<-chan struct{}, error) {
+func Watch(ctx context.Context, paths []string, debounce time.Duration, log *zap.Logger) (<-chan struct{}, error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, err
@@ -83,31 +83,9 @@ func relevant(name string, paths []string) bool {
 	return slices.Contains(paths, filepath.Clean(name))
 }
 
-// watchedPaths are the files whose change should trigger a reload: the config file and the list
-// (or list directory) and hosts files it names. URL lists are refreshed on their own schedule.
-func watchedPaths(cfg *configs.Config, configPath string) []string {
-	var out []string
-	add := func(p string) {
-		if p != "" {
-			out = append(out, filepath.Clean(p))
-		}
-	}
-	add(configPath)
-	for _, l := range slices.Concat(cfg.Blocklists, cfg.Allowlists) {
-		add(l.Path)
-	}
-	for _, h := range cfg.HostsFiles {
-		add(h)
-	}
-	for _, l := range cfg.Egress.IPLists {
-		add(l.Path)
-	}
-	return out
-}
-
-// inWatchedDir reports whether file is in a directory the file watch covers (see watchFiles):
-// every write to it then wakes the watcher, which for a query log is one wakeup per query.
-func inWatchedDir(file string, paths []string) bool {
+// InWatchedDir reports whether file is in a directory that Watch(paths) watches: every write to
+// it then wakes the watcher, which for a query log is one wakeup per query.
+func InWatchedDir(file string, paths []string) bool {
 	if file == "" {
 		return false
 	}

@@ -1,4 +1,4 @@
-package main
+package heapfloor
 
 import (
 	"math"
@@ -21,7 +21,7 @@ func TestHeapFloor(t *testing.T) {
 	t.Setenv("GOGC", "")
 	t.Setenv("GOMEMLIMIT", "")
 	const floorMB = 256 // far above this test binary's live heap
-	stop := startHeapFloor(floorMB)
+	stop := Start(floorMB)
 	defer stop()
 	runtime.GC()
 	time.Sleep(20 * time.Millisecond) // the cleanup that updates GOGC runs after the cycle
@@ -59,7 +59,7 @@ func TestHeapFloorEnvironmentWins(t *testing.T) {
 			t.Setenv("GOGC", "")
 			t.Setenv("GOMEMLIMIT", "")
 			t.Setenv(env, "200")
-			stop := startHeapFloor(256)
+			stop := Start(256)
 			defer stop()
 			runtime.GC()
 			time.Sleep(20 * time.Millisecond)
