@@ -24,10 +24,10 @@ import (
 
 	"github.com/dnsfence/dnsfence/blocklist"
 	"github.com/dnsfence/dnsfence/cmd/dnsfence/admin"
+	"github.com/dnsfence/dnsfence/cmd/dnsfence/internal/filewatch"
+	"github.com/dnsfence/dnsfence/cmd/dnsfence/internal/heapfloor"
+	"github.com/dnsfence/dnsfence/cmd/dnsfence/internal/logging"
 	"github.com/dnsfence/dnsfence/configs"
-	"github.com/dnsfence/dnsfence/internal/filewatch"
-	"github.com/dnsfence/dnsfence/internal/heapfloor"
-	"github.com/dnsfence/dnsfence/internal/logging"
 	"github.com/dnsfence/dnsfence/metrics"
 	"github.com/dnsfence/dnsfence/resolver"
 	"github.com/dnsfence/dnsfence/resolver/egress"
