@@ -164,8 +164,8 @@ func (co *coalescer) lead(ctx context.Context, f *flight, req *Request, fn fetch
 		return
 	}
 	defer co.bg.leave()
-	fctx, cancel := context.WithTimeout(co.bg.ctx, co.timeout)
-	defer cancel()
+	fctx := newQueryContextIn(co.bg.ctx, time.Now().Add(co.timeout))
+	defer fctx.cancel()
 	co.run(fctx, f, req, fn, true)
 }
 

@@ -17,6 +17,9 @@ import (
 // Contexts derived from it attach to that inner context directly (Value passes the context
 // package's lookup through), so deriving one does not start a goroutine.
 type queryContext struct {
+	// parent is context.Background for a query; the cache's context for its shared fetches, so
+	// that closing the cache cancels them.
+	parent   context.Context
 	deadline time.Time
 	inner    atomic.Pointer[innerContext] // set once, by start
 	canceled atomic.Bool
@@ -30,7 +33,16 @@ type innerContext struct {
 
 var _ context.Context = (*queryContext)(nil)
 
-func newQueryContext(deadline time.Time) *queryContext { return &queryContext{deadline: deadline} }
+func newQueryContext(deadline time.Time) *queryContext {
+	return &queryContext{parent: context.Background(), deadline: deadline}
+}
+
+// newQueryContextIn is newQueryContext cancelled with parent too. It is the shared fetches'
+// context.WithTimeout: that one registered every fetch with the cache's context, whose lock all
+// misses share, and started a timer nobody waits on when the upstream takes the deadline itself.
+func newQueryContextIn(parent context.Context, deadline time.Time) *queryContext {
+	return &queryContext{parent: parent, deadline: deadline}
+}
 
 // Deadline implements context.Context.
 func (c *queryContext) Deadline() (time.Time, bool) { return c.deadline, true }
@@ -45,6 +57,9 @@ func (c *queryContext) Err() error {
 	}
 	if c.canceled.Load() {
 		return context.Canceled
+	}
+	if err := c.parent.Err(); err != nil {
+		return err
 	}
 	if !time.Now().Before(c.deadline) {
 		return context.DeadlineExceeded
@@ -70,7 +85,7 @@ func (c *queryContext) start() context.Context {
 	if in := c.inner.Load(); in != nil {
 		return in.ctx
 	}
-	ctx, cancel := context.WithDeadline(context.Background(), c.deadline)
+	ctx, cancel := context.WithDeadline(c.parent, c.deadline)
 	if c.canceled.Load() {
 		cancel()
 	}

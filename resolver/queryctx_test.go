@@ -92,3 +92,30 @@ func TestHandlerStartsNoTimerForLocalAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestQueryContextParent: a shared fetch's context ends when the cache's does (Close), whether
+// or not it has started its timer, and starts none until asked for Done.
+func TestQueryContextParent(t *testing.T) {
+	for _, started := range []bool{false, true} {
+		parent, cancelParent := context.WithCancel(context.Background())
+		ctx, cancel := resolver.NewQueryContextIn(parent, time.Now().Add(time.Hour))
+		if started {
+			_ = ctx.Done()
+		} else if resolver.QueryContextStarted(ctx) {
+			t.Fatal("timer started before anyone asked for Done")
+		}
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("Err before the parent ended: %v", err)
+		}
+		cancelParent()
+		if err := ctx.Err(); !errors.Is(err, context.Canceled) {
+			t.Errorf("started=%v: Err after the parent ended = %v, want Canceled", started, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Second):
+			t.Errorf("started=%v: Done not closed after the parent ended", started)
+		}
+		cancel()
+	}
+}
