@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"math"
 	"math/bits"
+	"slices"
 	"sync"
 	"time"
 
@@ -409,7 +410,8 @@ func addEDE(m *dns.Msg, code uint16) {
 // store keeps next's answer to req if it is cacheable.
 func (c *Cache) store(k *qkey, req *Request, resp *Response, err error) {
 	var (
-		m        *dns.Msg
+		wire     []byte
+		compress bool
 		life     time.Duration
 		upstream string
 		servfail bool
@@ -425,23 +427,21 @@ func (c *Cache) store(k *qkey, req *Request, resp *Response, err error) {
 		servfail, upstream = true, resp.Upstream
 	default:
 		var ttl uint32
-		if m, ttl = c.prepare(resp.Msg); m == nil {
+		if wire, ttl = c.prepare(resp.Msg); wire == nil {
 			return
 		}
-		life, upstream = time.Duration(ttl)*time.Second, resp.Upstream
+		life, upstream, compress = time.Duration(ttl)*time.Second, resp.Upstream, resp.Msg.Compress
 	}
 	if servfail {
 		if c.opts.ServFailTTL <= 0 {
 			return
 		}
-		m = &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Rcode: dns.RcodeServerFailure}}
+		m := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Rcode: dns.RcodeServerFailure}}
+		var perr error
+		if wire, perr = m.Pack(); perr != nil {
+			return
+		}
 		life = c.opts.ServFailTTL
-	}
-	compress := m.Compress
-	m.Compress = true // stored small; the reply is packed as the upstream's was
-	wire, perr := m.Pack()
-	if perr != nil {
-		return
 	}
 	now := c.opts.Now()
 	e := &cacheEntry{key: *k, wire: wire, compress: compress, upstream: upstream, servfail: servfail,
@@ -463,10 +463,10 @@ func upstreamServFail(err error) bool {
 	return errors.As(err, &rerr) && rerr.Rcode == dns.RcodeServerFailure
 }
 
-// prepare returns the copy of src to store (to be packed) and its TTL in seconds, or nil if src is not to be
-// cached: truncated, an rcode other than NOERROR and NXDOMAIN, a negative answer without a SOA
+// prepare returns src packed as the cache stores it (see packStored) and its TTL in seconds, or
+// nil if src is not to be cached: truncated, an rcode other than NOERROR and NXDOMAIN, a negative answer without a SOA
 // (RFC 2308 §5), an answer tailored to a client subnet, or a TTL of 0.
-func (c *Cache) prepare(src *dns.Msg) (*dns.Msg, uint32) {
+func (c *Cache) prepare(src *dns.Msg) ([]byte, uint32) {
 	if src.Truncated || src.Rcode != dns.RcodeSuccess && src.Rcode != dns.RcodeNameError {
 		return nil, 0
 	}
@@ -501,48 +501,83 @@ func (c *Cache) prepare(src *dns.Msg) (*dns.Msg, uint32) {
 		return nil, 0
 	}
 
-	m := src.Copy()
-	m.Id, m.Question = 0, nil
-	keepOnlyEDE(m)
+	return packStored(src, negative, lo, hi), ttl
+}
+
+// packStored packs src as the cache stores it: compressed, ID 0, no question, only Extended DNS
+// Errors in the OPT record, every TTL clamped to [lo, hi] (and, in a negative answer, a SOA's to
+// its minimum, what clients take as the negative TTL). It returns nil if src does not pack.
+//
+// src is not copied: the TTLs are set in its records for the pack and put back after, which is
+// safe because the cache stores from inside the fetch, before anyone else sees the reply. A deep
+// copy cost about a third of the store.
+func packStored(src *dns.Msg, negative bool, lo, hi uint32) []byte {
+	m := dns.Msg{MsgHdr: src.MsgHdr, Compress: true, Answer: src.Answer, Ns: src.Ns, Extra: storedExtra(src.Extra)}
+	m.Id = 0
+	var small [16]uint32
+	saved := small[:0]
 	for _, sec := range [3][]dns.RR{m.Answer, m.Ns, m.Extra} {
 		for _, rr := range sec {
 			h := rr.Header()
+			saved = append(saved, h.Ttl)
 			if h.Rrtype == dns.TypeOPT {
 				continue
 			}
 			if s, ok := rr.(*dns.SOA); ok && negative {
-				h.Ttl = min(h.Ttl, s.Minttl) // what clients take as the negative TTL
+				h.Ttl = min(h.Ttl, s.Minttl)
 			}
 			h.Ttl = min(max(h.Ttl, lo), hi)
 		}
 	}
-	return m, ttl
+	wire, err := m.Pack()
+	i := 0
+	for _, sec := range [3][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range sec {
+			rr.Header().Ttl = saved[i]
+			i++
+		}
+	}
+	if err != nil {
+		return nil
+	}
+	return wire
 }
 
-// keepOnlyEDE drops the OPT record of m unless it carries Extended DNS Errors, and every other
-// option: they concern the hop to the upstream, and the Handler makes the client's OPT.
-func keepOnlyEDE(m *dns.Msg) {
-	kept := m.Extra[:0]
-	for _, rr := range m.Extra {
+// storedExtra is extra without its OPT record, or with a new one that carries only the Extended
+// DNS Errors of the old: the other options concern the hop to the upstream, and the Handler makes
+// the client's OPT. extra itself is not modified.
+func storedExtra(extra []dns.RR) []dns.RR {
+	i := slices.IndexFunc(extra, func(rr dns.RR) bool { return rr.Header().Rrtype == dns.TypeOPT })
+	if i < 0 {
+		return extra
+	}
+	if len(extra) == 1 && !slices.ContainsFunc(extra[0].(*dns.OPT).Option, isEDE) {
+		return nil // the usual case: an OPT record and nothing else
+	}
+	out := make([]dns.RR, 0, len(extra))
+	for _, rr := range extra {
 		opt, ok := rr.(*dns.OPT)
 		if !ok {
-			kept = append(kept, rr)
+			out = append(out, rr)
 			continue
 		}
 		var ede []dns.EDNS0
 		for _, o := range opt.Option {
-			if o.Option() == dns.EDNS0EDE {
+			if isEDE(o) {
 				ede = append(ede, o)
 			}
 		}
 		if len(ede) > 0 {
-			opt.Option = ede
-			kept = append(kept, opt)
+			out = append(out, &dns.OPT{Hdr: opt.Hdr, Option: ede})
 		}
 	}
-	clear(m.Extra[len(kept):])
-	m.Extra = kept
+	if len(out) == 0 {
+		return nil
+	}
+	return out
 }
+
+func isEDE(o dns.EDNS0) bool { return o.Option() == dns.EDNS0EDE }
 
 // insert adds or replaces e's key, making room if the shard is full; it reports whether a live
 // entry was evicted. A SERVFAIL never replaces an entry that can still be served.
