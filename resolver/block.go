@@ -109,7 +109,7 @@ func (s *Sinkhole) reply(r *sinkReply, req *dns.Msg, apex, why string) *dns.Msg 
 		m.Rcode = dns.RcodeRefused
 	case SinkholeNXDOMAIN:
 		m.Rcode = dns.RcodeNameError
-		m.Ns = r.setSOA(apex, ttl)
+		m.Ns = r.setSOA(apexName(q.Name, apex), ttl)
 	default:
 		v4, v6 := s.IPv4, s.IPv6
 		if s.Mode == SinkholeNull {
@@ -122,7 +122,7 @@ func (s *Sinkhole) reply(r *sinkReply, req *dns.Msg, apex, why string) *dns.Msg 
 		case q.Qtype == dns.TypeAAAA && v6.IsValid():
 			m.Answer = []dns.RR{&dns.AAAA{Hdr: hdr, AAAA: v6.AsSlice()}}
 		default: // NODATA, cacheable thanks to the SOA (RFC 2308)
-			m.Ns = r.setSOA(apex, ttl)
+			m.Ns = r.setSOA(apexName(q.Name, apex), ttl)
 		}
 	}
 	if opt := req.IsEdns0(); opt != nil {
@@ -136,12 +136,26 @@ func (s *Sinkhole) reply(r *sinkReply, req *dns.Msg, apex, why string) *dns.Msg 
 	return m
 }
 
+// apexName is apex as a fully qualified name: the end of the question name qname when apex is a
+// whole-label suffix of it spelled alike (no allocation on every blocked query), else apex with a
+// dot. The SOA owner keeps the rule's spelling either way.
+func apexName(qname, apex string) string {
+	n := len(apex)
+	if n > 0 && apex[n-1] != '.' && len(qname) > n && qname[len(qname)-1] == '.' {
+		start := len(qname) - 1 - n
+		if qname[start:len(qname)-1] == apex && (start == 0 || qname[start-1] == '.') {
+			return qname[start:]
+		}
+	}
+	return dns.Fqdn(apex)
+}
+
 // setSOA fills in the negative-caching SOA and returns the authority section holding it: its
 // owner is apex (what is cut off), and TTL and MINIMUM are both the block TTL so resolvers cache
 // the block for exactly that long.
 func (r *sinkReply) setSOA(apex string, ttl uint32) []dns.RR {
 	r.soa = dns.SOA{
-		Hdr:     dns.RR_Header{Name: dns.Fqdn(apex), Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
+		Hdr:     dns.RR_Header{Name: apex, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: ttl},
 		Ns:      sinkholeMname,
 		Mbox:    sinkholeRname,
 		Serial:  1,

@@ -102,12 +102,17 @@ func (h *Handler) serve(w dns.ResponseWriter, r *dns.Msg, t Transport, client ne
 		return
 	}
 	defer h.InFlight.Release()
-	req := &Request{Msg: r, Client: client, Received: time.Now(), Transport: t}
+	// The request and its context in one allocation: they live exactly as long as each other.
+	q := &struct {
+		req Request
+		ctx queryContext
+	}{req: Request{Msg: r, Client: client, Received: time.Now(), Transport: t}}
+	req, ctx := &q.req, &q.ctx
 	timeout := h.Timeout
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
-	ctx := newQueryContext(req.Received.Add(timeout))
+	ctx.parent, ctx.deadline = context.Background(), req.Received.Add(timeout)
 	resp, err := h.resolve(ctx, req)
 	ctx.cancel()
 
