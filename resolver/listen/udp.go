@@ -16,6 +16,7 @@ import (
 	"golang.org/x/net/ipv6"
 
 	"github.com/dnsfence/dnsfence/resolver"
+	"github.com/dnsfence/dnsfence/resolver/internal/outbox"
 )
 
 // udpServer answers DNS over one UDP socket. miekg's server starts a goroutine per packet, whose
@@ -24,7 +25,7 @@ import (
 // queries. Here one reader reads the packets waiting, up to udpBatch per system call, and hands
 // each to a long-lived worker that keeps its stack, its buffers and its reply writer; workers
 // are created as the load needs them and retired after udpWorkerIdle without work. Replies
-// leave in batches too (see outbox).
+// leave in batches too (see package outbox).
 type udpServer struct {
 	conn    *net.UDPConn
 	handler dns.Handler
@@ -44,23 +45,13 @@ type udpServer struct {
 	done  chan struct{} // closed when the reader has stopped
 
 	io  *udpIO
-	out outbox
+	out outbox.Outbox[outMsg] // replies leave in batches, udpBatch per sendmmsg
+	// sendAll is s.sendBatch, made once: a method value made per flush would be allocated.
+	sendAll func([]outMsg)
 }
 
 // udpBatch is the most datagrams read or written per system call.
 const udpBatch = 32
-
-// outbox collects replies so that they leave in batches: the worker that queues a reply into
-// an empty outbox yields once, letting the workers already runnable queue theirs, then sends
-// them all, udpBatch per sendmmsg. Besides the system calls, a batch saves wakeups: a send wakes
-// the receiving client, and the rest of a batch finds it awake.
-type outbox struct {
-	mu       sync.Mutex
-	queue    []outMsg
-	flushing bool     // a worker is sending; it takes whatever is queued meanwhile
-	spare    []outMsg // the other queue, swapped with queue on each flush
-	free     [][]byte // reply buffers to hand workers in exchange for the ones queued
-}
 
 // outMsg is a reply waiting in the outbox.
 type outMsg struct {
@@ -105,6 +96,7 @@ func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error))
 		return nil, err
 	}
 	s := &udpServer{conn: conn, handler: h, invalid: invalid, done: make(chan struct{}), io: io}
+	s.sendAll = s.sendBatch
 	if ap, err := netip.ParseAddrPort(conn.LocalAddr().String()); err == nil && ap.Addr().IsUnspecified() {
 		s.pktinfo = true
 		err6 := ipv6.NewPacketConn(conn).SetControlMessage(ipv6.FlagDst|ipv6.FlagInterface, true)
@@ -344,53 +336,25 @@ func (s *udpServer) queue(w *udpWorker, buf []byte) {
 		oob = sourceControl(w.oob[:w.oobn])
 	}
 	s.inflight.Add(1) // until sent: Shutdown closes the socket only after
-	o := &s.out
-	o.mu.Lock()
-	o.queue = append(o.queue, outMsg{buf: buf, to: w.from, oob: oob})
-	if n := len(o.free); n > 0 {
-		w.wbuf = o.free[n-1]
-		o.free[n-1] = nil
-		o.free = o.free[:n-1]
-	} else {
-		w.wbuf = make([]byte, 0, 512)
+	spare, lead := s.out.Put(outMsg{buf: buf, to: w.from, oob: oob})
+	if spare == nil {
+		spare = make([]byte, 0, 512)
 	}
-	lead := !o.flushing
-	o.flushing = true
-	o.mu.Unlock()
+	w.wbuf = spare
 	if lead {
-		runtime.Gosched() // let the workers already runnable queue their replies too
-		s.flush()
+		s.out.Flush(s.sendAll, outMsgBuf, udpReadSize) // a rare huge reply's buffer is not kept
 	}
 }
 
-// flush sends the queued replies until the outbox is empty.
-func (s *udpServer) flush() {
-	o := &s.out
-	for {
-		o.mu.Lock()
-		batch := o.queue
-		if len(batch) == 0 {
-			o.flushing = false
-			o.mu.Unlock()
-			return
-		}
-		o.queue, o.spare = o.spare[:0], nil
-		o.mu.Unlock()
-		for rest := batch; len(rest) > 0; {
-			n := s.send(rest[:min(len(rest), udpBatch)])
-			rest = rest[n:]
-		}
-		o.mu.Lock()
-		for i := range batch {
-			if cap(batch[i].buf) <= udpReadSize { // a rare huge reply's buffer is not kept
-				o.free = append(o.free, batch[i].buf[:0])
-			}
-			batch[i] = outMsg{}
-		}
-		o.spare = batch[:0]
-		o.mu.Unlock()
-		s.inflight.Add(-len(batch))
+func outMsgBuf(m outMsg) []byte { return m.buf }
+
+// sendBatch sends a batch of queued replies, udpBatch per system call.
+func (s *udpServer) sendBatch(batch []outMsg) {
+	for rest := batch; len(rest) > 0; {
+		n := s.send(rest[:min(len(rest), udpBatch)])
+		rest = rest[n:]
 	}
+	s.inflight.Add(-len(batch))
 }
 
 // send writes up to udpBatch replies with one system call and returns how many it is done with:

@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/dnsfence/dnsfence/resolver/internal/outbox"
 )
 
 // udpMux carries every UDP query to one upstream over one shared connected socket at a time,
@@ -51,7 +52,11 @@ type muxSock struct {
 	conn *net.UDPConn
 	born time.Time
 	io   muxIO
-	out  sendQueue
+	// out sends queries in batches, as the listener sends replies.
+	out outbox.Outbox[outQuery]
+	// sendAll is s.sendBatch, made once: a method value made per flush would be allocated.
+	sendAll func([]outQuery)
+	bufs    [][]byte // sendBatch's list of buffers for write
 
 	mu      sync.Mutex
 	pending map[uint16]*muxWaiter
@@ -66,8 +71,9 @@ type muxSock struct {
 
 // muxWaiter is one exchange's state, reused across exchanges (the pool keeps a few).
 type muxWaiter struct {
-	q     []byte // the question section of the packed query (name, type, class)
-	wbuf  []byte // the packed query
+	q     []byte // the question section of the query (name, type, class), in qbuf
+	qbuf  [4 + 255]byte
+	wbuf  []byte // the packed query; handed to the outbox for a spare one when sent
 	rbuf  []byte // the reply, copied here by the reader
 	n     int
 	trunc bool
@@ -89,25 +95,14 @@ type muxIO interface {
 	write(bufs [][]byte) (int, error)
 }
 
-// sendQueue collects queries so that they leave in batches, as the listener's replies do: the
-// exchange that queues into an empty queue yields once, letting the exchanges already runnable
-// queue theirs, then sends them all. Each query is copied into a buffer of the queue's, so that
-// an exchange that gives up early never has its buffer reused while it waits to be sent.
-type sendQueue struct {
-	mu       sync.Mutex
-	queue    []outQuery
-	spare    []outQuery
-	flushing bool
-	free     [][]byte
-	bufs     [][]byte // the flusher's scratch list for write
-}
-
-// outQuery is a query waiting to be sent.
+// outQuery is a query waiting in a socket's outbox.
 type outQuery struct {
 	buf []byte
 	id  uint16
 	w   *muxWaiter
 }
+
+func outQueryBuf(q outQuery) []byte { return q.buf }
 
 // readBatch holds the buffers one read fills.
 type readBatch struct {
@@ -163,14 +158,20 @@ func (m *udpMux) exchange(ctx context.Context, q *dns.Msg, deadline time.Time) (
 		return nil, fmt.Errorf("pack query: %w", err)
 	}
 	w.wbuf = buf
-	w.q = questionWire(buf)
-	if w.q == nil {
+	q0 := questionWire(buf)
+	if q0 == nil {
 		return nil, errors.New("query has no question")
 	}
+	w.q = w.qbuf[:copy(w.qbuf[:], q0)] // the outbox takes wbuf
 	if d, ok := ctx.Deadline(); ok && (deadline.IsZero() || d.Before(deadline)) {
 		deadline = d
 	}
 	for attempt := 0; ; attempt++ {
+		if attempt > 0 { // the outbox took the buffer the query was packed in
+			if w.wbuf, err = q.PackBuffer(w.wbuf[:cap(w.wbuf)]); err != nil {
+				return nil, fmt.Errorf("pack query: %w", err)
+			}
+		}
 		s, err := m.socket()
 		if err != nil {
 			return nil, err
@@ -224,6 +225,7 @@ func (m *udpMux) dial(now time.Time) (*muxSock, error) {
 		return nil, err
 	}
 	s := &muxSock{mux: m, conn: conn, born: now, io: io, pending: make(map[uint16]*muxWaiter), rndPos: 64}
+	s.sendAll = s.sendBatch
 	m.open.Add(1)
 	go s.readLoop()
 	return s, nil
@@ -300,61 +302,33 @@ func (s *muxSock) exchange(ctx context.Context, w *muxWaiter, deadline time.Time
 	return r, reused, nil
 }
 
-// send queues w's query and sends the queue unless another exchange is sending it.
+// send queues w's query (its buffer, for a spare one) and sends the outbox unless another
+// exchange is sending it.
 func (s *muxSock) send(id uint16, w *muxWaiter) {
-	o := &s.out
-	o.mu.Lock()
-	var buf []byte
-	if n := len(o.free); n > 0 {
-		buf = o.free[n-1][:0]
-		o.free[n-1] = nil
-		o.free = o.free[:n-1]
+	spare, lead := s.out.Put(outQuery{buf: w.wbuf, id: id, w: w})
+	if spare == nil {
+		spare = make([]byte, 0, 512)
 	}
-	o.queue = append(o.queue, outQuery{buf: append(buf, w.wbuf...), id: id, w: w})
-	lead := !o.flushing
-	o.flushing = true
-	o.mu.Unlock()
+	w.wbuf = spare
 	if lead {
-		runtime.Gosched() // let the exchanges already runnable queue their queries too
-		s.flush()
+		s.out.Flush(s.sendAll, outQueryBuf, 512) // a rare large query's buffer is not kept
 	}
 }
 
-// flush sends the queued queries until the queue is empty. A query that cannot be sent fails its
+// sendBatch sends queued queries, muxBatch per system call. A query that cannot be sent fails its
 // exchange at once.
-func (s *muxSock) flush() {
-	o := &s.out
-	for {
-		o.mu.Lock()
-		batch := o.queue
-		if len(batch) == 0 {
-			o.flushing = false
-			o.mu.Unlock()
-			return
+func (s *muxSock) sendBatch(batch []outQuery) {
+	for rest := batch; len(rest) > 0; {
+		s.bufs = s.bufs[:0]
+		for _, q := range rest[:min(len(rest), muxBatch)] {
+			s.bufs = append(s.bufs, q.buf)
 		}
-		o.queue, o.spare = o.spare[:0], nil
-		o.mu.Unlock()
-		for rest := batch; len(rest) > 0; {
-			o.bufs = o.bufs[:0]
-			for _, q := range rest[:min(len(rest), muxBatch)] {
-				o.bufs = append(o.bufs, q.buf)
-			}
-			n, err := s.io.write(o.bufs)
-			if err != nil {
-				s.fail(rest[0].id, rest[0].w, fmt.Errorf("udp write: %w", err))
-				n = 1
-			}
-			rest = rest[n:]
+		n, err := s.io.write(s.bufs)
+		if err != nil {
+			s.fail(rest[0].id, rest[0].w, fmt.Errorf("udp write: %w", err))
+			n = 1
 		}
-		o.mu.Lock()
-		for i := range batch {
-			if cap(batch[i].buf) <= 512 { // a rare large query's buffer is not kept
-				o.free = append(o.free, batch[i].buf)
-			}
-			batch[i] = outQuery{}
-		}
-		o.spare = batch[:0]
-		o.mu.Unlock()
+		rest = rest[n:]
 	}
 }
 
