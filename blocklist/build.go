@@ -393,7 +393,7 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 	}
 	// Not verified: the checksum was computed while writing it, and reading it all back would
 	// bring the whole new index in while the old one still serves.
-	ix, err := openIndex(region, m, false)
+	ix, err := openIndex(region, m, nil)
 	if err != nil {
 		m.freeAll()
 		return nil, err

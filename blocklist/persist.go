@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -114,7 +115,7 @@ func loadIndex(path string, want [32]byte, sources []Source) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix, err := openIndex(region, m, true)
+	ix, err := openIndex(region, m, func() (uint32, error) { return fileChecksum(f, headerSize, fi.Size()) })
 	if err == nil && ix.hash != want {
 		err = errStaleIndex
 	}
@@ -143,4 +144,14 @@ type pacedWriter struct {
 func (pw pacedWriter) Write(b []byte) (int, error) {
 	pw.pace.check()
 	return pw.w.Write(b)
+}
+
+// fileChecksum is the CRC-32C of f's bytes from off to end, read with pread rather than through a
+// mapping (see openIndex).
+func fileChecksum(f *os.File, off, end int64) (uint32, error) {
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, end-off)); err != nil {
+		return 0, err
+	}
+	return h.Sum32(), nil
 }
