@@ -26,7 +26,7 @@ func TestBuildPaced(t *testing.T) {
 	count := func(t *testing.T, run func(p *pacer)) int {
 		t.Helper()
 		p := newPacer()
-		p.every = 0 // yield at every check, so that the count follows the work
+		p.every, p.sleep = 0, 0 // yield at every check, so that the count follows the work
 		run(p)
 		return p.yields
 	}
