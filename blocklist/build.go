@@ -36,6 +36,7 @@ type builder struct {
 	runMax  int      // runLimit; tests set less to merge many runs
 	records int      // added, all runs
 	scratch *offHeap // run and recs: off the heap, so a build leaves no garbage behind
+	pace    *pacer   // nil: never yields
 	err     error
 }
 
@@ -78,6 +79,7 @@ func (b *builder) add(list int, k Kind, v []byte) {
 	if len(v) == 0 || len(v) > maxNameLen {
 		return
 	}
+	b.pace.tick()
 	if b.run == nil {
 		b.grow()
 	}
@@ -94,7 +96,11 @@ func (b *builder) add(list int, k Kind, v []byte) {
 func (b *builder) recKey(o uint32) []byte { return b.run[o+1 : o+1+uint32(b.run[o])] }
 
 func (b *builder) sortRun() {
-	slices.SortFunc(b.recs, func(x, y uint32) int { return bytes.Compare(b.recKey(x), b.recKey(y)) })
+	// A run's sort is tens of milliseconds: it yields too (a tick is a counter, next to a compare).
+	slices.SortFunc(b.recs, func(x, y uint32) int {
+		b.pace.tick()
+		return bytes.Compare(b.recKey(x), b.recKey(y))
+	})
 }
 
 // flushRun sorts the current run and moves it to the spill file (or the heap, if no file can be
@@ -121,6 +127,7 @@ func (b *builder) flushRun() {
 	var prev []byte
 	var rec [maxNameLen + 4]byte
 	for _, o := range b.recs {
+		b.pace.tick()
 		key := b.recKey(o)
 		p := 0
 		for p < len(prev) && p < len(key) && prev[p] == key[p] {
@@ -317,6 +324,7 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 	var curAttr attr
 	curOwner, have := 0, false
 	for len(h) > 0 {
+		b.pace.tick()
 		r := h[0]
 		key, list, kind := r.key(), r.list, r.kind
 		if !have || !bytes.Equal(key, cur) {
@@ -385,7 +393,7 @@ func (b *builder) compile(path string, hash [32]byte) (*Set, error) {
 	}
 	// Not verified: the checksum was computed while writing it, and reading it all back would
 	// bring the whole new index in while the old one still serves.
-	ix, err := openIndex(region, m, false)
+	ix, err := openIndex(region, m, nil)
 	if err != nil {
 		m.freeAll()
 		return nil, err

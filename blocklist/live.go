@@ -84,7 +84,7 @@ func NewLiveWith(sources []Source, onReload func(Result), opts LiveOptions) (*Li
 			opts.IndexDir = ""
 		}
 	}
-	bo := opts.buildOptions(sources)
+	bo := opts.buildOptions(sources, nil)
 	var s *Set
 	failed := map[string]error{}
 	if bo.path != "" {
@@ -189,7 +189,10 @@ func (l *Live) Reload() Result {
 	for i := range keep {
 		keep[i] = i
 	}
-	s, failed := build(l.sources, old, keep, l.opts.buildOptions(l.sources))
+	// The hash and the build are a second or more of CPU for a big list, while queries are
+	// answered: they give way every few milliseconds (see pacer).
+	pace := newPacer()
+	s, failed := build(l.sources, old, keep, l.opts.buildOptions(l.sources, pace))
 	if len(failed) == 0 {
 		failed = nil
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -31,12 +32,12 @@ const IndexFile = "blocklists.idx"
 // errStaleIndex: a valid index, of other sources (or other content).
 var errStaleIndex = errors.New("blocklist index is of other sources")
 
-func (o LiveOptions) buildOptions(sources []Source) buildOptions {
-	opt := buildOptions{dir: o.IndexDir, onError: o.OnIndexError}
+func (o LiveOptions) buildOptions(sources []Source, pace *pacer) buildOptions {
+	opt := buildOptions{dir: o.IndexDir, onError: o.OnIndexError, pace: pace}
 	if o.IndexDir == "" {
 		return opt
 	}
-	h, err := sourcesHash(sources)
+	h, err := sourcesHash(sources, pace)
 	if err != nil {
 		return opt // the build reports the unreadable source
 	}
@@ -47,7 +48,7 @@ func (o LiveOptions) buildOptions(sources []Source) buildOptions {
 // sourcesHash hashes everything a Set is built from: each source's settings and its files' names
 // and bytes. A source that cannot be read hashes as its error, so its index is never reused for
 // the source once it can be read.
-func sourcesHash(sources []Source) ([32]byte, error) {
+func sourcesHash(sources []Source, pace *pacer) ([32]byte, error) {
 	h := sha256.New()
 	field := func(s string) {
 		var n [8]byte
@@ -68,7 +69,7 @@ func sourcesHash(sources []Source) ([32]byte, error) {
 		}
 		for _, p := range files {
 			field(p)
-			if err := hashFile(h, src, p); err != nil {
+			if err := hashFile(h, src, p, pace); err != nil {
 				return [32]byte{}, err
 			}
 		}
@@ -78,13 +79,13 @@ func sourcesHash(sources []Source) ([32]byte, error) {
 	return sum, nil
 }
 
-func hashFile(h hash.Hash, src Source, p string) error {
+func hashFile(h hash.Hash, src Source, p string, pace *pacer) error {
 	f, err := src.open(p)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	n, err := io.Copy(h, f)
+	n, err := io.Copy(pacedWriter{h, pace}, f)
 	if err != nil {
 		return err
 	}
@@ -114,7 +115,7 @@ func loadIndex(path string, want [32]byte, sources []Source) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix, err := openIndex(region, m, true)
+	ix, err := openIndex(region, m, func() (uint32, error) { return fileChecksum(f, headerSize, fi.Size()) })
 	if err == nil && ix.hash != want {
 		err = errStaleIndex
 	}
@@ -132,4 +133,25 @@ func loadIndex(path string, want [32]byte, sources []Source) (*Set, error) {
 	ix.size = len(region)
 	m.attach(ix)
 	return s, nil
+}
+
+// pacedWriter lets pace yield between the buffers written to w.
+type pacedWriter struct {
+	w    io.Writer
+	pace *pacer
+}
+
+func (pw pacedWriter) Write(b []byte) (int, error) {
+	pw.pace.check()
+	return pw.w.Write(b)
+}
+
+// fileChecksum is the CRC-32C of f's bytes from off to end, read with pread rather than through a
+// mapping (see openIndex).
+func fileChecksum(f *os.File, off, end int64) (uint32, error) {
+	h := crc32.New(castagnoli)
+	if _, err := io.Copy(h, io.NewSectionReader(f, off, end-off)); err != nil {
+		return 0, err
+	}
+	return h.Sum32(), nil
 }

@@ -406,7 +406,7 @@ func build(sources []Source, old *Set, keep []int, opt buildOptions) (*Set, map[
 	failed := map[string]error{}
 	for {
 		b := newBuilder(0, len(sources))
-		b.dir = opt.dir
+		b.dir, b.pace = opt.dir, opt.pace
 		restart := false
 		for i, src := range sources {
 			info := ListInfo{Name: src.Name, Category: src.Category, Origin: src.Origin(), Allow: src.Allow}
@@ -472,6 +472,7 @@ type buildOptions struct {
 	path    string   // keep the index here; "" does not keep it
 	hash    [32]byte // the sources' content hash, stored in a kept index
 	onError func(error)
+	pace    *pacer // yields during a reload; nil for the first load
 }
 
 // emptySet is a Set with no rules, for a build that could not complete.

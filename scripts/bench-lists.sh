@@ -5,7 +5,9 @@
 # queries, max latency) against a run without reloads measured in the same invocation.
 #
 # Needs dnsperf (Debian: apt-get install dnsperf) and dig, and the 1.16M-domain real list at
-# ../shared/data/blocklists/big-real.txt (or LIST=path). Usage: scripts/bench-lists.sh
+# ../shared/data/blocklists/big-real.txt (or LIST=path). SERVER_CPUS and CLIENT_CPUS (taskset CPU
+# lists, e.g. SERVER_CPUS=1 CLIENT_CPUS=0) pin dnsfence and the load generator apart, to see what
+# a reload costs a one-core router. Usage: scripts/bench-lists.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +17,9 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 RELOADS=${RELOADS:-3}
 DNS_PORT=15463 HTTP=127.0.0.1:19263 UP=127.0.0.1:15399
 
+server=() client=()
+[ -n "${SERVER_CPUS:-}" ] && server=(taskset -c "$SERVER_CPUS")
+[ -n "${CLIENT_CPUS:-}" ] && client=(taskset -c "$CLIENT_CPUS")
 for tool in dnsperf dig; do
   command -v "$tool" >/dev/null || { echo "bench-lists: $tool not installed (apt-get install dnsperf dnsutils)" >&2; exit 2; }
 done
@@ -26,7 +31,7 @@ trap cleanup EXIT
 
 go build -trimpath -o "$work/dnsfence" ./cmd/dnsfence
 go build -o "$work/loopdns" ./scripts/loopdns
-"$work/loopdns" -listen "$UP" & pids+=("$!")
+"${client[@]}" "$work/loopdns" -listen "$UP" & pids+=("$!")
 # The config and the list get a directory of their own: dnsfence watches their directories, and
 # output written next to them would wake the watcher.
 mkdir -p "$work/fence"
@@ -51,7 +56,7 @@ mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 # the list and keeps the index; the measured process is the restart, which maps it.
 start() {
   t0=$(date +%s%N)
-  /usr/bin/time -v -o "$work/time.txt" "$work/dnsfence" -config "$work/fence/dnsfence.yaml" 2> "$work/dnsfence.log" &
+  /usr/bin/time -v -o "$work/time.txt" "${server[@]}" "$work/dnsfence" -config "$work/fence/dnsfence.yaml" 2> "$work/dnsfence.log" &
   timepid=$!; pids+=("$timepid")
   until dig +tries=1 +time=1 -p "$DNS_PORT" @127.0.0.1 "$first" 2>/dev/null | grep -q NXDOMAIN; do
     kill -0 "$timepid" 2>/dev/null || { cat "$work/dnsfence.log" >&2; exit 1; }
@@ -71,7 +76,7 @@ load_peak=$(hwm "$pid"); steady=$(rss "$pid")
 # Query mix: half list names, half allowed names (answered by the loopback upstream).
 awk -v n=20000 'NR % 50 == 0 && c < n/2 { print $1 " A"; c++ } END { for (i = 0; i < n/2; i++) printf "host-%d.allowed.bench A\n", i % 1000 }' \
   "$work/fence/big.txt" | shuf --random-source=<(yes) > "$work/queries"
-perf() { dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$work/queries" -l "$SECONDS_PER_RUN" -Q "$QPS" -c 4 -t 2 2>&1; }
+perf() { "${client[@]}" dnsperf -s 127.0.0.1 -p "$DNS_PORT" -d "$work/queries" -l "$SECONDS_PER_RUN" -Q "$QPS" -c 4 -t 2 2>&1; }
 field() { awk -v k="$1" '$0 ~ k { print $NF; exit }' <<<"$2"; }
 lost() { awk '/Queries lost:/ { print $3; exit }' <<<"$1"; }
 maxlat() { awk '/Average Latency/ { gsub(/[(),]/, ""); for (i = 1; i <= NF; i++) if ($i == "max") print $(i+1)*1000; exit }' <<<"$1"; }
