@@ -27,8 +27,8 @@ type connPool struct {
 // poolConn is a pooled connection and the buffers its exchanges reuse.
 type poolConn struct {
 	net.Conn
-	born, used time.Time
-	wbuf       []byte
+	used time.Time
+	wbuf []byte
 }
 
 // tcpIdleTime is how long an idle upstream TCP connection is kept: servers close idle ones
@@ -68,7 +68,7 @@ func (p *connPool) get(ctx context.Context) (c *poolConn, reused bool, err error
 	if err != nil {
 		return nil, false, err
 	}
-	c = &poolConn{Conn: conn, born: now}
+	c = &poolConn{Conn: conn}
 	return c, false, nil
 }
 
