@@ -7,7 +7,9 @@ import (
 	"math"
 	"math/bits"
 	"slices"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -69,6 +71,13 @@ type Cache struct {
 	co     *coalescer
 	// In seconds, as RR TTLs are.
 	minTTL, maxTTL, negMaxTTL, staleTTL uint32
+
+	// The upstreams that gave answers, so that an entry names its upstream by index: copied on
+	// write under upMu, read without a lock.
+	ups  atomic.Pointer[[]string]
+	upMu sync.Mutex
+	// Buffers for packing an answer before it is stored and for copying one out of a shard.
+	bufs sync.Pool
 }
 
 // cacheShard holds part of the entries, in two queues as S3-FIFO does (Yang et al., "FIFO queues
@@ -80,47 +89,60 @@ type Cache struct {
 // holds anyway, and finding a victim is a short sweep of the ring; LRU would move list nodes on
 // every hit. The small queue gives up its oldest entries while it holds more than a tenth of
 // the shard; otherwise the main queue gives up one.
+//
+// Nothing in a shard holds a pointer per entry: entries are indexes into ents, and the packed
+// answers are in mem (see slab). The collector has nothing to mark per entry, and an entry costs
+// no allocation once the shard has grown.
 type cacheShard struct {
-	mu   sync.Mutex
-	m    map[uint64]*cacheEntry
-	ring []*cacheEntry // the main queue in CLOCK order
-	hand int
+	mu    sync.Mutex
+	m     map[uint64]int32 // by key hash: index in ents
+	ents  []cacheEntry
+	spare []int32 // indexes in ents not in use
+	ring  []int32 // the main queue in CLOCK order
+	hand  int
 	// The small queue: a circular buffer of limit slots from shead, sused of them taken, of
-	// which slive hold entries (the others were removed in place).
-	small               []*cacheEntry
+	// which slive hold entries (the others, -1, were removed in place).
+	small               []int32
 	shead, sused, slive int
 	limit               int
+	mem                 slab
 	_                   [64]byte // keeps neighbouring shards' locks off one cache line
 }
 
-// cacheEntry is one stored answer. Everything but the fields marked as guarded is immutable
-// once the entry is in a shard, so hits read wire without a lock.
-//
-// The answer is kept packed, as dnsdist's packet cache keeps it: a *dns.Msg is about ten objects
-// with pointers (the message, section slices, records, names, addresses), which the collector
-// marks on every cycle; 20,000 entries made each cycle cost ~40 ms of CPU and tripled RSS. Packed,
-// an entry is three objects, two without pointers, and takes a fraction of the memory; a hit
-// unpacks it, which allocates about what copying the message did. Times are Unix nanoseconds of
-// the cache's clock rather than time.Time, whose location pointer would be one more pointer per
-// time to follow, and which would make an entry twice the size (128 bytes instead of 288).
+// cacheEntry is one stored answer, guarded by its shard's lock. Its record in the shard's slab
+// is the question's name as first asked, then the answer packed with compression, ID 0 and no
+// question, as dnsdist's packet cache keeps it: a *dns.Msg is about ten objects with pointers,
+// which the collector would mark on every cycle. A hit copies the packed answer out under the
+// lock and unpacks it after. Times are Unix nanoseconds of the cache's clock.
 type cacheEntry struct {
-	key      qkey
-	wire     []byte // the answer packed with compression, ID 0 and no question; never modified
-	upstream string
+	hash     uint64
 	stored   int64
 	expires  int64
 	until    int64 // after this the entry is of no use (expires, or the end of the stale window)
 	prefetch int64 // hits from this time on may start a prefetch
+	recheck  int64 // until then stale answers are given without asking next
+	rec      slabRef
+	nameLen  uint16
+	qtype    uint16
+	qclass   uint16
+	upstream uint16 // index in Cache.ups
+	slot     int32  // in the small queue or the ring
+	hits     int32
+	flags    uint8 // the key's
 	compress bool  // the upstream's answer was compressed (the reply is packed alike)
 	servfail bool
-
-	// Guarded by the shard's lock.
-	ref         bool // hit since stored, or since the CLOCK hand last passed
-	inSmall     bool // in the small queue, at slot; else in the main one
+	ref      bool // hit since stored, or since the CLOCK hand last passed
+	inSmall  bool // in the small queue, at slot; else in the main one
+	// A prefetch was started for this answer.
 	prefetching bool
-	slot        int32
-	hits        int32
-	recheck     int64 // until then stale answers are given without asking next
+}
+
+// cacheHit is what an answer needs of its entry, copied out under the shard's lock.
+type cacheHit struct {
+	stored   int64
+	upstream uint16
+	compress bool
+	servfail bool
 }
 
 // NewCache returns an empty cache. Call Close when it is no longer used, to stop and wait for
@@ -176,9 +198,11 @@ func NewCache(o CacheOptions, obs CacheObserver) *Cache {
 		if i < o.MaxEntries%n {
 			c.shards[i].limit++
 		}
-		c.shards[i].m = make(map[uint64]*cacheEntry)
-		c.shards[i].small = make([]*cacheEntry, c.shards[i].limit)
+		c.shards[i].m = make(map[uint64]int32)
+		c.shards[i].small = make([]int32, c.shards[i].limit)
 	}
+	c.ups.Store(&[]string{""})
+	c.bufs.New = func() any { b := make([]byte, 0, 1024); return &b }
 	return c
 }
 
@@ -227,10 +251,9 @@ func (c *Cache) Flush() {
 		sh := &c.shards[i]
 		sh.mu.Lock()
 		clear(sh.m)
-		clear(sh.ring)
-		sh.ring, sh.hand = sh.ring[:0], 0
-		clear(sh.small)
+		sh.ents, sh.spare, sh.ring, sh.hand = nil, nil, sh.ring[:0], 0
 		sh.shead, sh.sused, sh.slive = 0, 0, 0
+		sh.mem.reset()
 		sh.mu.Unlock()
 	}
 }
@@ -249,11 +272,13 @@ func (c *Cache) resolve(ctx context.Context, next Resolver, fetch fetchFunc, req
 	if !ok {
 		return next.Resolve(ctx, req)
 	}
+	buf := c.bufs.Get().(*[]byte)
+	defer c.bufs.Put(buf)
 	now := c.opts.Now()
-	e, st, prefetch := c.lookup(&k, now)
+	h, st, prefetch := c.lookup(&k, now, buf)
 	switch st {
 	case entryFresh:
-		if resp := c.answer(e, req, &k, now, false); resp != nil {
+		if resp := c.answer(h, *buf, req, &k, now, false); resp != nil {
 			c.obs.Hit()
 			if prefetch && c.co.detached(k, req, fetch) {
 				c.obs.Prefetch()
@@ -261,7 +286,7 @@ func (c *Cache) resolve(ctx context.Context, next Resolver, fetch fetchFunc, req
 			return resp, nil
 		}
 	case entryStaleHeld:
-		if resp := c.answer(e, req, &k, now, true); resp != nil {
+		if resp := c.answer(h, *buf, req, &k, now, true); resp != nil {
 			c.obs.Stale()
 			return resp, nil
 		}
@@ -270,8 +295,8 @@ func (c *Cache) resolve(ctx context.Context, next Resolver, fetch fetchFunc, req
 	resp, err := c.co.do(ctx, k, req, fetch)
 	if st == entryStale && failed(resp, err) {
 		now = c.opts.Now()
-		if e := c.staleEntry(&k, now); e != nil {
-			if resp := c.answer(e, req, &k, now, true); resp != nil {
+		if h, ok := c.staleEntry(&k, now, buf); ok {
+			if resp := c.answer(h, *buf, req, &k, now, true); resp != nil {
 				c.obs.Stale()
 				return resp, nil
 			}
@@ -288,14 +313,14 @@ func failed(resp *Response, err error) bool {
 func (c *Cache) shard(h uint64) *cacheShard { return &c.shards[h&c.mask] }
 
 // lookup finds k's entry and says what it is good for; prefetch says this hit is the one to
-// start the entry's refresh.
-func (c *Cache) lookup(k *qkey, now time.Time) (e *cacheEntry, st entryState, prefetch bool) {
+// start the entry's refresh. An entry that can be answered from is copied to buf.
+func (c *Cache) lookup(k *qkey, now time.Time, buf *[]byte) (h cacheHit, st entryState, prefetch bool) {
 	sh := c.shard(k.hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e = sh.m[k.hash]
-	if e == nil || !e.key.equal(k) {
-		return nil, entryMissing, false
+	i, e := sh.find(k)
+	if e == nil {
+		return h, entryMissing, false
 	}
 	ns := now.UnixNano()
 	switch {
@@ -306,40 +331,60 @@ func (c *Cache) lookup(k *qkey, now time.Time) (e *cacheEntry, st entryState, pr
 			e.prefetching = true
 			prefetch = true
 		}
-		return e, entryFresh, prefetch
+		return sh.copyOut(e, buf), entryFresh, prefetch
 	case ns < e.until:
 		if ns < e.recheck {
 			e.ref = true
-			return e, entryStaleHeld, false
+			return sh.copyOut(e, buf), entryStaleHeld, false
 		}
-		return e, entryStale, false
+		return h, entryStale, false
 	}
-	sh.remove(e)
-	return nil, entryMissing, false
+	sh.remove(i)
+	return h, entryMissing, false
 }
 
-// staleEntry returns k's entry if it may be served after a failed refresh, and holds off further
-// refreshes for StaleAnswerTTL.
-func (c *Cache) staleEntry(k *qkey, now time.Time) *cacheEntry {
+// find returns k's entry and its index, or nil.
+func (sh *cacheShard) find(k *qkey) (int32, *cacheEntry) {
+	i, ok := sh.m[k.hash]
+	if !ok {
+		return -1, nil
+	}
+	e := &sh.ents[i]
+	if e.qtype != k.qtype || e.qclass != k.qclass || e.flags != k.flags ||
+		!equalFoldASCII(string(sh.mem.bytes(e.rec)[:e.nameLen]), k.name) {
+		return -1, nil
+	}
+	return i, e
+}
+
+// copyOut copies e's packed answer to buf and returns the rest an answer needs.
+func (sh *cacheShard) copyOut(e *cacheEntry, buf *[]byte) cacheHit {
+	*buf = append((*buf)[:0], sh.mem.bytes(e.rec)[e.nameLen:]...)
+	return cacheHit{stored: e.stored, upstream: e.upstream, compress: e.compress, servfail: e.servfail}
+}
+
+// staleEntry copies k's entry to buf if it may be served after a failed refresh, and holds off
+// further refreshes for StaleAnswerTTL.
+func (c *Cache) staleEntry(k *qkey, now time.Time, buf *[]byte) (cacheHit, bool) {
 	sh := c.shard(k.hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	e := sh.m[k.hash]
-	if e == nil || !e.key.equal(k) || e.servfail || now.UnixNano() >= e.until {
-		return nil
+	_, e := sh.find(k)
+	if e == nil || e.servfail || now.UnixNano() >= e.until {
+		return cacheHit{}, false
 	}
 	e.recheck = now.Add(c.opts.StaleAnswerTTL).UnixNano()
-	return e
+	return sh.copyOut(e, buf), true
 }
 
 // answer is the reply to req from e: the stored answer unpacked with the TTLs aged (or set to
 // the stale TTL), or nil if it does not unpack (it was packed here, so that would be a bug; the
 // query is then passed on rather than failed). The Handler sets ID, question spelling and EDNS;
 // what depends on the entry's age is done here.
-func (c *Cache) answer(e *cacheEntry, req *Request, k *qkey, now time.Time, stale bool) *Response {
+func (c *Cache) answer(e cacheHit, wire []byte, req *Request, k *qkey, now time.Time, stale bool) *Response {
 	h := new(hitReply)
 	m := &h.msg
-	if err := m.Unpack(e.wire); err != nil {
+	if err := m.Unpack(wire); err != nil { // copies what it keeps: wire is the caller's buffer
 		return nil
 	}
 	// Like the Handler, the reply carries the request's own question.
@@ -368,7 +413,7 @@ func (c *Cache) answer(e *cacheEntry, req *Request, k *qkey, now time.Time, stal
 	if m.AuthenticatedData && k.flags&keyDO == 0 && !req.Msg.AuthenticatedData {
 		m.AuthenticatedData = false
 	}
-	h.resp = Response{Msg: m, Outcome: OutcomeCached, Upstream: e.upstream}
+	h.resp = Response{Msg: m, Outcome: OutcomeCached, Upstream: (*c.ups.Load())[e.upstream]}
 	return &h.resp
 }
 
@@ -411,11 +456,13 @@ func addEDE(m *dns.Msg, code uint16) {
 func (c *Cache) store(k *qkey, req *Request, resp *Response, err error) {
 	var (
 		wire     []byte
-		compress bool
 		life     time.Duration
 		upstream string
 		servfail bool
 	)
+	buf := c.bufs.Get().(*[]byte)
+	defer c.bufs.Put(buf)
+	e := cacheEntry{hash: k.hash, qtype: k.qtype, qclass: k.qclass, flags: k.flags}
 	switch {
 	case err != nil || resp == nil || resp.Msg == nil:
 		if servfail = upstreamServFail(err); !servfail {
@@ -427,10 +474,10 @@ func (c *Cache) store(k *qkey, req *Request, resp *Response, err error) {
 		servfail, upstream = true, resp.Upstream
 	default:
 		var ttl uint32
-		if wire, ttl = c.prepare(resp.Msg); wire == nil {
+		if wire, ttl = c.prepare(resp.Msg, *buf); wire == nil {
 			return
 		}
-		life, upstream, compress = time.Duration(ttl)*time.Second, resp.Upstream, resp.Msg.Compress
+		life, upstream, e.compress = time.Duration(ttl)*time.Second, resp.Upstream, resp.Msg.Compress
 	}
 	if servfail {
 		if c.opts.ServFailTTL <= 0 {
@@ -438,22 +485,43 @@ func (c *Cache) store(k *qkey, req *Request, resp *Response, err error) {
 		}
 		m := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Rcode: dns.RcodeServerFailure}}
 		var perr error
-		if wire, perr = m.Pack(); perr != nil {
+		if wire, perr = m.PackBuffer((*buf)[:cap(*buf)]); perr != nil {
 			return
 		}
-		life = c.opts.ServFailTTL
+		life, e.servfail = c.opts.ServFailTTL, true
 	}
+	*buf = wire[:0] // keep the larger buffer if packing grew it
 	now := c.opts.Now()
-	e := &cacheEntry{key: *k, wire: wire, compress: compress, upstream: upstream, servfail: servfail,
-		stored: now.UnixNano(), expires: now.Add(life).UnixNano()}
+	e.upstream = c.upstreamIndex(upstream)
+	e.stored, e.expires = now.UnixNano(), now.Add(life).UnixNano()
 	e.until = e.expires
 	if c.opts.ServeStale && !servfail {
 		e.until = now.Add(life + c.opts.StaleMaxAge).UnixNano()
 	}
 	e.prefetch = now.Add(life - time.Duration(float64(life)*c.opts.PrefetchWindow)).UnixNano()
-	if c.insert(e, now) {
+	if c.insert(&e, k.name, wire, now) {
 		c.obs.Evict()
 	}
+}
+
+// upstreamIndex returns up's index in c.ups, adding it if new. Upstreams are few (the
+// configured ones), so a scan is enough; past 65,535 of them an entry names none.
+func (c *Cache) upstreamIndex(up string) uint16 {
+	if i := slices.Index(*c.ups.Load(), up); i >= 0 {
+		return uint16(i)
+	}
+	c.upMu.Lock()
+	defer c.upMu.Unlock()
+	ups := *c.ups.Load()
+	if i := slices.Index(ups, up); i >= 0 {
+		return uint16(i)
+	}
+	if len(ups) > math.MaxUint16 {
+		return 0
+	}
+	ups = append(slices.Clip(ups), strings.Clone(up))
+	c.ups.Store(&ups)
+	return uint16(len(ups) - 1)
 }
 
 // upstreamServFail says whether err reports an upstream that answered SERVFAIL (rather than,
@@ -463,10 +531,10 @@ func upstreamServFail(err error) bool {
 	return errors.As(err, &rerr) && rerr.Rcode == dns.RcodeServerFailure
 }
 
-// prepare returns src packed as the cache stores it (see packStored) and its TTL in seconds, or
+// prepare returns src packed into buf as the cache stores it (see packStored) and its TTL in seconds, or
 // nil if src is not to be cached: truncated, an rcode other than NOERROR and NXDOMAIN, a negative answer without a SOA
 // (RFC 2308 §5), an answer tailored to a client subnet, or a TTL of 0.
-func (c *Cache) prepare(src *dns.Msg) ([]byte, uint32) {
+func (c *Cache) prepare(src *dns.Msg, buf []byte) ([]byte, uint32) {
 	if src.Truncated || src.Rcode != dns.RcodeSuccess && src.Rcode != dns.RcodeNameError {
 		return nil, 0
 	}
@@ -501,17 +569,17 @@ func (c *Cache) prepare(src *dns.Msg) ([]byte, uint32) {
 		return nil, 0
 	}
 
-	return packStored(src, negative, lo, hi), ttl
+	return packStored(src, negative, lo, hi, buf), ttl
 }
 
-// packStored packs src as the cache stores it: compressed, ID 0, no question, only Extended DNS
+// packStored packs src into buf (or a larger buffer if it does not fit) as the cache stores it: compressed, ID 0, no question, only Extended DNS
 // Errors in the OPT record, every TTL clamped to [lo, hi] (and, in a negative answer, a SOA's to
 // its minimum, what clients take as the negative TTL). It returns nil if src does not pack.
 //
 // src is not copied: the TTLs are set in its records for the pack and put back after, which is
 // safe because the cache stores from inside the fetch, before anyone else sees the reply. A deep
 // copy cost about a third of the store.
-func packStored(src *dns.Msg, negative bool, lo, hi uint32) []byte {
+func packStored(src *dns.Msg, negative bool, lo, hi uint32, buf []byte) []byte {
 	m := dns.Msg{MsgHdr: src.MsgHdr, Compress: true, Answer: src.Answer, Ns: src.Ns, Extra: storedExtra(src.Extra)}
 	m.Id = 0
 	var small [16]uint32
@@ -529,7 +597,7 @@ func packStored(src *dns.Msg, negative bool, lo, hi uint32) []byte {
 			h.Ttl = min(max(h.Ttl, lo), hi)
 		}
 	}
-	wire, err := m.Pack()
+	wire, err := m.PackBuffer(buf[:cap(buf)])
 	i := 0
 	for _, sec := range [3][]dns.RR{m.Answer, m.Ns, m.Extra} {
 		for _, rr := range sec {
@@ -579,127 +647,163 @@ func storedExtra(extra []dns.RR) []dns.RR {
 
 func isEDE(o dns.EDNS0) bool { return o.Option() == dns.EDNS0EDE }
 
-// insert adds or replaces e's key, making room if the shard is full; it reports whether a live
-// entry was evicted. A SERVFAIL never replaces an entry that can still be served.
-func (c *Cache) insert(e *cacheEntry, now time.Time) (evicted bool) {
-	sh := c.shard(e.key.hash)
+// insert adds or replaces e's key, whose name is name and answer wire, making room if the shard
+// is full; it reports whether a live entry was evicted. A SERVFAIL never replaces an entry that
+// can still be served.
+func (c *Cache) insert(e *cacheEntry, name string, wire []byte, now time.Time) (evicted bool) {
+	sh := c.shard(e.hash)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	ns := now.UnixNano()
-	if old, ok := sh.m[e.key.hash]; ok {
-		if e.servfail && !old.servfail && ns < old.until && old.key.equal(&e.key) {
+	k := qkey{hash: e.hash, name: name, qtype: e.qtype, qclass: e.qclass, flags: e.flags}
+	i, old := sh.find(&k)
+	if old == nil {
+		if j, ok := sh.m[e.hash]; ok {
+			sh.remove(j) // another question with the same hash: the newer answer wins
+		}
+		for len(sh.ring)+sh.slive >= sh.limit {
+			if sh.evict(ns) {
+				evicted = true
+			}
+		}
+		i = sh.newEntry()
+		old = &sh.ents[i]
+		sh.pushSmall(i)
+		e.inSmall, e.slot = old.inSmall, old.slot
+	} else {
+		if e.servfail && !old.servfail && ns < old.until {
 			return false
 		}
-		// The new answer takes the old one's place.
+		// The new answer takes the old one's place in its queue.
 		e.inSmall, e.slot, e.ref = old.inSmall, old.slot, old.ref
-		if e.inSmall {
-			sh.small[e.slot] = e
-		} else {
-			sh.ring[e.slot] = e
-		}
-		sh.m[e.key.hash] = e
-		return false
+		sh.mem.release(old.rec)
 	}
-	for len(sh.ring)+sh.slive >= sh.limit {
-		if sh.evict(ns) {
-			evicted = true
-		}
-	}
-	sh.pushSmall(e)
-	sh.m[e.key.hash] = e
+	e.nameLen = uint16(len(name))
+	e.rec = sh.mem.alloc(len(name) + len(wire))
+	rec := sh.mem.bytes(e.rec)
+	copy(rec[copy(rec, name):], wire)
+	*old = *e
+	sh.m[e.hash] = i
 	return evicted
+}
+
+// newEntry returns the index of an unused entry.
+func (sh *cacheShard) newEntry() int32 {
+	if last := len(sh.spare) - 1; last >= 0 {
+		i := sh.spare[last]
+		sh.spare = sh.spare[:last]
+		return i
+	}
+	sh.ents = append(sh.ents, cacheEntry{})
+	return int32(len(sh.ents) - 1)
 }
 
 // evict makes progress towards room for one entry: it moves the small queue's oldest entry to
 // the main queue if it was hit, or removes an entry. It reports whether a live entry was removed.
 func (sh *cacheShard) evict(ns int64) (live bool) {
 	if sh.slive > sh.limit/10 || len(sh.ring) == 0 {
-		e := sh.popSmall()
+		i := sh.popSmall()
+		e := &sh.ents[i]
 		if e.ref && ns < e.until {
 			e.ref, e.inSmall, e.slot = false, false, int32(len(sh.ring))
-			sh.ring = append(sh.ring, e)
+			sh.ring = append(sh.ring, i)
 			return false
 		}
-		delete(sh.m, e.key.hash)
-		return ns < e.until
+		live = ns < e.until
+		sh.free(i)
+		return live
 	}
-	v := sh.victim(ns)
-	sh.remove(v)
-	return ns < v.until
+	i := sh.victim(ns)
+	live = ns < sh.ents[i].until
+	sh.remove(i)
+	return live
 }
 
 // victim advances the CLOCK hand over the main queue to the first entry that is dead or not
 // referenced since the hand last passed, clearing reference bits on the way. It ends within two
 // turns of the ring.
-func (sh *cacheShard) victim(ns int64) *cacheEntry {
+func (sh *cacheShard) victim(ns int64) int32 {
 	for {
-		e := sh.ring[sh.hand]
+		i := sh.ring[sh.hand]
 		if sh.hand++; sh.hand == len(sh.ring) {
 			sh.hand = 0
 		}
+		e := &sh.ents[i]
 		if !e.ref || ns >= e.until {
-			return e
+			return i
 		}
 		e.ref = false
 	}
 }
 
-// remove takes e out of the shard: from the main queue, where the ring's last entry moves into
-// its slot, or from the small one, where its slot is left empty.
-func (sh *cacheShard) remove(e *cacheEntry) {
-	delete(sh.m, e.key.hash)
+// remove takes entry i out of the shard: from the main queue, where the ring's last entry moves
+// into its slot, or from the small one, where its slot is left empty.
+func (sh *cacheShard) remove(i int32) {
+	e := &sh.ents[i]
 	if e.inSmall {
-		sh.small[e.slot] = nil
+		sh.small[e.slot] = -1
 		sh.slive--
-		return
+	} else {
+		last := len(sh.ring) - 1
+		moved := sh.ring[last]
+		sh.ring[e.slot], sh.ents[moved].slot = moved, e.slot
+		sh.ring = sh.ring[:last]
+		if sh.hand >= len(sh.ring) {
+			sh.hand = 0
+		}
 	}
-	last := len(sh.ring) - 1
-	moved := sh.ring[last]
-	sh.ring[e.slot], moved.slot = moved, e.slot
-	sh.ring[last] = nil
-	sh.ring = sh.ring[:last]
-	if sh.hand >= len(sh.ring) {
-		sh.hand = 0
-	}
+	sh.free(i)
 }
 
-// pushSmall appends e to the small queue. The caller has made room: the shard holds fewer than
-// limit entries, so if every slot is taken some are empty, and compacting frees them.
-func (sh *cacheShard) pushSmall(e *cacheEntry) {
+// free gives up entry i, which is in no queue: its key, its record and its index.
+func (sh *cacheShard) free(i int32) {
+	e := &sh.ents[i]
+	delete(sh.m, e.hash)
+	sh.mem.release(e.rec)
+	*e = cacheEntry{}
+	sh.spare = append(sh.spare, i)
+}
+
+// pushSmall appends entry i to the small queue. The caller has made room: the shard holds fewer
+// than limit entries, so if every slot is taken some are empty, and compacting frees them.
+func (sh *cacheShard) pushSmall(i int32) {
 	if sh.sused == len(sh.small) {
 		sh.compactSmall()
 	}
-	i := (sh.shead + sh.sused) % len(sh.small)
-	sh.small[i], e.inSmall, e.slot = e, true, int32(i)
+	s := (sh.shead + sh.sused) % len(sh.small)
+	sh.small[s] = i
+	sh.ents[i].inSmall, sh.ents[i].slot = true, int32(s)
 	sh.sused++
 	sh.slive++
 }
 
 // popSmall removes and returns the small queue's oldest entry; the queue must not be empty.
-func (sh *cacheShard) popSmall() *cacheEntry {
+func (sh *cacheShard) popSmall() int32 {
 	for {
-		e := sh.small[sh.shead]
-		sh.small[sh.shead] = nil
+		i := sh.small[sh.shead]
+		sh.small[sh.shead] = -1
 		sh.shead = (sh.shead + 1) % len(sh.small)
 		sh.sused--
-		if e != nil {
+		if i >= 0 {
 			sh.slive--
-			return e
+			return i
 		}
 	}
 }
 
 // compactSmall moves the small queue's entries, in order, to the front of its buffer.
 func (sh *cacheShard) compactSmall() {
-	kept := make([]*cacheEntry, 0, sh.slive)
+	kept := make([]int32, 0, sh.slive)
 	for k := range sh.sused {
-		if e := sh.small[(sh.shead+k)%len(sh.small)]; e != nil {
-			kept = append(kept, e)
+		if i := sh.small[(sh.shead+k)%len(sh.small)]; i >= 0 {
+			kept = append(kept, i)
 		}
 	}
-	clear(sh.small)
-	for i, e := range kept {
-		sh.small[i], e.slot = e, int32(i)
+	for s := range sh.small {
+		sh.small[s] = -1
+	}
+	for s, i := range kept {
+		sh.small[s], sh.ents[i].slot = i, int32(s)
 	}
 	sh.shead, sh.sused = 0, len(kept)
 }
