@@ -54,6 +54,8 @@ type coalescer struct {
 	shards  [flightShards]flightShard
 	timeout time.Duration
 	bg      *background
+	// Flights that nobody joined, for the next miss: most misses are alone.
+	spare sync.Pool
 	// onJoin, if set, is called when a query joins a flight already running (a test hook).
 	onJoin func()
 }
@@ -68,7 +70,9 @@ type flightShard struct {
 
 // flight is one shared exchange. resp and err are written once, before done is closed.
 type flight struct {
-	key  qkey
+	key qkey
+	// done is made by the first follower (under the shard lock), so that a flight nobody joins,
+	// most of them, costs no channel.
 	done chan struct{}
 	resp *Response
 	err  error
@@ -102,13 +106,20 @@ func (co *coalescer) join(k *qkey) (f *flight, leader bool) {
 			return nil, false
 		}
 		f.dups++
+		if f.done == nil {
+			f.done = make(chan struct{})
+		}
 		sh.mu.Unlock()
 		if co.onJoin != nil {
 			co.onJoin()
 		}
 		return f, false
 	}
-	f = &flight{key: *k, done: make(chan struct{})}
+	f, _ = co.spare.Get().(*flight)
+	if f == nil {
+		f = new(flight)
+	}
+	f.key = *k
 	sh.m[k.hash] = f
 	sh.mu.Unlock()
 	return f, true
@@ -131,7 +142,13 @@ func (co *coalescer) do(ctx context.Context, k qkey, req *Request, fn fetchFunc)
 		}
 	}
 	if f.resp == nil || leader && !f.shared {
-		return f.resp, f.err
+		resp, err := f.resp, f.err
+		if leader && !f.shared {
+			// Out of the map and never joined: nobody else holds f.
+			*f = flight{}
+			co.spare.Put(f)
+		}
+		return resp, err
 	}
 	// Several clients take this reply and each may modify it (the Handler does): copies only.
 	r := *f.resp
@@ -203,8 +220,11 @@ func (co *coalescer) finish(f *flight) {
 		delete(sh.m, f.key.hash)
 	}
 	f.shared = f.dups > 0
+	done := f.done
 	sh.mu.Unlock()
-	close(f.done)
+	if done != nil {
+		close(done)
+	}
 }
 
 var errClosed = errors.New("resolver: cache closed")

@@ -58,6 +58,8 @@ blocklists: [{name: bench, path: %q}]
 		{"blocked", cached, "blocked-%d.bench.example.", dns.RcodeNameError},
 		{"cached", cached, "host-%d.cached.example.", dns.RcodeSuccess},
 		{"forwarded", uncached, "host-%d.allowed.example.", dns.RcodeSuccess},
+		// Every query a new name through the cache: a miss, a forward and a store (W3 in make bench).
+		{"missed", cached, "m%08d.missed.example.", dns.RcodeSuccess},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var pkts [][]byte
@@ -104,6 +106,11 @@ blocklists: [{name: bench, path: %q}]
 					p := pkts[int(n)%len(pkts)]
 					q = append(q[:0], p...)
 					endian.BigEndian.PutUint16(q, uint16(n))
+					if bc.name == "missed" { // a name never asked before: its 8 digits are 10^7+n's
+						for i, v := 12+9, 10000000+n; i >= 12+2; i, v = i-1, v/10 {
+							q[i] = byte('0' + v%10)
+						}
+					}
 					if err := exchangeRaw(c, q, r, uint16(n), bc.rcode); err != nil {
 						b.Error(err)
 						return
