@@ -3,8 +3,11 @@ package resolver
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/miekg/dns"
 )
 
 // TestSlab: records of every class and above get room of their own, a freed slot is reused by
@@ -143,5 +146,33 @@ func TestCacheShardRecordsStayWhole(t *testing.T) {
 			}
 		}
 		sh.mu.Unlock()
+	}
+}
+
+// TestPackStoredCompressesOnlyLargeAnswers: a small answer is stored uncompressed (no compression
+// map per miss), a large one compressed (memory); both come back as they went in.
+func TestPackStoredCompressesOnlyLargeAnswers(t *testing.T) {
+	for _, n := range []int{2, 40} {
+		m := new(dns.Msg)
+		m.SetQuestion("host.example.", dns.TypeA)
+		m.Response = true
+		for i := range n {
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: "host.example.", Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300},
+				A: net.IPv4(192, 0, 2, byte(i)).To4()})
+		}
+		wire := packStored(m, false, 0, 3600, nil)
+		plain := dns.Msg{MsgHdr: m.MsgHdr, Answer: m.Answer}
+		plain.Id = 0
+		full := plain.Len()
+		if compressed := full > storeCompressAbove; compressed != (len(wire) < full) {
+			t.Errorf("%d records: stored %d bytes, %d uncompressed", n, len(wire), full)
+		}
+		var got dns.Msg
+		if err := got.Unpack(wire); err != nil {
+			t.Fatalf("%d records: %v", n, err)
+		}
+		if len(got.Answer) != n || got.Answer[n-1].String() != m.Answer[n-1].String() {
+			t.Errorf("%d records: got back %v", n, got.Answer)
+		}
 	}
 }
