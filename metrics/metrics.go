@@ -61,6 +61,13 @@ type Metrics struct {
 	// and takes the vector's lock, per query. Keys are bounded like the labels.
 	defaultGroup groupSeries
 	groups       sync.Map // group name -> *groupSeries
+	// Per upstream name, the series every forwarded query updates (*upstreamSeries).
+	upstreams sync.Map
+}
+
+type upstreamSeries struct {
+	duration prometheus.Observer
+	lastOK   prometheus.Gauge
 }
 
 type groupSeries struct {
@@ -300,12 +307,23 @@ func (m *Metrics) blockedCounter(gs *groupSeries, list, app, group string) prome
 
 // ObserveUpstream records one exchange with an upstream; it fits upstream.Forward.Observe.
 func (m *Metrics) ObserveUpstream(name string, d time.Duration, err error) {
-	m.upstreamDuration.WithLabelValues(name).Observe(d.Seconds())
+	us := m.upstreamSeries(name)
+	us.duration.Observe(d.Seconds())
 	if err != nil {
 		m.upstreamErrors.WithLabelValues(name, upstream.ErrorReason(err)).Inc()
 		return
 	}
-	m.upstreamLastOK.WithLabelValues(name).SetToCurrentTime()
+	us.lastOK.SetToCurrentTime()
+}
+
+// upstreamSeries returns name's series, looked up once: upstreams are the configured few.
+func (m *Metrics) upstreamSeries(name string) *upstreamSeries {
+	if v, ok := m.upstreams.Load(name); ok {
+		return v.(*upstreamSeries)
+	}
+	us := &upstreamSeries{duration: m.upstreamDuration.WithLabelValues(name), lastOK: m.upstreamLastOK.WithLabelValues(name)}
+	v, _ := m.upstreams.LoadOrStore(name, us)
+	return v.(*upstreamSeries)
 }
 
 // InitUpstream creates an upstream's series (duration, health, errors by reason, last success)

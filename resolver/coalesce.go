@@ -181,7 +181,11 @@ func (co *coalescer) lead(ctx context.Context, f *flight, req *Request, fn fetch
 		return
 	}
 	defer co.bg.leave()
-	fctx := newQueryContextIn(co.bg.ctx, time.Now().Add(co.timeout))
+	start := req.Received // read the clock once per query, not in every stage
+	if start.IsZero() {
+		start = time.Now()
+	}
+	fctx := newQueryContextIn(co.bg.ctx, start.Add(co.timeout))
 	defer fctx.cancel()
 	co.run(fctx, f, req, fn, true)
 }
