@@ -123,18 +123,7 @@ func (s *udpServer) serve() error {
 			ms[i].oob = make([]byte, pktinfoSize)
 		}
 	}
-	for {
-		n, err := s.io.read(ms)
-		if err != nil {
-			if s.isStopping() {
-				return nil
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.ECONNREFUSED) {
-				continue // a stale ICMP error surfaces on reads of an unconnected socket too
-			}
-			return err
-		}
+	dispatch := func(n int) bool {
 		for i := range ms[:n] {
 			m := &ms[i]
 			if m.n < 12 || m.trunc {
@@ -148,6 +137,20 @@ func (s *udpServer) serve() error {
 			s.inflight.Add(1)
 			w.work <- m.n
 		}
+		// A short batch waits for the next datagram, where stop's deadline ends the loop; a
+		// full one reads again at once, so it looks for the stop itself.
+		return n < len(ms) || !s.isStopping()
+	}
+	for {
+		err := s.io.readLoop(ms, dispatch)
+		if err == nil || s.isStopping() {
+			return nil
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, syscall.ECONNREFUSED) {
+			continue // a stale ICMP error surfaces on reads of an unconnected socket too
+		}
+		return err
 	}
 }
 

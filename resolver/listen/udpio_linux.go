@@ -39,20 +39,27 @@ func newUDPIO(conn *net.UDPConn) (*udpIO, error) {
 	return u, nil
 }
 
-// read fills ms with the datagrams waiting (at least one: it waits for the first), up to
-// len(ms) <= udpBatch, and returns how many it read.
-func (u *udpIO) read(ms []inMsg) (int, error) {
-	for i := range ms {
-		mmsg.SetMsghdr(&u.rhdr[i].Hdr, &u.riov[i], &u.rname[i], unix.SizeofSockaddrInet6, ms[i].buf, ms[i].oob)
+// readLoop reads batches of datagrams into ms (len(ms) <= udpBatch), waiting while there are
+// none, and calls handle with the number read until it returns false (nil) or the socket fails.
+// handle may swap the buffers of ms: the headers are pointed at them again after it returns.
+func (u *udpIO) readLoop(ms []inMsg, handle func(n int) bool) error {
+	arm := func(ms []inMsg) {
+		for i := range ms {
+			mmsg.SetMsghdr(&u.rhdr[i].Hdr, &u.riov[i], &u.rname[i], unix.SizeofSockaddrInet6, ms[i].buf, ms[i].oob)
+		}
 	}
-	n, err := u.recv.Do(len(ms))
-	for i := range n {
-		m, h := &ms[i], &u.rhdr[i]
-		m.n, m.oobn = int(h.Len), int(h.Hdr.Controllen)
-		m.trunc = h.Hdr.Flags&unix.MSG_TRUNC != 0
-		m.from = sockaddrAddrPort(&u.rname[i])
-	}
-	return n, err
+	arm(ms)
+	return u.recv.Loop(len(ms), func(n int) bool {
+		for i := range n {
+			m, h := &ms[i], &u.rhdr[i]
+			m.n, m.oobn = int(h.Len), int(h.Hdr.Controllen)
+			m.trunc = h.Hdr.Flags&unix.MSG_TRUNC != 0
+			m.from = sockaddrAddrPort(&u.rname[i])
+		}
+		more := handle(n)
+		arm(ms[:n])
+		return more
+	})
 }
 
 // write sends ms (at most udpBatch) and returns how many were sent; an error is the first

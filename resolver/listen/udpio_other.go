@@ -9,14 +9,20 @@ type udpIO struct{ conn *net.UDPConn }
 
 func newUDPIO(conn *net.UDPConn) (*udpIO, error) { return &udpIO{conn: conn}, nil }
 
-func (u *udpIO) read(ms []inMsg) (int, error) {
+// readLoop reads one datagram at a time into ms[0] and calls handle(1) until it returns false
+// (nil) or the socket fails.
+func (u *udpIO) readLoop(ms []inMsg, handle func(n int) bool) error {
 	m := &ms[0]
-	n, oobn, flags, from, err := u.conn.ReadMsgUDPAddrPort(m.buf, m.oob)
-	if err != nil {
-		return 0, err
+	for {
+		n, oobn, flags, from, err := u.conn.ReadMsgUDPAddrPort(m.buf, m.oob)
+		if err != nil {
+			return err
+		}
+		m.n, m.oobn, m.trunc, m.from = n, oobn, flags&msgTrunc != 0, from
+		if !handle(1) {
+			return nil
+		}
 	}
-	m.n, m.oobn, m.trunc, m.from = n, oobn, flags&msgTrunc != 0, from
-	return 1, nil
 }
 
 func (u *udpIO) write(ms []outMsg) (int, error) {

@@ -87,9 +87,10 @@ type muxWaiter struct {
 
 // muxIO reads and writes a socket's datagrams, in batches where the platform can.
 type muxIO interface {
-	// read reads the datagrams waiting into b, at least one, and returns how many it read;
-	// b.n[i] is the length of datagram i (len(b.bufs[i]) or more when it was cut short).
-	read(b *readBatch) (int, error)
+	// readLoop reads datagrams into b as they come and calls deliver with the number of each
+	// batch (b.n[i] is the length of datagram i: len(b.bufs[i]) or more when it was cut short),
+	// until the socket fails; it returns that error.
+	readLoop(b *readBatch, deliver func(n int)) error
 	// write sends some of bufs, at least one, and returns how many; an error is the first
 	// unsent datagram's.
 	write(bufs [][]byte) (int, error)
@@ -419,25 +420,25 @@ func (s *muxSock) wait(ctx context.Context, id uint16, w *muxWaiter, deadline ti
 func (s *muxSock) readLoop() {
 	b := s.mux.batches.Get().(*readBatch)
 	defer s.mux.batches.Put(b)
-	for {
-		n, err := s.io.read(b)
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				s.failAll(net.ErrClosed)
-				return
-			}
-			// An ICMP error (port unreachable: "connection refused") for a query on this
-			// socket: it cannot be told which, and all go to the same address, so all fail.
-			if errors.Is(err, syscall.ECONNREFUSED) {
-				s.failAll(err)
-				continue
-			}
-			s.abandon(err) // any other error would recur: no more exchanges on s
-			return
-		}
+	deliver := func(n int) {
 		for i := range n {
 			s.deliver(b.bufs[i], b.n[i])
 		}
+	}
+	for {
+		err := s.io.readLoop(b, deliver)
+		if errors.Is(err, net.ErrClosed) {
+			s.failAll(net.ErrClosed)
+			return
+		}
+		// An ICMP error (port unreachable: "connection refused") for a query on this
+		// socket: it cannot be told which, and all go to the same address, so all fail.
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			s.failAll(err)
+			continue
+		}
+		s.abandon(err) // any other error would recur: no more exchanges on s
+		return
 	}
 }
 

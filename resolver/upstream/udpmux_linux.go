@@ -27,19 +27,21 @@ func newMuxIO(c *net.UDPConn) (muxIO, error) {
 	return u, nil
 }
 
-func (u *mmsgIO) read(b *readBatch) (int, error) {
+func (u *mmsgIO) readLoop(b *readBatch, deliver func(n int)) error {
 	n := min(len(b.bufs), muxBatch)
 	for i := range n {
 		mmsg.SetMsghdr(&u.rhdr[i].Hdr, &u.riov[i], nil, 0, b.bufs[i], nil)
 	}
-	got, err := u.recv.Do(n)
-	for i := range got {
-		b.n[i] = int(u.rhdr[i].Len)
-		if u.rhdr[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
-			b.n[i] = len(b.bufs[i]) // cut short, whatever its length
+	return u.recv.Loop(n, func(got int) bool {
+		for i := range got {
+			b.n[i] = int(u.rhdr[i].Len)
+			if u.rhdr[i].Hdr.Flags&unix.MSG_TRUNC != 0 {
+				b.n[i] = len(b.bufs[i]) // cut short, whatever its length
+			}
 		}
-	}
-	return got, err
+		deliver(got)
+		return true // a close is seen by the next wait: nothing is sent on a socket being closed
+	})
 }
 
 func (u *mmsgIO) write(bufs [][]byte) (int, error) {

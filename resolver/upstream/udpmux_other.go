@@ -10,13 +10,15 @@ type connIO struct{ c *net.UDPConn }
 
 func newMuxIO(c *net.UDPConn) (muxIO, error) { return connIO{c}, nil }
 
-func (u connIO) read(b *readBatch) (int, error) {
-	n, err := u.c.Read(b.bufs[0])
-	if err != nil {
-		return 0, err
+func (u connIO) readLoop(b *readBatch, deliver func(n int)) error {
+	for {
+		n, err := u.c.Read(b.bufs[0])
+		if err != nil {
+			return err
+		}
+		b.n[0] = n
+		deliver(1)
 	}
-	b.n[0] = n
-	return 1, nil
 }
 
 func (u connIO) write(bufs [][]byte) (int, error) {

@@ -24,6 +24,7 @@ type Call struct {
 	n     int // datagrams to pass; set before each call
 	done  int
 	errno syscall.Errno
+	calls int // system calls made by Loop, for tests
 	fn    func(fd uintptr) bool
 }
 
@@ -72,6 +73,53 @@ func (c *Call) Do(n int) (int, error) {
 		return 0, os.NewSyscallError(c.name, c.errno)
 	}
 	return c.done, nil
+}
+
+// Loop receives with recvmmsg on the first n headers until handle returns false or the socket
+// fails, calling handle with the number of datagrams of each batch; handle must make the headers
+// ready for the next call (their buffers may have been handed on). Unlike a Do per batch, a batch
+// short of n (the queue is drained) is followed by a wait for readiness, not by a read that would
+// find nothing: one system call per wake instead of two. That is safe because it all happens
+// within one RawConn.Read, whose readiness is reset only on entry: a datagram arriving after the
+// short batch marks the socket ready and the wait returns at once.
+//
+// A full batch is followed by another read without a wait, so a socket that is closed or given a
+// deadline while the queue stays full is noticed only by handle: check for that in it.
+func (c *Call) Loop(n int, handle func(got int) bool) error {
+	if c.send {
+		panic("mmsg: Loop on a send call")
+	}
+	var errno syscall.Errno
+	err := c.rc.Read(func(fd uintptr) bool {
+		for {
+			r, _, e := unix.RawSyscall6(c.trap, fd, uintptr(unsafe.Pointer(c.hdr)), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+			c.calls++
+			switch e {
+			case 0:
+			case unix.EINTR:
+				continue
+			case unix.EAGAIN:
+				return false
+			default:
+				errno = e
+				return true
+			}
+			got := int(r)
+			if !handle(got) {
+				return true
+			}
+			if got < n {
+				return false
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if errno != 0 {
+		return os.NewSyscallError(c.name, errno)
+	}
+	return nil
 }
 
 // SetMsghdr points h at one datagram: its buffer (through iov), and optionally an address and
