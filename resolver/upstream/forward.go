@@ -31,9 +31,10 @@ type Forward struct {
 	// OnHealth, if set, is called when an upstream is taken out of rotation or comes back.
 	OnHealth func(upstream string, healthy bool)
 
-	once   sync.Once
-	states []upstreamState
-	all    []int // 0..n-1: the order when every upstream is in rotation
+	once    sync.Once
+	states  []upstreamState
+	all     []int     // 0..n-1: the order when every upstream is in rotation
+	queries sync.Pool // *dns.Msg: the queries sent, reused once Resolve returns (see upstreamQuery)
 }
 
 // HealthPolicy: after FailThreshold consecutive failures an upstream is skipped for Cooldown,
@@ -76,7 +77,13 @@ func (f *Forward) Resolve(ctx context.Context, req *resolver.Request) (*resolver
 			f.all = append(f.all, i)
 		}
 	})
-	q := upstreamQuery(req.Msg)
+	q := f.upstreamQuery(req.Msg)
+	if q != req.Msg {
+		// Every Upstream is done with q when its Exchange returns: the UDP reader matches
+		// replies by ID against a waiter that holds a copy of the question, and DoT and DoH pack
+		// q first. The question slice is the request's and is not reused.
+		defer f.queries.Put(q)
+	}
 	timeout := f.AttemptTimeout
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -217,11 +224,22 @@ func (f *Forward) record(ctx context.Context, i int, err error) {
 //
 // A TSIG-signed query is sent as it came (RFC 8945 §5.5): we hold no keys, and any change but the
 // ID (which the TSIG's Original ID covers) would break its MAC.
-func upstreamQuery(req *dns.Msg) *dns.Msg {
+func (f *Forward) upstreamQuery(req *dns.Msg) *dns.Msg {
 	if req.IsTsig() != nil {
 		return req
 	}
-	q := &dns.Msg{
+	q, _ := f.queries.Get().(*dns.Msg)
+	if q == nil {
+		q = new(dns.Msg)
+	}
+	// A pooled query keeps its OPT record and Extra slice: EDNS is on most queries, and
+	// SetEdns0 would allocate both every time.
+	var opt *dns.OPT
+	if len(q.Extra) == 1 {
+		opt, _ = q.Extra[0].(*dns.OPT)
+	}
+	extra := q.Extra[:0]
+	*q = dns.Msg{
 		MsgHdr: dns.MsgHdr{
 			Opcode:            dns.OpcodeQuery,
 			RecursionDesired:  req.RecursionDesired,
@@ -230,11 +248,19 @@ func upstreamQuery(req *dns.Msg) *dns.Msg {
 		},
 		Question: req.Question,
 	}
-	if opt := req.IsEdns0(); opt != nil {
-		size := opt.UDPSize()
+	if ropt := req.IsEdns0(); ropt != nil {
+		size := ropt.UDPSize()
 		size = max(size, dns.MinMsgSize)
 		size = min(size, resolver.EDNSBufferSize)
-		q.SetEdns0(size, opt.Do())
+		if opt == nil {
+			opt = new(dns.OPT)
+		}
+		*opt = dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		opt.SetUDPSize(size)
+		if ropt.Do() {
+			opt.SetDo()
+		}
+		q.Extra = append(extra, opt)
 	}
 	return q
 }

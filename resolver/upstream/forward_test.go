@@ -61,22 +61,30 @@ func TestForwardQuery(t *testing.T) {
 	withEDNS.Id = 4242
 	plain := resolvertest.Query("b.example.", dns.TypeAAAA, false)
 	plain.Id = 4242
-	for _, q := range []*dns.Msg{withEDNS, plain, withEDNS} {
+	noDO := resolvertest.Query("c.example.", dns.TypeA, false)
+	noDO.SetEdns0(512, false)
+	// Forward reuses its query messages: each must leave nothing behind for the next.
+	for _, q := range []*dns.Msg{withEDNS, plain, withEDNS, noDO} {
 		if _, err := resolvertest.Resolve(t, f, q); err != nil {
 			t.Fatal(err)
 		}
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(seen) != 3 {
+	if len(seen) != 4 {
 		t.Fatalf("upstream saw %d queries", len(seen))
 	}
 	if seen[0].Id == 4242 && seen[1].Id == 4242 && seen[2].Id == 4242 || seen[0].Id == seen[2].Id {
 		t.Errorf("upstream IDs %d %d %d: want fresh random IDs, not the client's", seen[0].Id, seen[1].Id, seen[2].Id)
 	}
-	opt := seen[0].IsEdns0()
-	if opt == nil || opt.UDPSize() != 1232 || !opt.Do() || !seen[0].CheckingDisabled || !seen[0].RecursionDesired {
-		t.Errorf("EDNS query reached upstream as %v", seen[0])
+	for _, i := range []int{0, 2} {
+		opt := seen[i].IsEdns0()
+		if opt == nil || opt.UDPSize() != 1232 || !opt.Do() || !seen[i].CheckingDisabled || !seen[i].RecursionDesired || len(seen[i].Extra) != 1 {
+			t.Errorf("EDNS query %d reached upstream as %v", i, seen[i])
+		}
+	}
+	if opt := seen[3].IsEdns0(); opt == nil || opt.UDPSize() != 512 || opt.Do() || seen[3].CheckingDisabled || len(seen[3].Extra) != 1 {
+		t.Errorf("EDNS query without DO reached upstream as %v", seen[3])
 	}
 	if seen[1].IsEdns0() != nil || seen[1].Question[0].Qtype != dns.TypeAAAA || seen[1].Question[0].Name != "b.example." {
 		t.Errorf("plain query reached upstream as %v", seen[1])
