@@ -22,13 +22,7 @@ func BenchmarkCacheEntryBytes(b *testing.B) {
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
 		c := resolver.NewCache(resolver.CacheOptions{MaxEntries: n}, resolver.CacheObserver{})
-		chain := resolver.Chain(benchNext, c.Middleware())
-		for i := range n {
-			req := &resolver.Request{Msg: resolvertest.Query(fmt.Sprintf("host%d.example.com", i), dns.TypeA, true)}
-			if _, err := chain.Resolve(context.Background(), req); err != nil {
-				b.Fatal(err)
-			}
-		}
+		chain := fillCache(b, c, n)
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/n, "B/entry")
@@ -45,13 +39,7 @@ func BenchmarkCacheGC(b *testing.B) {
 		b.Run(fmt.Sprintf("entries=%d", n), func(b *testing.B) {
 			c := resolver.NewCache(resolver.CacheOptions{MaxEntries: max(n, 1)}, resolver.CacheObserver{})
 			defer c.Close()
-			chain := resolver.Chain(benchNext, c.Middleware())
-			for i := range n {
-				req := &resolver.Request{Msg: resolvertest.Query(fmt.Sprintf("host%d.example.com", i), dns.TypeA, true)}
-				if _, err := chain.Resolve(context.Background(), req); err != nil {
-					b.Fatal(err)
-				}
-			}
+			chain := fillCache(b, c, n)
 			runtime.GC()
 			for b.Loop() {
 				runtime.GC()
@@ -59,4 +47,16 @@ func BenchmarkCacheGC(b *testing.B) {
 			runtime.KeepAlive(chain)
 		})
 	}
+}
+
+// fillCache stores n typical answers (benchReply) in c and returns the chain that did it.
+func fillCache(b *testing.B, c *resolver.Cache, n int) resolver.Resolver {
+	chain := resolver.Chain(benchNext, c.Middleware())
+	for i := range n {
+		req := &resolver.Request{Msg: resolvertest.Query(fmt.Sprintf("host%d.example.com", i), dns.TypeA, true)}
+		if _, err := chain.Resolve(context.Background(), req); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return chain
 }

@@ -115,14 +115,7 @@ func TestLoopErrors(t *testing.T) {
 	go func() { done <- c.Loop(2, func(int) bool { return true }) }()
 	time.Sleep(10 * time.Millisecond)
 	rc.Close()
-	select {
-	case err := <-done:
-		if !errors.Is(err, net.ErrClosed) {
-			t.Fatalf("after close: %v, want net.ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("loop did not end on close")
-	}
+	wantErr(t, done, net.ErrClosed, "after close")
 
 	// A port with nothing behind it: the kernel answers the write with port unreachable.
 	dead, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -144,13 +137,19 @@ func TestLoopErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { done <- rcv.Loop(1, func(int) bool { return true }) }()
+	wantErr(t, done, syscall.ECONNREFUSED, "on a refused socket")
+}
+
+// wantErr waits for a Loop's error on done and checks that it is want.
+func wantErr(t *testing.T, done <-chan error, want error, when string) {
+	t.Helper()
 	select {
 	case err := <-done:
-		if !errors.Is(err, syscall.ECONNREFUSED) {
-			t.Fatalf("loop on a refused socket: %v, want ECONNREFUSED", err)
+		if !errors.Is(err, want) {
+			t.Fatalf("loop %s: %v, want %v", when, err, want)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("loop did not report the ICMP error")
+		t.Fatalf("loop %s: still running, want %v", when, want)
 	}
 }
 
