@@ -1,0 +1,7 @@
+//go:build !linux
+
+package indexchild
+
+import "errors"
+
+func lowerPriority() error { return errors.New("no idle scheduling on this system") }
