@@ -22,6 +22,7 @@ import (
 	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"reflect"
 	"runtime"
 	"strings"
@@ -108,6 +109,7 @@ func (b Builder) Build(ctx context.Context, sources []blocklist.Source, dir stri
 	if err == nil {
 		return nil
 	}
+	removeTemporary(dir, start)
 	msg := strings.TrimSpace(stderr.String())
 	if ctx.Err() != nil {
 		return fmt.Errorf("child process killed after %v: %w (stderr: %q)", time.Since(start).Round(time.Millisecond), ctx.Err(), msg)
@@ -116,6 +118,17 @@ func (b Builder) Build(ctx context.Context, sources []blocklist.Source, dir stri
 		return fmt.Errorf("child process: %w: %s", err, msg)
 	}
 	return fmt.Errorf("child process: %w", err)
+}
+
+// removeTemporary removes the temporary index files a child killed midway left in dir (those
+// made since start): it removes them itself when it is let finish.
+func removeTemporary(dir string, start time.Time) {
+	matches, _ := filepath.Glob(filepath.Join(dir, ".dnsfence-index-*"))
+	for _, m := range matches {
+		if fi, err := os.Stat(m); err == nil && fi.Mode().IsRegular() && !fi.ModTime().Before(start.Add(-time.Second)) {
+			_ = os.Remove(m)
+		}
+	}
 }
 
 // sameFS reports whether a and b are the same file system (a map, such as fstest.MapFS, is

@@ -111,6 +111,14 @@ func TestBuildErrors(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("hung child took %v to give up", d)
 	}
+
+	// A child killed while writing the index leaves no temporary file behind.
+	cache := t.TempDir()
+	left := writeList(t, cache, ".dnsfence-index-123", "half an index")
+	err = b.Build(context.Background(), []blocklist.Source{{Name: "stuck", Path: fifo}}, cache)
+	if _, serr := os.Stat(left); err == nil || !os.IsNotExist(serr) {
+		t.Errorf("after a killed child (%v): %v", err, serr)
+	}
 }
 
 // TestChildIdle: every thread of a child runs under SCHED_IDLE (or at nice 19 where that is
