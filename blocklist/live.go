@@ -187,7 +187,9 @@ func (l *Live) Set() *Set {
 // Only a missing, unreadable or all-invalid file counts as a failure: list
 // files should be replaced atomically (write aside, then rename), or a reload
 // may read a truncated file as a valid, shorter list. The new Set is built
-// beside the old one, which serves until the swap.
+// beside the old one, which serves until the swap: by LiveOptions.BuildIndex in
+// another process if it is set, else (or if that fails) here, giving way to
+// queries every few milliseconds.
 func (l *Live) Reload() Result {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -402,7 +402,9 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	// A reload builds them in a child process at idle priority (see indexchild).
 	lists, err := blocklist.NewLiveWith(cfg.ListSources(e.fetcher), onReload, blocklist.LiveOptions{
 		IndexDir: cfg.CacheDir(), OnIndexError: func(err error) { log.Warn("blocklist index", zap.Error(err)) },
-		BuildIndex: indexchild.Builder{Builtin: configs.Lists()}.Build})
+		BuildIndex: indexchild.Builder{Builtin: configs.Lists(), Done: func(took time.Duration, rss int64) {
+			log.Info("blocklist index child exited", zap.Duration("took", took), zap.String("peak_rss", sizeString(int(rss))))
+		}}.Build})
 	if err != nil {
 		return nil, fmt.Errorf("blocklists: %w", err)
 	}

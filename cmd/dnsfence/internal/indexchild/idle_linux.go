@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -55,4 +56,12 @@ func eachThread(f func(tid int) (bool, error)) (changed bool, err error) {
 		}
 	}
 	return changed, errors.Join(errs...)
+}
+
+// peakRSS is the child's maximum resident set in bytes (Linux reports KiB).
+func peakRSS(ps *os.ProcessState) int64 {
+	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
+		return ru.Maxrss << 10
+	}
+	return 0
 }

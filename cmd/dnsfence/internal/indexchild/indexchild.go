@@ -52,6 +52,9 @@ type Builder struct {
 	// source on it is passed as such, and the child reads it from its own copy. A source on any
 	// other fs.FS cannot be passed, and Build fails (the reload then builds in the server).
 	Builtin fs.FS
+	// Done, if set, is told about each child that exited: how long it ran and its peak RSS in
+	// bytes (0 where the system does not say), whether or not it succeeded.
+	Done func(took time.Duration, peakRSS int64)
 }
 
 // request is what the child reads on stdin.
@@ -106,6 +109,9 @@ func (b Builder) Build(ctx context.Context, sources []blocklist.Source, dir stri
 	cmd.WaitDelay = time.Second // stderr held open by a grandchild must not hang the reload
 	start := time.Now()
 	err = cmd.Run()
+	if b.Done != nil && cmd.ProcessState != nil {
+		b.Done(time.Since(start), peakRSS(cmd.ProcessState))
+	}
 	if err == nil {
 		return nil
 	}

@@ -64,8 +64,14 @@ func TestBuild(t *testing.T) {
 		{Name: "later", Path: filepath.Join(dir, "missing.txt"), URL: "https://lists.example/l.txt", Optional: true},
 	}
 	cache := filepath.Join(t.TempDir(), "cache")
-	if err := builder().Build(context.Background(), sources, cache); err != nil {
+	b := builder()
+	var rss int64
+	b.Done = func(_ time.Duration, peak int64) { rss = peak }
+	if err := b.Build(context.Background(), sources, cache); err != nil {
 		t.Fatal(err)
+	}
+	if rss < 1<<20 {
+		t.Errorf("child's peak RSS = %d bytes", rss)
 	}
 	l, err := blocklist.NewLiveWith(sources, nil, blocklist.LiveOptions{IndexDir: cache})
 	if err != nil {
