@@ -22,7 +22,7 @@ func main() {
 	// A child building the blocklist index (see indexchild) does only that: no flags, no logs,
 	// no listeners.
 	if indexchild.Child() {
-		os.Exit(indexchild.Run(os.Stdin, os.Stderr, configs.Lists()))
+		os.Exit(indexchild.Run(os.Stdin, os.Stdout, os.Stderr, configs.Lists()))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)

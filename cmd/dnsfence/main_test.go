@@ -18,7 +18,7 @@ import (
 // The servers' list reloads re-execute this test binary as their index child: it must do that.
 func TestMain(m *testing.M) {
 	if indexchild.Child() {
-		os.Exit(indexchild.Run(os.Stdin, os.Stderr, configs.Lists()))
+		os.Exit(indexchild.Run(os.Stdin, os.Stdout, os.Stderr, configs.Lists()))
 	}
 	dir, err := os.MkdirTemp("", "dnsfence-test-cache")
 	if err != nil {

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"os"
 	"strconv"
-	"syscall"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
@@ -58,10 +58,17 @@ func eachThread(f func(tid int) (bool, error)) (changed bool, err error) {
 	return changed, errors.Join(errs...)
 }
 
-// peakRSS is the child's maximum resident set in bytes (Linux reports KiB).
-func peakRSS(ps *os.ProcessState) int64 {
-	if ru, ok := ps.SysUsage().(*syscall.Rusage); ok {
-		return ru.Maxrss << 10
+// peakRSS is this process's peak RSS in bytes (VmHWM), 0 if unknown.
+func peakRSS() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for l := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
 	}
 	return 0
 }

@@ -2,11 +2,8 @@
 
 package indexchild
 
-import (
-	"errors"
-	"os"
-)
+import "errors"
 
 func lowerPriority() error { return errors.New("no idle scheduling on this system") }
 
-func peakRSS(*os.ProcessState) int64 { return 0 }
+func peakRSS() int64 { return 0 }

@@ -9,8 +9,8 @@
 // returns to the system when it exits.
 //
 // The child opens no listeners and no log files: main hands it the process before anything else
-// (Child, Run). It reads its request as JSON on stdin, writes nothing on stdout, and an error on
-// stderr with a non-zero exit status.
+// (Child, Run). It reads its request as JSON on stdin, writes its peak RSS as JSON on stdout, and
+// an error on stderr with a non-zero exit status.
 package indexchild
 
 import (
@@ -53,7 +53,7 @@ type Builder struct {
 	// other fs.FS cannot be passed, and Build fails (the reload then builds in the server).
 	Builtin fs.FS
 	// Done, if set, is told about each child that exited: how long it ran and its peak RSS in
-	// bytes (0 where the system does not say), whether or not it succeeded.
+	// bytes, as the child measured it (0 if it did not say), whether or not it succeeded.
 	Done func(took time.Duration, peakRSS int64)
 }
 
@@ -67,6 +67,13 @@ type source struct {
 	Name, Category, Path, URL string
 	Builtin                   bool
 	Allow, Optional           bool
+}
+
+// report is what the child writes on stdout as it exits.
+type report struct {
+	// PeakRSS is the child's own peak RSS (VmHWM): the rusage of a process started by vfork
+	// counts the parent's peak, whose memory it shared until it executed.
+	PeakRSS int64
 }
 
 // Child reports whether this process is a child started by Build; main calls Run if so, first
@@ -104,13 +111,15 @@ func (b Builder) Build(ctx context.Context, sources []blocklist.Source, dir stri
 	cmd.Args = []string{os.Args[0]} // ps shows the program, not "exe"
 	cmd.Env = append(withoutMarker(os.Environ()), envMarker+"=1")
 	cmd.Stdin = bytes.NewReader(in)
-	stderr := &tail{max: maxStderr}
-	cmd.Stderr = stderr
+	stderr, stdout := &tail{max: maxStderr}, &tail{max: maxStderr}
+	cmd.Stderr, cmd.Stdout = stderr, stdout
 	cmd.WaitDelay = time.Second // stderr held open by a grandchild must not hang the reload
 	start := time.Now()
 	err = cmd.Run()
 	if b.Done != nil && cmd.ProcessState != nil {
-		b.Done(time.Since(start), peakRSS(cmd.ProcessState))
+		var rep report
+		_ = json.Unmarshal(stdout.buf, &rep)
+		b.Done(time.Since(start), rep.PeakRSS)
 	}
 	if err == nil {
 		return nil
@@ -170,9 +179,13 @@ func withoutMarker(env []string) []string {
 }
 
 // Run is the child: it lowers its priority, reads the request from stdin, builds the index and
-// returns the exit status (errors are written to stderr). builtin is the program's built-in
-// lists (configs.Lists()).
-func Run(stdin io.Reader, stderr io.Writer, builtin fs.FS) int {
+// returns the exit status (errors are written to stderr, its peak RSS as JSON to stdout).
+// builtin is the program's built-in lists (configs.Lists()).
+func Run(stdin io.Reader, stdout, stderr io.Writer, builtin fs.FS) int {
+	defer func() {
+		b, _ := json.Marshal(report{PeakRSS: peakRSS()})
+		fmt.Fprintf(stdout, "%s\n", b)
+	}()
 	if err := lowerPriority(); err != nil {
 		// Building at normal priority still spares the server's heap; say so and go on.
 		fmt.Fprintln(stderr, "dnsfence index child: could not lower the CPU priority:", err)
