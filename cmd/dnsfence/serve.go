@@ -44,6 +44,9 @@ type hooks struct {
 	ready func(*instance)
 	// reload asks for a reload; the loop closes the given channel when it is done.
 	reload <-chan chan struct{}
+	// inProcessLists builds every list reload in this process, without the index child: the
+	// in-process tests time their reloads against the file watcher's debounce.
+	inProcessLists bool
 }
 
 // instance is a running dnsfence, as the tests see it.
@@ -333,6 +336,8 @@ type env struct {
 	warned    listWarnings // skipped list lines already logged
 	// childBuilt: the last list reload was built in a child process (see releaseMemory).
 	childBuilt atomic.Bool
+	// noChild: reloads build the lists in this process (hooks.inProcessLists).
+	noChild bool
 }
 
 // refreshEvent is one background download of a URL list.
@@ -400,11 +405,13 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	}
 	// The compiled lists are kept in the cache directory: a restart with the same lists maps them.
 	// A reload builds them in a child process at idle priority (see indexchild).
-	lists, err := blocklist.NewLiveWith(cfg.ListSources(e.fetcher), onReload, blocklist.LiveOptions{
-		IndexDir: cfg.CacheDir(), OnIndexError: func(err error) { log.Warn("blocklist index", zap.Error(err)) },
-		BuildIndex: indexchild.Builder{Builtin: configs.Lists(), Done: func(took time.Duration, rss int64) {
+	lo := blocklist.LiveOptions{IndexDir: cfg.CacheDir(), OnIndexError: func(err error) { log.Warn("blocklist index", zap.Error(err)) }}
+	if !e.noChild {
+		lo.BuildIndex = indexchild.Builder{Builtin: configs.Lists(), Done: func(took time.Duration, rss int64) {
 			log.Info("blocklist index child exited", zap.Duration("took", took), zap.String("peak_rss", sizeString(int(rss))))
-		}}.Build})
+		}}.Build
+	}
+	lists, err := blocklist.NewLiveWith(cfg.ListSources(e.fetcher), onReload, lo)
 	if err != nil {
 		return nil, fmt.Errorf("blocklists: %w", err)
 	}
@@ -653,7 +660,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs logging.Lo
 	inst := &instance{}
 	e := &env{log: log, queryLog: logs.Queries, policyLog: logs.Policy, metrics: m, report: report.New(configs.AppIDs(), maxReportClients), inst: inst,
 		stats: admin.NewStats(), pauser: admin.NewPauser(m, log), upstreams: &admin.Liveness{Now: time.Now},
-		fetcher: cfg.Fetcher("dnsfence/" + version), refreshed: make(chan refreshEvent, 16)}
+		fetcher: cfg.Fetcher("dnsfence/" + version), refreshed: make(chan refreshEvent, 16), noChild: h.inProcessLists}
 	defer e.pauser.Stop()
 	if e.egress, err = startEgress(cfg, reg, log); err != nil {
 		return err
