@@ -15,26 +15,34 @@ import (
 // so every existing one is set, and the pass is repeated until it finds none left over (the
 // runtime may start one meanwhile).
 func lowerPriority() error {
-	idle := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}
-	set := func(tid int) (bool, error) {
-		if a, err := unix.SchedGetAttr(tid, 0); err == nil && (a.Policy == unix.SCHED_IDLE || a.Nice == 19) {
-			return false, nil
-		}
-		if unix.SchedSetAttr(tid, &idle, 0) == nil {
-			return true, nil
-		}
-		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, 19); err != nil {
-			return false, err
-		}
-		return true, nil
-	}
 	for range 10 {
-		changed, err := eachThread(set)
+		changed, err := eachThread(lowerThread)
 		if err != nil || !changed {
 			return err
 		}
 	}
 	return nil
+}
+
+// lowerThread puts thread tid under SCHED_IDLE, or at nice 19 where that is refused; changed is
+// false if it already was.
+func lowerThread(tid int) (changed bool, err error) {
+	if a, err := unix.SchedGetAttr(tid, 0); err == nil && (a.Policy == unix.SCHED_IDLE || a.Nice == 19) {
+		return false, nil
+	}
+	if unix.SchedSetAttr(tid, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_IDLE}, 0) == nil {
+		return true, nil
+	}
+	if err := unix.Setpriority(unix.PRIO_PROCESS, tid, 19); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// idleThread lowers the thread tid (of a child: its first thread has the process's id).
+func idleThread(tid int) error {
+	_, err := lowerThread(tid)
+	return err
 }
 
 // eachThread calls f for each thread of the process; changed is true if f changed any.

@@ -115,7 +115,13 @@ func (b Builder) Build(ctx context.Context, sources []blocklist.Source, dir stri
 	cmd.Stderr, cmd.Stdout = stderr, stdout
 	cmd.WaitDelay = time.Second // stderr held open by a grandchild must not hang the reload
 	start := time.Now()
-	err = cmd.Run()
+	if err = cmd.Start(); err == nil {
+		// The child's first thread is put at idle priority at once, before the runtime and
+		// the packages it initializes run (a few milliseconds of CPU at normal priority
+		// otherwise); the threads it makes inherit it, and the child sets any it made before.
+		_ = idleThread(cmd.Process.Pid)
+		err = cmd.Wait()
+	}
 	if b.Done != nil && cmd.ProcessState != nil {
 		var rep report
 		_ = json.Unmarshal(stdout.buf, &rep)
