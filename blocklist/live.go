@@ -226,6 +226,11 @@ func (l *Live) Reload() Result {
 		}
 	}
 	l.set.Store(s)
+	if s != old && old.ix != nil && old.ix.mem != nil {
+		// The replaced index's pages leave this process now; the mapping stays valid for
+		// the queries still reading it, and goes with the old Set (a cleanup).
+		old.ix.mem.dropFilePages()
+	}
 	res := Result{Lists: s.Lists(), Failed: failed, Entries: s.Len(), Duration: time.Since(start),
 		Child: childErr == nil && l.opts.BuildIndex != nil && l.opts.IndexDir != "", ChildErr: childErr}
 	if l.onReload != nil {
