@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -32,6 +33,13 @@ type Result struct {
 	Duration time.Duration
 	// Indexed: the Set was mapped from the index kept in LiveOptions.IndexDir, not built.
 	Indexed bool
+	// Child: LiveOptions.BuildIndex built the Set's index in another process; this one only
+	// checked and mapped it.
+	Child bool
+	// ChildErr: why LiveOptions.BuildIndex was set but the Set was built in this process (the
+	// hook failed, a list failed, or its file did not pass the checks). nil if Child, or if
+	// there is no hook.
+	ChildErr error
 }
 
 // Err joins the errors of Failed in source order; nil if none failed.
@@ -89,7 +97,7 @@ func NewLiveWith(sources []Source, onReload func(Result), opts LiveOptions) (*Li
 	failed := map[string]error{}
 	if bo.path != "" {
 		var err error
-		s, err = loadIndex(bo.path, bo.hash, sources)
+		s, err = loadIndex(bo.path, bo.hash, sources, nil)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errStaleIndex) && opts.OnIndexError != nil {
 			opts.OnIndexError(fmt.Errorf("rebuilding the blocklist index: %w", err))
 		}
@@ -179,25 +187,52 @@ func (l *Live) Set() *Set {
 // Only a missing, unreadable or all-invalid file counts as a failure: list
 // files should be replaced atomically (write aside, then rename), or a reload
 // may read a truncated file as a valid, shorter list. The new Set is built
-// beside the old one, which serves until the swap.
+// beside the old one, which serves until the swap: by LiveOptions.BuildIndex in
+// another process if it is set, else (or if that fails) here, giving way to
+// queries every few milliseconds.
 func (l *Live) Reload() Result {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	start := time.Now()
 	old := l.set.Load()
-	keep := make([]int, len(l.sources))
-	for i := range keep {
-		keep[i] = i
-	}
 	// The hash and the build are a second or more of CPU for a big list, while queries are
 	// answered: they give way every few milliseconds (see pacer).
 	pace := newPacer()
-	s, failed := build(l.sources, old, keep, l.opts.buildOptions(l.sources, pace))
-	if len(failed) == 0 {
-		failed = nil
+	var childErr error
+	if l.opts.BuildIndex != nil && l.opts.IndexDir != "" {
+		// Hashed after the child's build: a list changed meanwhile makes its file stale.
+		if childErr = l.opts.BuildIndex(context.Background(), slices.Clone(l.sources), l.opts.IndexDir); childErr != nil {
+			childErr = fmt.Errorf("blocklist index built in a child process: %w", childErr)
+		}
+	}
+	bo := l.opts.buildOptions(l.sources, pace)
+	var s *Set
+	if l.opts.BuildIndex != nil && l.opts.IndexDir != "" && childErr == nil {
+		if bo.path == "" {
+			childErr = errors.New("blocklist index built in a child process: the lists could not be hashed")
+		} else if s, childErr = loadIndex(bo.path, bo.hash, l.sources, pace); childErr != nil {
+			childErr = fmt.Errorf("blocklist index built in a child process: %w", childErr)
+		}
+	}
+	var failed map[string]error
+	if s == nil {
+		keep := make([]int, len(l.sources))
+		for i := range keep {
+			keep[i] = i
+		}
+		s, failed = build(l.sources, old, keep, bo)
+		if len(failed) == 0 {
+			failed = nil
+		}
 	}
 	l.set.Store(s)
-	res := Result{Lists: s.Lists(), Failed: failed, Entries: s.Len(), Duration: time.Since(start)}
+	if s != old && old.ix != nil && old.ix.mem != nil {
+		// The replaced index's pages leave this process now; the mapping stays valid for
+		// the queries still reading it, and goes with the old Set (a cleanup).
+		old.ix.mem.dropFilePages()
+	}
+	res := Result{Lists: s.Lists(), Failed: failed, Entries: s.Len(), Duration: time.Since(start),
+		Child: childErr == nil && l.opts.BuildIndex != nil && l.opts.IndexDir != "", ChildErr: childErr}
 	if l.onReload != nil {
 		l.onReload(res)
 	}

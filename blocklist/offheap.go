@@ -18,6 +18,7 @@ import (
 // must outlive a call (a rule name returned by Match) is copied first.
 type offHeap struct {
 	regions map[unsafe.Pointer][]byte // by start address
+	files   [][]byte                  // the regions mapped from files (see dropFilePages)
 	size    atomic.Int64              // bytes mapped; read by tests while the cleanup may run
 }
 
@@ -46,8 +47,20 @@ func (m *offHeap) file(f *os.File, n int) ([]byte, error) {
 		return b, nil
 	}
 	m.regions[unsafe.Pointer(unsafe.SliceData(b))] = b
+	m.files = append(m.files, b)
 	m.size.Add(int64(n))
 	return b, nil
+}
+
+// dropFilePages takes the pages of the regions mapped from files out of the process's memory:
+// they are read-only and shared, so a read after it faults the same bytes back in from the page
+// cache (or the file). For a replaced index that readers may still be finishing with: its pages
+// leave the RSS at once rather than at the collection that unmaps it. Anonymous regions are
+// left alone (dropping their pages would zero them).
+func (m *offHeap) dropFilePages() {
+	for _, b := range m.files {
+		dropPages(b)
+	}
 }
 
 // bytes returns a zeroed slice of length 0 and capacity n.
@@ -86,5 +99,6 @@ func (m *offHeap) freeAll() {
 		unmapMemory(b)
 	}
 	clear(m.regions)
+	m.files = nil
 	m.size.Store(0)
 }

@@ -33,3 +33,7 @@ func mapFile(f *os.File, n int) ([]byte, error) {
 	}
 	return b, nil
 }
+
+// dropPages removes a read-only shared file mapping's pages from the process (they stay in the
+// page cache, and a later read faults them back in with the same contents).
+func dropPages(b []byte) { _ = unix.Madvise(b, unix.MADV_DONTNEED) }

@@ -1,6 +1,7 @@
 package blocklist
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -24,6 +25,14 @@ type LiveOptions struct {
 	IndexDir string
 	// OnIndexError, if set, is told when the index could not be kept or a kept one was rejected.
 	OnIndexError func(error)
+	// BuildIndex, if set (and IndexDir is), builds the index of sources in dir out of this
+	// process, as BuildIndex does (cmd/dnsfence re-executes itself at the lowest CPU priority).
+	// Reload calls it, then maps the file it kept after the usual checks (a stale, corrupt or
+	// foreign file is never used): on a one-core router the build then neither takes the core
+	// from the queries nor grows the server's heap. Reload builds in process, paced, as without
+	// it, when it fails, when the file does not pass the checks, and when a list fails (only
+	// the serving process has that list's last good entries). Result.Child tells which.
+	BuildIndex func(ctx context.Context, sources []Source, dir string) error
 }
 
 // IndexFile is the name of the kept index in LiveOptions.IndexDir.
@@ -97,7 +106,8 @@ func hashFile(h hash.Hash, src Source, p string, pace *pacer) error {
 
 // loadIndex maps the index kept at path and returns its Set if it is valid and of sources whose
 // hash is want.
-func loadIndex(path string, want [32]byte, sources []Source) (*Set, error) {
+// The checksum reads the whole file: pace lets a reload give way meanwhile.
+func loadIndex(path string, want [32]byte, sources []Source, pace *pacer) (*Set, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -115,7 +125,7 @@ func loadIndex(path string, want [32]byte, sources []Source) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	ix, err := openIndex(region, m, func() (uint32, error) { return fileChecksum(f, headerSize, fi.Size()) })
+	ix, err := openIndex(region, m, func() (uint32, error) { return fileChecksum(f, headerSize, fi.Size(), pace) })
 	if err == nil && ix.hash != want {
 		err = errStaleIndex
 	}
@@ -147,11 +157,43 @@ func (pw pacedWriter) Write(b []byte) (int, error) {
 }
 
 // fileChecksum is the CRC-32C of f's bytes from off to end, read with pread rather than through a
-// mapping (see openIndex).
-func fileChecksum(f *os.File, off, end int64) (uint32, error) {
+// mapping (see openIndex), giving way to pace between reads.
+func fileChecksum(f *os.File, off, end int64, pace *pacer) (uint32, error) {
 	h := crc32.New(castagnoli)
-	if _, err := io.Copy(h, io.NewSectionReader(f, off, end-off)); err != nil {
+	if _, err := io.Copy(pacedWriter{h, pace}, io.NewSectionReader(f, off, end-off)); err != nil {
 		return 0, err
 	}
 	return h.Sum32(), nil
+}
+
+// BuildIndex builds the index of sources and keeps it in dir as IndexFile, where a Live with
+// IndexDir dir maps it: the work of LiveOptions.BuildIndex, for a process of its own (it does not
+// give way to anything). It fails, keeping no index, if a list fails: only the serving process
+// can keep that list's last good entries. An Optional source that is missing is an empty list,
+// as in Reload.
+func BuildIndex(sources []Source, dir string) error {
+	if err := checkSources(sources); err != nil {
+		return err
+	}
+	if dir == "" {
+		return errors.New("blocklist index: no directory")
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("blocklist index: %w", err)
+	}
+	var keepErr error
+	opts := LiveOptions{IndexDir: dir, OnIndexError: func(err error) { keepErr = errors.Join(keepErr, err) }}
+	bo := opts.buildOptions(sources, nil)
+	if bo.path == "" {
+		_, err := sourcesHash(sources, nil)
+		return fmt.Errorf("blocklist index: hash the lists: %w", err)
+	}
+	s, failed := build(sources, nil, nil, bo)
+	if len(failed) > 0 {
+		return Result{Lists: s.Lists(), Failed: failed}.Err()
+	}
+	if keepErr != nil {
+		return keepErr
+	}
+	return nil
 }

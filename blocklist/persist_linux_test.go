@@ -77,3 +77,42 @@ func mappingRSS(t *testing.T, addr uintptr) int64 {
 	}
 	return total
 }
+
+// TestReloadDropsOldPages: a reload takes the replaced index's pages out of the process at once
+// (a child-built reload forces no collection, which alone would unmap them), and the old Set still
+// answers correctly for a query that was reading it.
+func TestReloadDropsOldPages(t *testing.T) {
+	var names strings.Builder
+	for i := range 200000 {
+		fmt.Fprintf(&names, "host-%d.example-%d.test\n", i, i%97)
+	}
+	f := newLiveFixture(t, map[string]string{"ads": names.String()}, "ads")
+	var calls int
+	l, err := NewLiveWith(f.sources, nil, LiveOptions{IndexDir: t.TempDir(), BuildIndex: childHook(&calls)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := l.Set()
+	for i := range 200000 {
+		if _, _, ok := old.Match(fmt.Sprintf("host-%d.example-%d.test", i, i%97)); !ok {
+			t.Fatalf("host-%d not listed", i)
+		}
+	}
+	addr := uintptr(unsafe.Pointer(unsafe.SliceData(old.ix.data))) - headerSize
+	before := mappingRSS(t, addr)
+	f.replace("ads", names.String()+"new.test\n")
+	if res := l.Reload(); !res.Child {
+		t.Fatalf("reload not built by the hook: %v", res.ChildErr)
+	}
+	after := mappingRSS(t, addr)
+	t.Logf("old index resident: %d KiB before the reload, %d KiB after", before>>10, after>>10)
+	if before < 1<<20 || after > before/10 {
+		t.Errorf("old index resident: %d bytes before the reload, %d after", before, after)
+	}
+	if _, _, ok := old.Match("host-12345.example-26.test"); !ok {
+		t.Error("the replaced Set no longer matches after its pages were dropped")
+	}
+	if _, _, ok := l.Match("new.test"); !ok {
+		t.Error("the new Set does not match")
+	}
+}

@@ -36,6 +36,7 @@ type Metrics struct {
 	overload         prometheus.Counter
 	listEntries      *prometheus.GaugeVec
 	listReloads      *prometheus.CounterVec
+	listBuilds       *prometheus.CounterVec
 	listLastSuccess  *prometheus.GaugeVec
 	listInvalid      *prometheus.GaugeVec
 	listLastOK       *prometheus.GaugeVec
@@ -142,6 +143,10 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 			Namespace: namespace, Subsystem: "blocklist", Name: "reloads_total",
 			Help: "Blocklist loads, by list and result (success, failure; a failure keeps the last good entries).",
 		}, []string{"list", "result"}),
+		listBuilds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Subsystem: "blocklist", Name: "reload_builds_total",
+			Help: "Blocklist reloads by where the new set was built: child (a child process at idle priority) or process (in the server, paced).",
+		}, []string{"where"}),
 		listLastSuccess: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: namespace, Subsystem: "blocklist", Name: "last_success_timestamp_seconds",
 			Help: "Unix time of the last successful load of each blocklist.",
@@ -221,10 +226,12 @@ func New(reg prometheus.Registerer, version string) (*Metrics, error) {
 	for _, o := range resolver.Outcomes() {
 		m.durationByOutcome = append(m.durationByOutcome, m.queryDuration.WithLabelValues(o.String()))
 	}
+	m.listBuilds.WithLabelValues("child") // both from the start, so increase() sees the first
+	m.listBuilds.WithLabelValues("process")
 	var errs []error
 	for _, c := range []prometheus.Collector{
 		m.queries, m.queryDuration, m.blocked, m.allowed, m.upstreamDuration, m.upstreamErrors, m.upstreamHealthy,
-		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listLastSuccess, m.listInvalid, m.listLastOK, m.configReloads, m.configLastOK, m.configLastResult, buildInfo,
+		m.invalid, m.panics, m.overload, m.listEntries, m.listReloads, m.listBuilds, m.listLastSuccess, m.listInvalid, m.listLastOK, m.configReloads, m.configLastOK, m.configLastResult, buildInfo,
 		m.listInterval, m.listRules, m.upstreamLastOK, m.cacheHits, m.cacheMisses, m.cacheStale, m.cachePrefetches,
 		m.cacheEvictions, m.cacheEntries, m.paused,
 	} {
@@ -359,6 +366,16 @@ func (m *Metrics) ListLoaded(list string, entries, invalid int, err error, at ti
 	m.listLastOK.WithLabelValues(list).Set(1)
 	m.listInvalid.WithLabelValues(list).Set(float64(invalid))
 	m.listLastSuccess.WithLabelValues(list).Set(float64(at.Unix()))
+}
+
+// ListsRebuilt counts one reload of the lists by where the new set was built: in a child process
+// (child true) or in the server.
+func (m *Metrics) ListsRebuilt(child bool) {
+	where := "process"
+	if child {
+		where = "child"
+	}
+	m.listBuilds.WithLabelValues(where).Inc()
 }
 
 // InitList creates a list's blocked counters for each group (app "" is filed as other) so a list

@@ -88,6 +88,11 @@ with=$(perf)
 wait $! 2>/dev/null || true
 reload_peak=$(hwm "$pid")
 grep -c "blocklists reloaded" "$work/dnsfence.log" > "$work/reloads" || true
+# Reloads whose index a child process built (see indexchild): how many, how long each child ran
+# and the largest peak RSS of one (not part of the server's figures above: a process of its own).
+child=$(grep -c '"built_in": "child"' "$work/dnsfence.log" || true)
+child_took=$(sed -n 's/.*index child exited.*"took": "\([^"]*\)".*/\1/p' "$work/dnsfence.log" | paste -sd, -)
+child_rss=$(sed -n 's/.*index child exited.*"peak_rss": "\([^"]*\)".*/\1/p' "$work/dnsfence.log" | sort -n | tail -1)
 kill "$pid"; wait "$timepid" 2>/dev/null || true
 
 printf '\nlist: %s (%s entries)\n' "$LIST" "$entries"
@@ -99,6 +104,7 @@ printf 'peak RSS under load:         %s MiB without reloads (%.2fx steady)\n' "$
 printf 'peak RSS after %d reloads:   %s MiB (%.2fx steady, %.2fx the peak without reloads)\n' "$RELOADS" "$(mib "$reload_peak")" \
   "$(awk -v a="$reload_peak" -v b="$steady" 'BEGIN{print a/b}')" "$(awk -v a="$reload_peak" -v b="$base_peak" 'BEGIN{print a/b}')"
 printf 'max RSS (/usr/bin/time -v): %s MiB\n' "$(mib "$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$work/time.txt")")"
-printf 'reloads logged:             %s\n' "$(cat "$work/reloads")"
+printf 'reloads logged:             %s (%s built in a child process; children ran %s, peak RSS %s)\n' "$(cat "$work/reloads")" \
+  "${child:-0}" "${child_took:-n/a}" "${child_rss:-n/a}"
 printf 'dnsperf at %s qps, %ss:      without reloads lost %s, max %s ms; with %d reloads lost %s, max %s ms\n' \
   "$QPS" "$SECONDS_PER_RUN" "$(lost "$base")" "$(maxlat "$base")" "$RELOADS" "$(lost "$with")" "$(maxlat "$with")"

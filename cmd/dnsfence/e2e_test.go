@@ -240,6 +240,48 @@ func TestEndToEndReload(t *testing.T) {
 	}
 }
 
+// TestEndToEndReloadChild: the program's reloads build the lists in the index child (this test
+// binary, re-executed); a list that fails there is built in the server, which keeps its last
+// good entries. The metric and the log line say where each reload was built.
+func TestEndToEndReloadChild(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	dir := t.TempDir()
+	list := writeFile(t, dir, "test.txt", "old.example\n")
+	other := writeFile(t, dir, "other.txt", "other.example\n")
+	d := startWithChild(t, "-upstream", up.Addr, "-blocklist", list, "-blocklist", other)
+	rcode := func(name string) int {
+		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)).Rcode
+	}
+	builds := func(where string) float64 {
+		return value(scrape(t, d.httpAddr), "dnsfence_blocklist_reload_builds_total", "where="+where)
+	}
+
+	writeFile(t, dir, "test.txt", "new.example\n")
+	d.triggerReload(t)
+	if rcode("old.example") != dns.RcodeSuccess || rcode("new.example") != dns.RcodeNameError {
+		t.Fatal("reloaded list not served")
+	}
+	if builds("child") < 1 || builds("process") != 0 {
+		t.Errorf("after a good reload: child %v, process %v builds", builds("child"), builds("process"))
+	}
+	if !strings.Contains(d.log.String(), `"built_in": "child"`) || !strings.Contains(d.log.String(), "blocklist index child exited") {
+		t.Errorf("the reload's log does not say a child built it:\n%s", d.log)
+	}
+
+	writeFile(t, dir, "test.txt", "||not a domain list^\n<html>\n")
+	writeFile(t, dir, "other.txt", "other2.example\n")
+	d.triggerReload(t)
+	if rcode("new.example") != dns.RcodeNameError || rcode("other2.example") != dns.RcodeNameError || rcode("other.example") != dns.RcodeSuccess {
+		t.Error("a list failing in the child: the last good entries or the other list's update were lost")
+	}
+	if builds("process") < 1 {
+		t.Errorf("a reload with a failing list: %v builds in the server", builds("process"))
+	}
+	if !strings.Contains(d.log.String(), `"built_in": "server"`) {
+		t.Errorf("the failed reload's log does not say it was built in the server:\n%s", d.log)
+	}
+}
+
 func TestEndToEndHealthzAndQueryLog(t *testing.T) {
 	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
 	quiet := start(t, "-upstream", up.Addr)

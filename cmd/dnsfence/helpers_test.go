@@ -45,8 +45,21 @@ type running struct {
 }
 
 // start runs dnsfence in-process with args (plus listen/http on random loopback ports unless given)
-// and stops it when the test ends, failing the test if it did not exit cleanly.
+// and stops it when the test ends, failing the test if it did not exit cleanly. Its list reloads
+// are built in process (hooks.inProcessLists); startWithChild builds them as the program does.
 func start(t *testing.T, args ...string) *running {
+	t.Helper()
+	return startHooks(t, hooks{inProcessLists: true}, args...)
+}
+
+// startWithChild is start with list reloads built by the index child (this test binary, see
+// TestMain), as the program builds them.
+func startWithChild(t *testing.T, args ...string) *running {
+	t.Helper()
+	return startHooks(t, hooks{}, args...)
+}
+
+func startHooks(t *testing.T, h hooks, args ...string) *running {
 	t.Helper()
 	joined := strings.Join(args, " ")
 	if !strings.Contains(joined, "-listen") && !strings.Contains(joined, "-config") {
@@ -60,10 +73,8 @@ func start(t *testing.T, args ...string) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- runWith(ctx, args, io.Discard, r.log, hooks{
-			ready:  func(i *instance) { ready <- i },
-			reload: r.reload,
-		})
+		h.ready, h.reload = func(i *instance) { ready <- i }, r.reload
+		done <- runWith(ctx, args, io.Discard, r.log, h)
 	}()
 	select {
 	case r.instance = <-ready:

@@ -10,12 +10,20 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/dnsfence/dnsfence/cmd/dnsfence/internal/indexchild"
+	"github.com/dnsfence/dnsfence/configs"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
 func main() {
+	// A child building the blocklist index (see indexchild) does only that: no flags, no logs,
+	// no listeners.
+	if indexchild.Child() {
+		os.Exit(indexchild.Run(os.Stdin, os.Stdout, os.Stderr, configs.Lists()))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
