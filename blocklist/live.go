@@ -92,17 +92,27 @@ func NewLiveWith(sources []Source, onReload func(Result), opts LiveOptions) (*Li
 			opts.IndexDir = ""
 		}
 	}
-	bo := opts.buildOptions(sources, nil)
+	var pace *pacer
+	if opts.Aside {
+		pace = newPacer()
+	}
+	bo := opts.buildOptions(sources, pace)
 	var s *Set
 	failed := map[string]error{}
 	if bo.path != "" {
 		var err error
-		s, err = loadIndex(bo.path, bo.hash, sources, nil)
+		s, err = loadIndex(bo.path, bo.hash, sources, pace)
 		if err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, errStaleIndex) && opts.OnIndexError != nil {
 			opts.OnIndexError(fmt.Errorf("rebuilding the blocklist index: %w", err))
 		}
 	}
 	indexed := s != nil
+	var child bool
+	var childErr error
+	if s == nil && opts.Aside && opts.BuildIndex != nil && bo.path != "" {
+		s, childErr = childBuild(opts, sources, bo, pace)
+		child = childErr == nil
+	}
 	if s == nil {
 		s, failed = build(sources, nil, nil, bo)
 	}
@@ -120,11 +130,31 @@ func NewLiveWith(sources []Source, onReload func(Result), opts LiveOptions) (*Li
 	}
 	l := &Live{sources: sources, onReload: onReload, opts: opts}
 	l.set.Store(s)
-	l.initial = Result{Lists: s.Lists(), Entries: s.Len(), Duration: time.Since(start), Indexed: indexed}
+	l.initial = Result{Lists: s.Lists(), Entries: s.Len(), Duration: time.Since(start), Indexed: indexed, Child: child, ChildErr: childErr}
 	if len(failed) > 0 {
 		l.initial.Failed = failed
 	}
 	return l, nil
+}
+
+// childBuild has opts.BuildIndex build the index of sources (hashed as bo) and maps it.
+func childBuild(opts LiveOptions, sources []Source, bo buildOptions, pace *pacer) (*Set, error) {
+	if err := opts.BuildIndex(context.Background(), slices.Clone(sources), opts.IndexDir); err != nil {
+		return nil, fmt.Errorf("blocklist index built in a child process: %w", err)
+	}
+	return mapChildIndex(bo, sources, pace)
+}
+
+// mapChildIndex maps the index a child kept for the sources hashed as bo, after the usual checks.
+func mapChildIndex(bo buildOptions, sources []Source, pace *pacer) (*Set, error) {
+	if bo.path == "" {
+		return nil, errors.New("blocklist index built in a child process: the lists could not be hashed")
+	}
+	s, err := loadIndex(bo.path, bo.hash, sources, pace)
+	if err != nil {
+		return nil, fmt.Errorf("blocklist index built in a child process: %w", err)
+	}
+	return s, nil
 }
 
 // Initial describes the first load. Failed holds the Optional lists that started empty.
@@ -199,20 +229,19 @@ func (l *Live) Reload() Result {
 	// answered: they give way every few milliseconds (see pacer).
 	pace := newPacer()
 	var childErr error
+	var s *Set
+	var bo buildOptions
 	if l.opts.BuildIndex != nil && l.opts.IndexDir != "" {
 		// Hashed after the child's build: a list changed meanwhile makes its file stale.
 		if childErr = l.opts.BuildIndex(context.Background(), slices.Clone(l.sources), l.opts.IndexDir); childErr != nil {
 			childErr = fmt.Errorf("blocklist index built in a child process: %w", childErr)
 		}
-	}
-	bo := l.opts.buildOptions(l.sources, pace)
-	var s *Set
-	if l.opts.BuildIndex != nil && l.opts.IndexDir != "" && childErr == nil {
-		if bo.path == "" {
-			childErr = errors.New("blocklist index built in a child process: the lists could not be hashed")
-		} else if s, childErr = loadIndex(bo.path, bo.hash, l.sources, pace); childErr != nil {
-			childErr = fmt.Errorf("blocklist index built in a child process: %w", childErr)
+		bo = l.opts.buildOptions(l.sources, pace)
+		if childErr == nil {
+			s, childErr = mapChildIndex(bo, l.sources, pace)
 		}
+	} else {
+		bo = l.opts.buildOptions(l.sources, pace)
 	}
 	var failed map[string]error
 	if s == nil {

@@ -231,3 +231,40 @@ func TestLoadIndexPaced(t *testing.T) {
 		t.Errorf("checking the index yielded %d times", p.yields)
 	}
 }
+
+// TestNewLiveAsideUsesChild: a load with another Set serving (a config reload that changed the
+// lists) goes through the hook like a reload and serves what an in-process load serves; a first
+// load does not call it; a failing hook falls back to the in-process build and says why.
+func TestNewLiveAsideUsesChild(t *testing.T) {
+	f := newChildFixture(t)
+	var calls int
+	first, err := NewLiveWith(f.sources, nil, LiveOptions{IndexDir: t.TempDir(), BuildIndex: childHook(&calls)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 0 || first.Initial().Child {
+		t.Fatalf("a first load called the hook %d times (Child %v)", calls, first.Initial().Child)
+	}
+	aside, err := NewLiveWith(f.sources, nil, LiveOptions{IndexDir: t.TempDir(), BuildIndex: childHook(&calls), Aside: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if init := aside.Initial(); calls != 1 || !init.Child || init.ChildErr != nil || init.Indexed {
+		t.Fatalf("an aside load: %d hook calls, Child %v, ChildErr %v, Indexed %v", calls, init.Child, init.ChildErr, init.Indexed)
+	}
+	if got, want := matchAll(aside.Set()), matchAll(first.Set()); !reflect.DeepEqual(got, want) {
+		t.Errorf("matches of the aside load:\n%v\nof the first load:\n%v", got, want)
+	}
+
+	failing := func(context.Context, []Source, string) error { return errors.New("no child today") }
+	fallback, err := NewLiveWith(f.sources, nil, LiveOptions{IndexDir: t.TempDir(), BuildIndex: failing, Aside: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if init := fallback.Initial(); init.Child || init.ChildErr == nil || !strings.Contains(init.ChildErr.Error(), "no child today") {
+		t.Errorf("a failing hook: Child %v, ChildErr %v", init.Child, init.ChildErr)
+	}
+	if got, want := matchAll(fallback.Set()), matchAll(first.Set()); !reflect.DeepEqual(got, want) {
+		t.Errorf("matches of the fallback load:\n%v\nof the first load:\n%v", got, want)
+	}
+}

@@ -33,6 +33,11 @@ type LiveOptions struct {
 	// it, when it fails, when the file does not pass the checks, and when a list fails (only
 	// the serving process has that list's last good entries). Result.Child tells which.
 	BuildIndex func(ctx context.Context, sources []Source, dir string) error
+	// Aside: another Set answers queries while NewLiveWith loads this one (a config reload that
+	// changed the lists), so the load is a reload's: built by BuildIndex if set, else, or if
+	// that fails, built here giving way to queries every few milliseconds. A first load is not
+	// paced: nothing waits on it but the start.
+	Aside bool
 }
 
 // IndexFile is the name of the kept index in LiveOptions.IndexDir.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -739,5 +740,37 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEndToEndConfigReloadChild: a config reload that adds a list builds the new lists in the
+// index child too (the running ones answer meanwhile), and says so in its log and metric.
+func TestEndToEndConfigReloadChild(t *testing.T) {
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	dir := t.TempDir()
+	one := writeFile(t, dir, "one.txt", "one.example\n")
+	two := writeFile(t, dir, "two.txt", "two.example\n")
+	config := func(lists string) string {
+		return fmt.Sprintf("listen: [127.0.0.1:0]\nupstreams: [%q]\ndownloads: {cache_dir: %q}\nblocklists: [%s]\n",
+			up.Addr, filepath.Join(dir, "cache"), lists)
+	}
+	cfg := writeFile(t, dir, "dnsfence.yaml", config(fmt.Sprintf("{name: one, path: %q}", one)))
+	d := startWithChild(t, "-config", cfg)
+	rcode := func(name string) int {
+		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)).Rcode
+	}
+	if rcode("one.example") != dns.RcodeNameError || rcode("two.example") != dns.RcodeSuccess {
+		t.Fatal("the first config's list is not served")
+	}
+	writeFile(t, dir, "dnsfence.yaml", config(fmt.Sprintf("{name: one, path: %q}, {name: two, path: %q}", one, two)))
+	d.triggerReload(t)
+	if rcode("one.example") != dns.RcodeNameError || rcode("two.example") != dns.RcodeNameError {
+		t.Fatal("the reloaded config's lists are not served")
+	}
+	if !strings.Contains(d.log.String(), "blocklists built for the new config") || !strings.Contains(d.log.String(), `"built_in": "child"`) {
+		t.Errorf("the config reload's log does not say a child built its lists:\n%s", d.log)
+	}
+	if n := value(scrape(t, d.httpAddr), "dnsfence_blocklist_reload_builds_total", "where=child"); n < 1 {
+		t.Errorf("dnsfence_blocklist_reload_builds_total{where=child} = %v after the config reload", n)
 	}
 }

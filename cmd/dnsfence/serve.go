@@ -383,10 +383,7 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 		now := time.Now()
 		m.ListsRebuilt(r.Child)
 		e.childBuilt.Store(r.Child)
-		built := zap.String("built_in", "server")
-		if r.Child {
-			built = zap.String("built_in", "child")
-		}
+		built := builtIn(r.Child)
 		for _, l := range r.Lists {
 			m.ListLoaded(l.Name, l.Entries, l.Invalid, r.Failed[l.Name], now)
 			m.ListRules(l.Name, l.RulesByKind())
@@ -397,14 +394,14 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 				zap.Error(err), zap.Int("entries", r.Entries), built)
 		} else {
 			log.Info("blocklists reloaded", zap.Int("entries", r.Entries), zap.Duration("took", r.Duration), built)
-			if r.ChildErr != nil {
-				log.Warn("blocklist index: the child process did not build it; built in the server", zap.Error(r.ChildErr))
-			}
+			warnChildErr(log, r)
 		}
 	}
 	// The compiled lists are kept in the cache directory: a restart with the same lists maps them.
 	// A reload builds them in a child process at idle priority (see indexchild).
-	lo := blocklist.LiveOptions{IndexDir: cfg.CacheDir(), OnIndexError: func(err error) { log.Warn("blocklist index", zap.Error(err)) }}
+	// So does a config reload that changed them (another set serves meanwhile).
+	lo := blocklist.LiveOptions{IndexDir: cfg.CacheDir(), OnIndexError: func(err error) { log.Warn("blocklist index", zap.Error(err)) },
+		Aside: e.cur.Load() != nil}
 	if !e.noChild {
 		lo.BuildIndex = indexchild.Builder{Builtin: configs.Lists(), Done: func(took time.Duration, rss int64) {
 			log.Info("blocklist index child exited", zap.Duration("took", took), zap.String("peak_rss", sizeString(int(rss))))
@@ -413,6 +410,11 @@ func (e *env) build(cfg *configs.Config) (*state, error) {
 	lists, err := blocklist.NewLiveWith(cfg.ListSources(e.fetcher), onReload, lo)
 	if err != nil {
 		return nil, fmt.Errorf("blocklists: %w", err)
+	}
+	if init := lists.Initial(); lo.Aside && !init.Indexed {
+		m.ListsRebuilt(init.Child)
+		log.Info("blocklists built for the new config", zap.Int("entries", init.Entries), zap.Duration("took", init.Duration), builtIn(init.Child))
+		warnChildErr(log, init)
 	}
 	pending := lists.Initial().Failed
 	apps := cfg.ListApps()
@@ -625,6 +627,21 @@ func sizeString(n int) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+}
+
+// builtIn is the log field that says where a list load was built.
+func builtIn(child bool) zap.Field {
+	if child {
+		return zap.String("built_in", "child")
+	}
+	return zap.String("built_in", "server")
+}
+
+// warnChildErr logs why the index child was asked but a load was built in the server.
+func warnChildErr(log *zap.Logger, r blocklist.Result) {
+	if r.ChildErr != nil {
+		log.Warn("blocklist index: the child process did not build it; built in the server", zap.Error(r.ChildErr))
+	}
 }
 
 // releaseMemory collects a replaced list set at once, so that its table is unmapped (a cleanup
