@@ -157,6 +157,18 @@ func mapChildIndex(bo buildOptions, sources []Source, pace *pacer) (*Set, error)
 	return s, nil
 }
 
+// DropPages takes the pages of the current Set's index file out of this process's memory, for a
+// Live that another has replaced (a config reload): the queries still reading it fault them
+// back in, and its mapping goes with the Set. Without it they stay until a collection unmaps it.
+func (l *Live) DropPages() { l.set.Load().dropPages() }
+
+// dropPages takes the pages s maps from its index file out of this process's memory.
+func (s *Set) dropPages() {
+	if s != nil && s.ix != nil && s.ix.mem != nil {
+		s.ix.mem.dropFilePages()
+	}
+}
+
 // Initial describes the first load. Failed holds the Optional lists that started empty.
 func (l *Live) Initial() Result { return l.initial }
 
@@ -255,10 +267,10 @@ func (l *Live) Reload() Result {
 		}
 	}
 	l.set.Store(s)
-	if s != old && old.ix != nil && old.ix.mem != nil {
+	if s != old {
 		// The replaced index's pages leave this process now; the mapping stays valid for
 		// the queries still reading it, and goes with the old Set (a cleanup).
-		old.ix.mem.dropFilePages()
+		old.dropPages()
 	}
 	res := Result{Lists: s.Lists(), Failed: failed, Entries: s.Len(), Duration: time.Since(start),
 		Child: childErr == nil && l.opts.BuildIndex != nil && l.opts.IndexDir != "", ChildErr: childErr}

@@ -115,4 +115,19 @@ func TestReloadDropsOldPages(t *testing.T) {
 	if _, _, ok := l.Match("new.test"); !ok {
 		t.Error("the new Set does not match")
 	}
+
+	// DropPages does the same for a Live that another replaced (a config reload).
+	cur := l.Set()
+	for i := range 200000 {
+		cur.Match(fmt.Sprintf("host-%d.example-%d.test", i, i%97))
+	}
+	addr = uintptr(unsafe.Pointer(unsafe.SliceData(cur.ix.data))) - headerSize
+	before = mappingRSS(t, addr)
+	l.DropPages()
+	if after = mappingRSS(t, addr); before < 1<<20 || after > before/10 {
+		t.Errorf("DropPages: index resident: %d bytes before, %d after", before, after)
+	}
+	if _, _, ok := l.Match("new.test"); !ok {
+		t.Error("the Set no longer matches after DropPages")
+	}
 }

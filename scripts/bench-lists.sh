@@ -2,7 +2,8 @@
 # Process-level figures for a big blocklist, loopback only: how long until the first answer (a
 # cold start that compiles the lists, then a restart that maps the index kept in the cache
 # directory), RSS after load, peak RSS while loading and while reloading, and what reloads under load cost (lost
-# queries, max latency) against a run without reloads measured in the same invocation.
+# queries, max latency) against a run without reloads measured in the same invocation. RELOAD=config
+# makes each reload a config edit that changes the lists instead of a touched list file.
 #
 # Needs dnsperf (Debian: apt-get install dnsperf) and dig, and the 1.16M-domain real list at
 # ../shared/data/blocklists/big-real.txt (or LIST=path). SERVER_CPUS and CLIENT_CPUS (taskset CPU
@@ -83,11 +84,27 @@ maxlat() { awk '/Average Latency/ { gsub(/[(),]/, ""); for (i = 1; i <= NF; i++)
 
 base=$(perf)
 base_peak=$(hwm "$pid")   # the same load without reloads: what the reload peak is compared with
-( sleep 2; for _ in $(seq "$RELOADS"); do touch "$work/fence/big.txt"; kill -HUP "$pid"; sleep 2; done ) &
+# RELOAD=config: each reload is a config edit that adds or removes a small second list, so the
+# whole set is built anew for the new config (RELOAD=lists, the default: the list file is touched).
+if [ "${RELOAD:-lists}" = config ]; then
+  echo "extra.bench.example" > "$work/extra.txt"
+  reload() {
+    if grep -q extra "$work/fence/dnsfence.yaml"; then
+      sed -i '/name: extra/d' "$work/fence/dnsfence.yaml"
+    else
+      echo "  - {name: extra, path: \"$work/extra.txt\"}" >> "$work/fence/dnsfence.yaml"
+    fi
+    kill -HUP "$pid"
+  }
+  sed -i "s|^blocklists: \[\(.*\)\]$|blocklists:\n  - \1|" "$work/fence/dnsfence.yaml"
+else
+  reload() { touch "$work/fence/big.txt"; kill -HUP "$pid"; }
+fi
+( sleep 2; for _ in $(seq "$RELOADS"); do reload; sleep 2; done ) &
 with=$(perf)
 wait $! 2>/dev/null || true
 reload_peak=$(hwm "$pid")
-grep -c "blocklists reloaded" "$work/dnsfence.log" > "$work/reloads" || true
+grep -cE "blocklists reloaded|blocklists built for the new config" "$work/dnsfence.log" > "$work/reloads" || true
 # Reloads whose index a child process built (see indexchild): how many, how long each child ran
 # and the largest peak RSS of one (not part of the server's figures above: a process of its own).
 child=$(grep -c '"built_in": "child"' "$work/dnsfence.log" || true)

@@ -614,6 +614,12 @@ func (e *env) reload(cur *state, o *options, chain *resolver.Swappable, download
 		e.log.Warn("config changes that need a restart to apply", zap.Strings("settings", changed))
 	}
 	chain.Store(next.chain)
+	if next.lists.Initial().Child {
+		// As after a list reload built by the child: no garbage to collect here, and the old
+		// index's pages leave now (see releaseMemory).
+		cur.lists.DropPages()
+		e.childBuilt.Store(true)
+	}
 	cur.stop()
 	e.Refresh(next)
 	e.metrics.ConfigLoaded(true, time.Now())
