@@ -822,8 +822,6 @@ func TestCacheConcurrent(t *testing.T) {
 // three). The answers here have three records each.
 func TestCacheEntriesAreFewObjects(t *testing.T) {
 	const n = 4000
-	cache := resolver.NewCache(resolver.CacheOptions{MaxEntries: 4 * n}, resolver.CacheObserver{}) // room: shards fill unevenly
-	t.Cleanup(cache.Close)
 	next := resolver.ResolverFunc(func(_ context.Context, req *resolver.Request) (*resolver.Response, error) {
 		m := new(dns.Msg)
 		m.SetReply(req.Msg)
@@ -833,29 +831,45 @@ func TestCacheEntriesAreFewObjects(t *testing.T) {
 		}
 		return &resolver.Response{Msg: m, Outcome: resolver.OutcomeForwarded, Upstream: "udp://192.0.2.53:53"}, nil
 	})
-	chain := resolver.Chain(next, cache.Middleware())
 	// Built before measuring: only what the cache keeps is counted.
 	reqs := make([]*resolver.Request, n)
 	for i := range reqs {
 		reqs[i] = &resolver.Request{Msg: resolvertest.Query(fmt.Sprintf("host-%d.example.", i), dns.TypeA, false), Received: time.Now()}
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for _, req := range reqs {
-		if _, err := chain.Resolve(context.Background(), req); err != nil {
-			t.Fatal(err)
+	settle := func(ms *runtime.MemStats) {
+		// Twice: cleanups and finalizers of earlier tests queued by the first collection free
+		// their objects in the second, which would otherwise count against the cache.
+		runtime.GC()
+		runtime.GC()
+		runtime.ReadMemStats(ms)
+	}
+	// measure fills a new cache and returns the heap objects it added per entry. Other tests'
+	// goroutines may free objects meanwhile (the count can even fall): a negative count is
+	// measured again rather than taken as a pass.
+	measure := func() (objects, bytes float64, chain resolver.Resolver) {
+		cache := resolver.NewCache(resolver.CacheOptions{MaxEntries: 4 * n}, resolver.CacheObserver{}) // room: shards fill unevenly
+		t.Cleanup(cache.Close)
+		chain = resolver.Chain(next, cache.Middleware())
+		var before, after runtime.MemStats
+		settle(&before)
+		for _, req := range reqs {
+			if _, err := chain.Resolve(context.Background(), req); err != nil {
+				t.Fatal(err)
+			}
 		}
+		settle(&after)
+		if cache.Len() != n {
+			t.Fatalf("Len %d, want %d", cache.Len(), n)
+		}
+		return (float64(after.HeapObjects) - float64(before.HeapObjects)) / n, (float64(after.HeapAlloc) - float64(before.HeapAlloc)) / n, chain
 	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
-	if cache.Len() != n {
-		t.Fatalf("Len %d, want %d", cache.Len(), n)
+	perEntry, perBytes, chain := measure()
+	for try := 1; perEntry < 0 && try < 5; try++ {
+		perEntry, perBytes, chain = measure()
 	}
-	perEntry := float64(after.HeapObjects-before.HeapObjects) / n
-	t.Logf("%.1f heap objects and %.0f bytes per entry", perEntry, float64(after.HeapAlloc-before.HeapAlloc)/n)
-	if perEntry > 0.5 {
-		t.Errorf("%.2f heap objects per cache entry, want at most 0.5 (slab chunks and bookkeeping)", perEntry)
+	t.Logf("%.1f heap objects and %.0f bytes per entry", perEntry, perBytes)
+	if perEntry < 0 || perEntry > 0.5 {
+		t.Errorf("%.2f heap objects per cache entry, want 0 to 0.5 (slab chunks and bookkeeping)", perEntry)
 	}
 	// And the answers still come out whole.
 	resp, err := chain.Resolve(context.Background(), reqs[7])
