@@ -288,11 +288,11 @@ func (r *Recorder) run() {
 			// Keep the rows for the next attempt; new events keep aggregating into them.
 			res.b.mergeInto(pending)
 		}
+		gauge() // before the waiters hear: a Flush that returned sees the gauges of its write
 		for _, w := range waiters {
 			w <- res.err
 		}
 		waiters = nil
-		gauge()
 	}
 	for {
 		select {
