@@ -7,9 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -208,9 +206,10 @@ func TestBinaryWithDig(t *testing.T) {
 	if !strings.Contains(p.logs.String(), `"built_in":"child"`) || strings.Contains(p.logs.String(), "did not build it") {
 		t.Errorf("the reload was not built in a child process:\n%s", p.logs)
 	}
-	if m := scrapeMetrics(t, p.httpAddr); !strings.Contains(m, `dnsfence_blocklist_reload_builds_total{where="child"} 1`) ||
-		!strings.Contains(m, `dnsfence_blocklist_reload_builds_total{where="process"} 0`) {
-		t.Errorf("reload_builds_total after one reload:\n%s", grepLines(m, "reload_builds_total"))
+	mfs := scrape(t, p.httpAddr)
+	if child, process := value(mfs, "dnsfence_blocklist_reload_builds_total", "where=child"),
+		value(mfs, "dnsfence_blocklist_reload_builds_total", "where=process"); child != 1 || process != 0 {
+		t.Errorf("reload_builds_total after one reload: child %v, process %v; want 1 and 0", child, process)
 	}
 
 	// SIGTERM: a clean exit.
@@ -226,32 +225,6 @@ func TestBinaryWithDig(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("no exit after SIGTERM")
 	}
-}
-
-// scrapeMetrics returns the /metrics page of the server at addr.
-func scrapeMetrics(t *testing.T, addr string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
-}
-
-// grepLines returns the lines of s containing sub.
-func grepLines(s, sub string) string {
-	var out []string
-	for l := range strings.Lines(s) {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "")
 }
 
 func runBinary(t *testing.T, args ...string) (stdout, stderr string, code int) {
