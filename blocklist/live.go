@@ -240,20 +240,18 @@ func (l *Live) Reload() Result {
 	// The hash and the build are a second or more of CPU for a big list, while queries are
 	// answered: they give way every few milliseconds (see pacer).
 	pace := newPacer()
+	useChild := l.opts.BuildIndex != nil && l.opts.IndexDir != ""
 	var childErr error
-	var s *Set
-	var bo buildOptions
-	if l.opts.BuildIndex != nil && l.opts.IndexDir != "" {
-		// Hashed after the child's build: a list changed meanwhile makes its file stale.
+	if useChild {
 		if childErr = l.opts.BuildIndex(context.Background(), slices.Clone(l.sources), l.opts.IndexDir); childErr != nil {
 			childErr = fmt.Errorf("blocklist index built in a child process: %w", childErr)
 		}
-		bo = l.opts.buildOptions(l.sources, pace)
-		if childErr == nil {
-			s, childErr = mapChildIndex(bo, l.sources, pace)
-		}
-	} else {
-		bo = l.opts.buildOptions(l.sources, pace)
+	}
+	// Hashed after the child's build: a list changed meanwhile makes its file stale.
+	bo := l.opts.buildOptions(l.sources, pace)
+	var s *Set
+	if useChild && childErr == nil {
+		s, childErr = mapChildIndex(bo, l.sources, pace)
 	}
 	var failed map[string]error
 	if s == nil {
@@ -273,7 +271,7 @@ func (l *Live) Reload() Result {
 		old.dropPages()
 	}
 	res := Result{Lists: s.Lists(), Failed: failed, Entries: s.Len(), Duration: time.Since(start),
-		Child: childErr == nil && l.opts.BuildIndex != nil && l.opts.IndexDir != "", ChildErr: childErr}
+		Child: useChild && childErr == nil, ChildErr: childErr}
 	if l.onReload != nil {
 		l.onReload(res)
 	}

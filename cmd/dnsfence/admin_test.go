@@ -169,9 +169,7 @@ func TestAdminPause(t *testing.T) {
 	base := "listen: [127.0.0.1:0]\nupstreams: [" + up.Addr + "]\napps: none\nblocklists: [{name: l, path: " + list + "}]\n"
 	cfgPath := writeFile(t, dir, "c.yaml", base)
 	d := start(t, "-config", cfgPath)
-	rcode := func(name string) int {
-		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)).Rcode
-	}
+	rcode := rcoder(t, d.dnsAddrs[0])
 	paused := func() (gauge, allowed float64) {
 		mfs := scrape(t, d.httpAddr)
 		return value(mfs, "dnsfence_blocking_paused"), value(mfs, "dnsfence_policy_allowed_queries_total", "reason=paused", "list=l")
@@ -269,9 +267,7 @@ func TestAdminReload(t *testing.T) {
 	list := writeFile(t, dir, "l.txt", "old.example\n")
 	cfgPath := writeFile(t, dir, "c.yaml", "listen: [127.0.0.1:0]\nupstreams: ["+up.Addr+"]\napps: [alipay]\nblocklists: [{name: l, path: "+list+"}]\n")
 	d := start(t, "-config", cfgPath)
-	rcode := func(name string) int {
-		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)).Rcode
-	}
+	rcode := rcoder(t, d.dnsAddrs[0])
 
 	writeFile(t, dir, "l.txt", "new.example\nnew2.example\n")
 	c := api(t, d, "POST", "/api/lists/reload", "")

@@ -197,9 +197,7 @@ func TestEndToEndReload(t *testing.T) {
 	other := writeFile(t, dir, "other.txt", "other.example\n")
 	d := start(t, "-upstream", up.Addr, "-blocklist", list, "-blocklist", other)
 	addr := d.dnsAddrs[0]
-	rcode := func(name string) int {
-		return resolvertest.Exchange(t, "udp", addr, resolvertest.Query(name, dns.TypeA, false)).Rcode
-	}
+	rcode := rcoder(t, addr)
 	if rcode("old.example") != dns.RcodeNameError || rcode("new.example") != dns.RcodeSuccess {
 		t.Fatal("initial list not served")
 	}
@@ -250,9 +248,7 @@ func TestEndToEndReloadChild(t *testing.T) {
 	list := writeFile(t, dir, "test.txt", "old.example\n")
 	other := writeFile(t, dir, "other.txt", "other.example\n")
 	d := startWithChild(t, "-upstream", up.Addr, "-blocklist", list, "-blocklist", other)
-	rcode := func(name string) int {
-		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)).Rcode
-	}
+	rcode := rcoder(t, d.dnsAddrs[0])
 	builds := func(where string) float64 {
 		return value(scrape(t, d.httpAddr), "dnsfence_blocklist_reload_builds_total", "where="+where)
 	}
@@ -756,9 +752,7 @@ func TestEndToEndConfigReloadChild(t *testing.T) {
 	}
 	cfg := writeFile(t, dir, "dnsfence.yaml", config(fmt.Sprintf("{name: one, path: %q}", one)))
 	d := startWithChild(t, "-config", cfg)
-	rcode := func(name string) int {
-		return resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(name, dns.TypeA, false)).Rcode
-	}
+	rcode := rcoder(t, d.dnsAddrs[0])
 	if rcode("one.example") != dns.RcodeNameError || rcode("two.example") != dns.RcodeSuccess {
 		t.Fatal("the first config's list is not served")
 	}

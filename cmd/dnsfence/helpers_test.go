@@ -13,9 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
 // syncBuffer is a goroutine-safe log sink.
@@ -181,3 +184,11 @@ next:
 }
 
 func removeFile(p string) error { return os.Remove(p) }
+
+// rcoder returns a function that asks the server at addr for a name's A record over UDP and
+// returns the answer's rcode.
+func rcoder(t *testing.T, addr string) func(name string) int {
+	return func(name string) int {
+		return resolvertest.Exchange(t, "udp", addr, resolvertest.Query(name, dns.TypeA, false)).Rcode
+	}
+}
