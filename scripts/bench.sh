@@ -2,7 +2,8 @@
 # Throughput and latency of dnsfence against dnsdist, measured in the same run, loopback only.
 # knot serves the zone bench. (a wildcard A and AAAA) as the authoritative upstream of both;
 # dnsfence loads the big blocklist; dnsdist is a plain forwarder with a packet cache and no list.
-# The servers run on CPU 0, dnsperf and knot on CPU 1 (so CPU 0 is the server under test alone).
+# The servers run on CPU 0, dnsperf and knot on CPU 1 (so CPU 0 is the server under test alone;
+# knot re-pins its UDP worker to CPU 0 itself, so every knot thread is moved back once it is up).
 #
 # Workloads, each run ROUNDS times against each server, alternating which goes first:
 #   W1  A queries for names sampled from the list. dnsfence answers them itself (NXDOMAIN);
@@ -143,6 +144,15 @@ wait_for() { # port name want pid log
 }
 first=$(grep -m1 -E '^[a-z0-9._-]+$' "$LIST")
 wait_for "$KNOT_PORT" probe.bench NOERROR "$knot" "$work/knot.log"
+# knot pins its UDP worker threads to CPUs itself (the first to CPU 0), whatever taskset said:
+# put every thread back beside dnsperf, or it shares CPU 0 with the server under test and
+# preempts it on every query forwarded (one knot thread ran 33,000 times a second there).
+if [ ${#cli_pin[@]} -gt 0 ]; then
+  taskset -a -p -c 1 "$knot" > /dev/null
+  for t in /proc/"$knot"/task/*; do
+    grep -q '^Cpus_allowed_list:[[:space:]]*1$' "$t/status" || { echo "bench: knot thread ${t##*/} not on CPU 1" >&2; exit 1; }
+  done
+fi
 wait_for "$FENCE_PORT" "$first" NXDOMAIN "$fence" "$work/dnsfence.log"
 wait_for "$FENCE_PORT" probe.bench NOERROR "$fence" "$work/dnsfence.log"
 wait_for "$DIST_PORT" probe.bench NOERROR "$dist" "$work/dnsdist.log"
