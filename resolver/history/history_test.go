@@ -298,3 +298,65 @@ func TestSQLiteReadOnlyBeforeSchema(t *testing.T) {
 		t.Error("a read-only store accepted a write")
 	}
 }
+
+// TestRecorderHandsOverInBatches checks that recording does not wake the aggregator per event:
+// events wait in the queue until half of it is full (or a flush), then go over together, and
+// each keeps the time it was recorded at, not the time it was aggregated.
+func TestRecorderHandsOverInBatches(t *testing.T) {
+	ctx := context.Background()
+	base, _ := openTemp(t)
+	var mu sync.Mutex
+	now := time.Date(2026, 12, 3, 9, 59, 0, 0, time.UTC)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	rec, err := New(Options{
+		Open:          func(context.Context) (Store, error) { return base, nil },
+		FlushInterval: time.Hour, QueueLen: 8, Now: clock,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rec.Close(ctx) }()
+	c := netip.MustParseAddr("192.0.2.10")
+	for range 3 { // below half of QueueLen: nobody is woken
+		rec.Record(c, "alipay", "alipay", Blocked)
+	}
+	time.Sleep(50 * time.Millisecond) // time enough for an aggregator that was woken to take them
+	if n := len(rec.events); n != 3 {
+		t.Fatalf("%d events queued after 3 recorded, want 3 (the aggregator took them one by one)", n)
+	}
+	rec.Record(c, "alipay", "alipay", Blocked) // the fourth: half full, the aggregator is kicked
+	deadline := time.Now().Add(5 * time.Second)
+	for len(rec.events) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events still queued 5 s after the queue was half full", len(rec.events))
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// An event keeps the time it was recorded at (09:59) when it is aggregated later (10:01):
+	// its bucket is 09:00, not the 10:00 one of an event recorded at 10:01.
+	rec.Record(c, "qq", "qq", Blocked)
+	mu.Lock()
+	now = now.Add(2 * time.Minute)
+	mu.Unlock()
+	rec.Record(c, "qq", "qq", Blocked)
+	if err := rec.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := base.Query(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || total(rows) != 6 {
+		t.Fatalf("rows = %+v, want alipay 4 and qq 2", rows)
+	}
+	for _, r := range rows {
+		if want := time.Date(2026, 12, 3, 9, 59, 0, 0, time.UTC); !r.FirstSeen.Equal(want) {
+			t.Errorf("%s: first seen %v, want 09:59, when it was recorded", r.App, r.FirstSeen)
+		}
+	}
+	var buckets int
+	if err := base.(*sqlStore).db.QueryRowContext(ctx, `SELECT COUNT(*) FROM attempts WHERE app = 'qq'`).Scan(&buckets); err != nil || buckets != 2 {
+		t.Errorf("qq is in %d buckets (%v), want 2: 09:00 and 10:00", buckets, err)
+	}
+}

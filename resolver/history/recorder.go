@@ -32,7 +32,8 @@ type Options struct {
 	// MaxRows bounds the aggregates held in memory (waiting for or being written): when the store
 	// is down and they reach it, events for new rows are dropped and counted; 10000 (~1.5 MB).
 	MaxRows int
-	// QueueLen bounds the events waiting for the aggregator; 4096.
+	// QueueLen bounds the events waiting for the aggregator; 4096. The aggregator takes them at
+	// each flush, or as soon as half of them wait.
 	QueueLen int
 	Log      *zap.Logger
 	// Registerer gets the dnsfence_history_* metrics; nil registers nothing.
@@ -45,6 +46,7 @@ type event struct {
 	client    netip.Addr
 	app, list string
 	outcome   Outcome
+	at        int64 // unix nanoseconds
 }
 
 type key struct {
@@ -81,8 +83,13 @@ func (a agg) merge(b agg) agg {
 // Recorder aggregates attempts off the query path and writes them to a Store. Safe for
 // concurrent use.
 type Recorder struct {
-	o       Options
-	events  chan event
+	o      Options
+	events chan event
+	// kick wakes the aggregator when kickAt events wait; otherwise it takes them at each flush.
+	// Woken per event (a goroutine switch for every blocked query), a blocked query cost 7-8%
+	// more CPU with history on than off on one core at 20,000 a second; now about the same.
+	kick    chan struct{}
+	kickAt  int
 	flushes chan chan error
 	stop    chan context.Context
 	stopped chan error
@@ -122,8 +129,9 @@ func New(o Options) (*Recorder, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	r := &Recorder{o: o, events: make(chan event, o.QueueLen), flushes: make(chan chan error),
-		stop: make(chan context.Context), stopped: make(chan error, 1)}
+	r := &Recorder{o: o, events: make(chan event, o.QueueLen), kick: make(chan struct{}, 1),
+		kickAt: max(1, o.QueueLen/2), flushes: make(chan chan error), stop: make(chan context.Context),
+		stopped: make(chan error, 1)}
 	if err := r.registerMetrics(); err != nil {
 		return nil, err
 	}
@@ -173,7 +181,13 @@ func (r *Recorder) Record(client netip.Addr, app, list string, o Outcome) {
 		client = client.Unmap()
 	}
 	select {
-	case r.events <- event{client: client, app: app, list: list, outcome: o}:
+	case r.events <- event{client: client, app: app, list: list, outcome: o, at: r.o.Now().UnixNano()}:
+		if len(r.events) >= r.kickAt {
+			select {
+			case r.kick <- struct{}{}:
+			default: // already kicked
+			}
+		}
 	default:
 		r.m.dropped.Inc()
 	}
@@ -296,11 +310,12 @@ func (r *Recorder) run() {
 	}
 	for {
 		select {
-		case ev := <-r.events:
-			r.add(pending, ev, inflight)
+		case <-r.kick:
+			r.drain(pending, inflight)
 			gauge() // two atomic stores
 
 		case <-tick.C:
+			r.drain(pending, inflight)
 			gauge()
 			if !writing {
 				start()
@@ -368,15 +383,15 @@ func (r *Recorder) drain(pending batch, inflight int) {
 }
 
 func (r *Recorder) add(pending batch, ev event, inflight int) {
-	now := r.o.Now()
-	bucket := now.Truncate(r.o.Bucket).Unix()
+	at := time.Unix(0, ev.at)
+	bucket := at.Truncate(r.o.Bucket).Unix()
 	k := key{bucket: bucket, client: ev.client, app: ev.app, list: ev.list, outcome: ev.outcome}
 	a, ok := pending[k]
 	if !ok && len(pending)+inflight >= r.o.MaxRows {
 		r.m.dropped.Inc()
 		return
 	}
-	pending[k] = a.merge(agg{count: 1, first: now.UnixNano(), last: now.UnixNano()})
+	pending[k] = a.merge(agg{count: 1, first: ev.at, last: ev.at})
 }
 
 // write opens the store if needed, writes b and prunes when asked to.
