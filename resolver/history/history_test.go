@@ -161,6 +161,20 @@ func total(rows []Row) (n int64) {
 	return n
 }
 
+// flushed flushes rec and returns every row of its store.
+func flushed(t *testing.T, rec *Recorder, store Store) []Row {
+	t.Helper()
+	ctx := context.Background()
+	if err := rec.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := store.Query(ctx, Filter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
 func TestRecorderAggregatesDropsAndResumes(t *testing.T) {
 	ctx := context.Background()
 	base, _ := openTemp(t)
@@ -178,13 +192,7 @@ func TestRecorderAggregatesDropsAndResumes(t *testing.T) {
 		rec.Record(c1, "alipay", "alipay", Blocked)
 	}
 	rec.Record(c2, "wechat", "wechat", LogOnly)
-	if err := rec.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := base.Query(ctx, Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := flushed(t, rec, base)
 	if len(rows) != 2 || total(rows) != 6 {
 		t.Fatalf("rows = %+v, want 2 aggregates of 6 attempts", rows)
 	}
@@ -340,13 +348,7 @@ func TestRecorderHandsOverInBatches(t *testing.T) {
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
 	rec.Record(c, "qq", "qq", Blocked)
-	if err := rec.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := base.Query(ctx, Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := flushed(t, rec, base)
 	if len(rows) != 2 || total(rows) != 6 {
 		t.Fatalf("rows = %+v, want alipay 4 and qq 2", rows)
 	}
