@@ -21,6 +21,7 @@ func TestMiddlewareOutcomes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rec.Close(ctx)
+	received := time.Date(2026, 12, 3, 8, 0, 0, 0, time.UTC)
 	for _, resp := range []*resolver.Response{
 		{Outcome: resolver.OutcomeBlocked, List: "alipay", App: "alipay"},
 		{Outcome: resolver.OutcomeForwarded, List: "qq", App: "qq", Allowed: resolver.AllowedLogOnly},
@@ -33,23 +34,20 @@ func TestMiddlewareOutcomes(t *testing.T) {
 		chain := resolver.Chain(resolver.ResolverFunc(func(context.Context, *resolver.Request) (*resolver.Response, error) {
 			return resp, nil
 		}), rec.Middleware())
-		req := &resolver.Request{Client: netip.MustParseAddr("::ffff:192.0.2.7")}
+		req := &resolver.Request{Client: netip.MustParseAddr("::ffff:192.0.2.7"), Received: received}
 		if _, err := chain.Resolve(ctx, req); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := rec.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	rows, err := store.Query(ctx, Filter{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rows := flushed(t, rec, store)
 	got := map[string]string{}
 	for _, r := range rows {
 		got[r.List] = r.Outcome
 		if r.Client != "192.0.2.7" || r.Count != 1 {
 			t.Errorf("row %+v: want client 192.0.2.7 (unmapped), count 1", r)
+		}
+		if !r.FirstSeen.Equal(received) { // the query's time, not a second clock read
+			t.Errorf("row %s first seen %v, want the query's Received %v", r.List, r.FirstSeen, received)
 		}
 	}
 	want := map[string]string{"alipay": "blocked", "qq": "log-only", "vmate": "exempt", "ads": "paused"}

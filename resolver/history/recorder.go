@@ -170,8 +170,18 @@ func (r *Recorder) registerMetrics() error {
 	return nil
 }
 
-// Record files one attempt. It never blocks: with the queue full the event is counted as dropped.
+// Record files one attempt made now. It never blocks: with the queue full the event is counted as
+// dropped.
 func (r *Recorder) Record(client netip.Addr, app, list string, o Outcome) {
+	r.record(r.o.Now(), client, app, list, o)
+}
+
+// record files one attempt made at at: the middleware passes the time the query was received,
+// which the Handler read already, rather than reading the clock again per blocked query.
+func (r *Recorder) record(at time.Time, client netip.Addr, app, list string, o Outcome) {
+	if at.IsZero() {
+		at = r.o.Now()
+	}
 	switch r.o.Privacy {
 	case resolver.ClientTruncate:
 		client = resolver.TruncateClient(client)
@@ -181,7 +191,7 @@ func (r *Recorder) Record(client netip.Addr, app, list string, o Outcome) {
 		client = client.Unmap()
 	}
 	select {
-	case r.events <- event{client: client, app: app, list: list, outcome: o, at: r.o.Now().UnixNano()}:
+	case r.events <- event{client: client, app: app, list: list, outcome: o, at: at.UnixNano()}:
 		if len(r.events) >= r.kickAt {
 			select {
 			case r.kick <- struct{}{}:
@@ -207,13 +217,13 @@ func (r *Recorder) Middleware() resolver.Middleware {
 			}
 			switch {
 			case resp.Outcome == resolver.OutcomeBlocked:
-				r.Record(req.Client, resp.App, resp.List, Blocked)
+				r.record(req.Received, req.Client, resp.App, resp.List, Blocked)
 			case resp.Allowed == resolver.AllowedLogOnly:
-				r.Record(req.Client, resp.App, resp.List, LogOnly)
+				r.record(req.Received, req.Client, resp.App, resp.List, LogOnly)
 			case resp.Allowed == resolver.AllowedExempt:
-				r.Record(req.Client, resp.App, resp.List, Exempt)
+				r.record(req.Received, req.Client, resp.App, resp.List, Exempt)
 			case resp.Allowed == resolver.AllowedPaused:
-				r.Record(req.Client, resp.App, resp.List, Paused)
+				r.record(req.Received, req.Client, resp.App, resp.List, Paused)
 			}
 			return resp, err
 		})
