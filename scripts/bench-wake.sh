@@ -15,7 +15,7 @@ done
 ROUNDS=${ROUNDS:-2} RATES=${RATES:-"5000 20000"} DURATION=${DURATION:-5} PORT=${PORT:-15573}
 SERVERS=${SERVERS:-"poll syscall raw dnsdist"}
 cpus=0; client=1
-[ "$(nproc)" -ge 2 ] || { echo "bench-wake: one CPU, not pinning" >&2; cpus=0; client=0; }
+[ "$(nproc)" -ge 2 ] || { echo "bench-wake: one CPU: the server and dnsperf share it" >&2; client=0; }
 
 work=$(mktemp -d); pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
