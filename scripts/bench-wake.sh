@@ -8,6 +8,7 @@
 # Needs dnsperf and dnsdist (Debian). ROUNDS (2), RATES ("5000 20000"), DURATION (5 s).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/benchlib.sh
 PATH=$PATH:/usr/sbin
 for tool in dnsperf dnsdist taskset; do
   command -v "$tool" >/dev/null || { echo "bench-wake: $tool not found (apt-get install dnsperf dnsdist)" >&2; exit 1; }
@@ -24,7 +25,6 @@ go build -o "$work/wakecost" ./scripts/wakecost
 awk 'BEGIN { for (i = 0; i < 200000; i++) printf "n%d.example A\n", i }' > "$work/queries"
 printf 'setLocal("127.0.0.1:%s")\nsetSecurityPollSuffix("")\naddAction(AllRule(), RCodeAction(DNSRCode.NXDOMAIN))\n' \
   "$PORT" > "$work/dnsdist.conf"
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 for round in $(seq "$ROUNDS"); do
@@ -40,14 +40,11 @@ for round in $(seq "$ROUNDS"); do
       t0=$(ticks "$pid")
       taskset -c $client dnsperf -s 127.0.0.1 -p "$PORT" -d "$work/queries" -c 8 -T 1 -t 2 -l "$DURATION" -Q "$rate" -v > "$work/out" 2>&1
       t1=$(ticks "$pid")
-      awk '/^> / && $2 != "T" { print $NF * 1000 }' "$work/out" | sort -g > "$work/lat"
-      awk -v s="$server" -v r="$round" -v rate="$rate" -v cpu=$((t1 - t0)) -v hz="$hz" -v lat="$work/lat" '
+      awk -v s="$server" -v r="$round" -v rate="$rate" -v cpu=$((t1 - t0)) -v hz="$hz" \
+        -v p50="$(percentile 50 "$work/out")" -v p99="$(percentile 99 "$work/out")" '
         /Queries sent:/ { sent = $3 } /Queries lost:/ { lost = $3 }
-        END {
-          n = 0; while ((getline v < lat) > 0) a[++n] = v
-          printf "%-8s round %d %6d qps  p50 %.3f ms  p99 %.3f ms  lost %d  CPU %.1f us/query\n",
-            s, r, rate, a[int(n * 0.5)], a[int(n * 0.99)], lost, 1e6 * cpu / hz / (sent - lost)
-        }' "$work/out"
+        END { printf "%-8s round %d %6d qps  p50 %s ms  p99 %s ms  lost %d  CPU %.1f us/query\n",
+          s, r, rate, p50, p99, lost, 1e6 * cpu / hz / (sent - lost) }' "$work/out"
     done
     kill "$pid"; wait "$pid" 2>/dev/null || true; pid=
   done

@@ -31,6 +31,7 @@
 #                           SAMPLE=10000 UNIQUE=2000000; RATE=n is short for RATES=n)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/benchlib.sh
 PATH=$PATH:/usr/sbin:/sbin   # knotd is in /usr/sbin
 
 LIST=${LIST:-../shared/data/blocklists/big-real.txt}
@@ -167,7 +168,6 @@ gen_w3() { awk -v t="$1" -v n="$2" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.
 
 port_of() { if [ "$1" = dnsfence ]; then echo "$FENCE_PORT"; else echo "$DIST_PORT"; fi; }
 pid_of() { if [ "$1" = dnsfence ]; then echo "$fence"; else echo "$dist"; fi; }
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }   # utime + stime of all threads
 rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 hz=$(getconf CLK_TCK)
 
@@ -183,8 +183,7 @@ run() {
   "${cli_pin[@]}" dnsperf "${args[@]}" > "$out" 2>&1 || { echo "bench: dnsperf failed:" >&2; tail "$out" >&2; exit 1; }
   t1=$(ticks "$pid")
   kill -0 "$pid" 2>/dev/null || { echo "bench: $srv died" >&2; exit 1; }
-  p99=$(awk '/^> / && $2 != "T" { print $NF * 1000 }' "$out" | sort -g |
-    awk '{ a[NR] = $1 } END { if (!NR) { print "-"; exit } i = int(NR * 0.99); if (i < NR * 0.99) i++; printf "%.2f", a[i] }')
+  p99=$(percentile 99 "$out")
   awk -v w="$w" -v m="$mode" -v s="$srv" -v r="$round" -v p99="$p99" -v cpu_s="$(( t1 - t0 ))/$hz" '
     /Queries sent:/ { sent = $3 } /Queries lost:/ { lost = $3 } /Queries per second:/ { qps = $4 }
     /Average Latency/ { avg = $4 * 1000 }
