@@ -292,6 +292,7 @@ func (c *Cache) resolve(ctx context.Context, next Resolver, fetch fetchFunc, req
 		}
 	}
 	c.obs.Miss()
+	WillWait(ctx)
 	resp, err := c.co.do(ctx, k, req, fetch)
 	if st == entryStale && failed(resp, err) {
 		now = c.opts.Now()

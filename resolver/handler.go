@@ -113,6 +113,9 @@ func (h *Handler) serve(w dns.ResponseWriter, r *dns.Msg, t Transport, client ne
 		timeout = 5 * time.Second
 	}
 	ctx.parent, ctx.deadline = context.Background(), req.Received.Add(timeout)
+	if wt, ok := w.(Waiter); ok {
+		ctx.waiter = wt
+	}
 	resp, err := h.resolve(ctx, req)
 	ctx.cancel()
 

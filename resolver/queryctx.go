@@ -24,6 +24,8 @@ type queryContext struct {
 	inner    atomic.Pointer[innerContext] // set once, by start
 	canceled atomic.Bool
 	mu       sync.Mutex // orders start and cancel
+	// waiter, if set, is told when the query is about to wait (see WillWait).
+	waiter Waiter
 }
 
 type innerContext struct {
@@ -70,6 +72,9 @@ func (c *queryContext) Err() error {
 // Value implements context.Context. It has no values of its own; the inner context answers the
 // context package's own lookups, once Done has been asked (which that package does first).
 func (c *queryContext) Value(key any) any {
+	if _, ok := key.(waiterKey); ok {
+		return c.waiter
+	}
 	if in := c.inner.Load(); in != nil {
 		return in.ctx.Value(key)
 	}
@@ -101,5 +106,23 @@ func (c *queryContext) cancel() {
 	c.mu.Unlock()
 	if in != nil {
 		in.cancel()
+	}
+}
+
+// A Waiter is told, at most once per query, that the query is about to wait for another server
+// or another query's exchange. The UDP listener's reading goroutine answers blocked and cached
+// names itself, and on that call it hands the reading to another goroutine first, so that the
+// socket is not left unread while this query waits.
+type Waiter interface {
+	WillWait()
+}
+
+type waiterKey struct{}
+
+// WillWait tells the Waiter of the query of ctx (if its writer is one) that the query is about to
+// wait. The stages that may wait call it first: the cache on a miss, the router.
+func WillWait(ctx context.Context) {
+	if w, _ := ctx.Value(waiterKey{}).(Waiter); w != nil {
+		w.WillWait()
 	}
 }

@@ -77,6 +77,7 @@ func (r *Router) route(name string) *Route {
 
 // Resolve implements Resolver.
 func (r *Router) Resolve(ctx context.Context, req *Request) (*Response, error) {
+	WillWait(ctx) // every route but the locally-served zones waits on an upstream
 	if rt := r.route(req.Question().Name); rt != nil {
 		return rt.Resolver.Resolve(ctx, req)
 	}

@@ -169,6 +169,7 @@ func Serve(tb testing.TB, final resolver.Resolver, opts listen.Options) *Served 
 // is closed, then answers it.
 func Blocking(entered chan<- struct{}, release <-chan struct{}) resolver.Resolver {
 	return resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
+		resolver.WillWait(ctx) // as a stage that waits must (a blocking UDP reader hands on its socket)
 		entered <- struct{}{}
 		<-release
 		return Answers(1).Resolve(ctx, req)

@@ -43,6 +43,12 @@ func (o *Outbox[T]) Put(v T) (spare []byte, lead bool) {
 // for Put to hand out, unless larger than keep bytes.
 func (o *Outbox[T]) Flush(send func(batch []T), buf func(T) []byte, keep int) {
 	runtime.Gosched() // let the goroutines already runnable put theirs too
+	o.Send(send, buf, keep)
+}
+
+// Send is Flush without the yield, for a caller that has put a batch of its own: a yield also
+// wakes an idle P's thread to look for work (the runtime's wakep), a futex call each time.
+func (o *Outbox[T]) Send(send func(batch []T), buf func(T) []byte, keep int) {
 	for {
 		o.mu.Lock()
 		batch := o.queue
