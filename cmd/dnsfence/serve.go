@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -734,6 +735,7 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs logging.Lo
 		MaxTCPConns:    cfg.Limits.MaxTCPConnections,
 		OnInvalid:      m.InvalidPacket,
 	}
+	defer reserveReaders(&sopts, cfg.Listen)() // on return, after shutdownDNS below
 	for _, l := range cfg.Listen {
 		ls, _ := configs.ParseListen(l) // validated
 		var s *listen.Server
@@ -932,4 +934,26 @@ func explainLists(cur func() *state) func(string) (any, error) {
 		st := cur()
 		return admin.Explain(st.lists.Explain(name), st.cfg.ListApps()), nil
 	}
+}
+
+// reserveReaders turns on the UDP listeners' blocking reads and gives each of their sockets a P
+// of its own (see listen.Options.BlockingReads): a socket per CPU the runtime uses on every plain
+// listen address, and GOMAXPROCS raised by their number. It must run before the listeners start:
+// with one P, a waiting reader would leave none for anything else. The returned function gives
+// the Ps back once the listeners have stopped; it subtracts rather than restores, so that
+// instances started in one process (the tests) do not undo each other's reservations.
+func reserveReaders(opts *listen.Options, addrs []string) (release func()) {
+	plain := 0
+	for _, l := range addrs {
+		if ls, err := configs.ParseListen(l); err == nil && ls.Transport == resolver.UDP {
+			plain++
+		}
+	}
+	if plain == 0 || !listen.BlockingReadsSupported {
+		return func() {}
+	}
+	opts.UDPSockets, opts.BlockingReads = min(runtime.NumCPU(), runtime.GOMAXPROCS(0)), true
+	extra := plain * opts.UDPSockets
+	runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + extra)
+	return func() { runtime.GOMAXPROCS(max(1, runtime.GOMAXPROCS(0)-extra)) }
 }

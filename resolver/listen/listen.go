@@ -35,7 +35,23 @@ type Options struct {
 	// its own reader and workers; the kernel spreads clients over them. Zero means one per
 	// GOMAXPROCS.
 	UDPSockets int
+	// BlockingReads reads each UDP socket with blocking system calls that keep their P (Linux
+	// only; elsewhere it is ignored) instead of through the runtime's poller, and answers blocked
+	// and cached names on the reading thread: a query then costs one thread wake-up and two
+	// system calls, about half the CPU of the poller's path at a few thousand queries a second
+	// (scripts/bench-wake.sh). Each UDP socket then holds a P whenever it waits, so the caller
+	// must raise GOMAXPROCS by UDPSockets for each address first, or the rest of the program
+	// (upstream replies, timers, the collector) may get none.
+	BlockingReads bool
 }
+
+// blockingReadTimeout is how long a blocking read waits holding its P (see udpIO.read): the
+// socket's receive timeout, which also lets signals interrupt the read (see mmsg.Detach). After
+// that much silence the reader sleeps without a P until the next query.
+const blockingReadTimeout = 50 * time.Millisecond
+
+// BlockingReadsSupported says whether Options.BlockingReads has an effect here (Linux).
+const BlockingReadsSupported = blockingSupported
 
 // Server is one listening address serving DNS: UDP+TCP, DoT or DoH.
 type Server struct {
@@ -66,7 +82,11 @@ func Plain(addr string, h dns.Handler, opts Options) (*Server, error) {
 	}
 	var udps []*udpServer
 	for _, pc := range pcs {
-		udp, err := newUDPServer(pc.(*net.UDPConn), h, opts.OnInvalid)
+		var readTimeout time.Duration
+		if opts.BlockingReads && blockingSupported {
+			readTimeout = blockingReadTimeout
+		}
+		udp, err := newUDPServer(pc.(*net.UDPConn), h, opts.OnInvalid, readTimeout)
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("serve %s: %w", addr, err)

@@ -48,7 +48,32 @@ type udpServer struct {
 	out outbox.Outbox[outMsg] // replies leave in batches, udpBatch per sendmmsg
 	// sendAll is s.sendBatch, made once: a method value made per flush would be allocated.
 	sendAll func([]outMsg)
+
+	// lead is set when the socket is read with blocking system calls (Options.BlockingReads).
+	lead *leadState
 }
+
+// leadState is the reading of a socket in blocking mode. One worker at a time, the leader, reads
+// a batch and answers its packets itself: blocked and cached names are answered without any
+// other goroutine or thread waking. A query that is about to wait (a miss) tells the writer
+// (WillWait), and the leader then hands the reading, with the rest of the batch, to an idle
+// worker before it waits. Everything here but stop belongs to the current leader.
+type leadState struct {
+	ms        []inMsg
+	next, got int // ms[next:got] are read and not yet answered
+	// flushDue: the leader put a reply into an outbox nobody was flushing, so it must flush
+	// before it waits (for packets, or with a query). It flushes once per batch instead of once
+	// per reply.
+	flushDue bool
+	stop     atomic.Bool
+	stopped  chan struct{} // closed by the leader that finds stop set
+}
+
+// Commands on udpWorker.work besides a packet's length.
+const (
+	workStop = -1
+	workLead = -2
+)
 
 // udpBatch is the most datagrams read or written per system call.
 const udpBatch = 32
@@ -79,6 +104,8 @@ type udpWorker struct {
 	from netip.AddrPort
 	wbuf []byte
 	idle uint64 // udpServer.ticks when it last became idle
+	// leading: this worker reads the socket (blocking mode) and has not handed the reading on.
+	leading bool
 }
 
 const (
@@ -90,7 +117,9 @@ const (
 	udpIdleTick   = udpWorkerIdle / 4
 )
 
-func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error)) (*udpServer, error) {
+// newUDPServer serves conn; a readTimeout above zero reads it with blocking system calls, each
+// bounded by it (Options.BlockingReads; blockingReadTimeout).
+func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error), readTimeout time.Duration) (*udpServer, error) {
 	io, err := newUDPIO(conn)
 	if err != nil {
 		return nil, err
@@ -108,6 +137,12 @@ func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error))
 	if s.invalid == nil {
 		s.invalid = func([]byte, error) {}
 	}
+	if readTimeout > 0 {
+		if err := io.detach(conn, readTimeout); err != nil {
+			return nil, err
+		}
+		s.lead = &leadState{ms: s.inMsgs(), stopped: make(chan struct{})}
+	}
 	return s, nil
 }
 
@@ -116,13 +151,12 @@ func newUDPServer(conn *net.UDPConn, h dns.Handler, invalid func([]byte, error))
 func (s *udpServer) serve() error {
 	defer close(s.done)
 	go s.retireIdle()
-	ms := make([]inMsg, udpBatch)
-	for i := range ms {
-		ms[i].buf = make([]byte, udpReadSize)
-		if s.pktinfo {
-			ms[i].oob = make([]byte, pktinfoSize)
-		}
+	if s.lead != nil {
+		s.worker().work <- workLead
+		<-s.lead.stopped
+		return nil
 	}
+	ms := s.inMsgs()
 	dispatch := func(n int) bool {
 		for i := range ms[:n] {
 			m := &ms[i]
@@ -152,6 +186,74 @@ func (s *udpServer) serve() error {
 		}
 		return err
 	}
+}
+
+// inMsgs returns a batch of empty receive buffers.
+func (s *udpServer) inMsgs() []inMsg {
+	ms := make([]inMsg, udpBatch)
+	for i := range ms {
+		ms[i].buf = make([]byte, udpReadSize)
+		if s.pktinfo {
+			ms[i].oob = make([]byte, pktinfoSize)
+		}
+	}
+	return ms
+}
+
+// leadReading makes w the leader (blocking mode, see leadState) until it hands the reading on or the
+// server stops.
+func (s *udpServer) leadReading(w *udpWorker) {
+	l := s.lead
+	for w.leading = true; w.leading; {
+		if l.next == l.got {
+			if l.flushDue {
+				l.flushDue = false
+				s.out.Send(s.sendAll, outMsgBuf, udpReadSize)
+			}
+			n, err := s.io.read(l.ms)
+			if l.stop.Load() {
+				w.leading = false
+				close(l.stopped)
+				return
+			}
+			if err != nil && !errors.Is(err, syscall.ECONNREFUSED) { // a stale ICMP error is harmless
+				// The socket is unusable; as in polling mode, UDP stops here and TCP goes on.
+				w.leading = false
+				close(l.stopped)
+				return
+			}
+			l.next, l.got = 0, n
+			continue
+		}
+		m := &l.ms[l.next]
+		l.next++
+		if m.n < 12 || m.trunc {
+			s.invalid(m.buf[:m.n], dns.ErrShortRead)
+			continue
+		}
+		m.buf, w.buf = w.buf, m.buf
+		m.oob, w.oob = w.oob, m.oob
+		w.oobn, w.from = m.oobn, m.from
+		s.inflight.Add(1)
+		w.serve(m.n)
+		s.inflight.Done()
+	}
+}
+
+// WillWait implements resolver.Waiter: the query w answers is about to wait, so a leader hands
+// the reading (and the rest of its batch) to another worker first. The replies it left to flush
+// are sent now; they must not wait as long as this query.
+func (w *udpWorker) WillWait() {
+	if !w.leading {
+		return
+	}
+	w.leading = false
+	s := w.s
+	if s.lead.flushDue {
+		s.lead.flushDue = false
+		s.out.Send(s.sendAll, outMsgBuf, udpReadSize)
+	}
+	s.worker().work <- workLead
 }
 
 // worker returns an idle worker, starting one if there is none. Before starting one it yields
@@ -188,7 +290,7 @@ func (s *udpServer) release(w *udpWorker) {
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
-		w.work <- -1
+		w.work <- workStop
 		return
 	}
 	s.idle = append(s.idle, w)
@@ -197,8 +299,13 @@ func (s *udpServer) release(w *udpWorker) {
 
 func (w *udpWorker) run() {
 	for n := range w.work {
-		if n < 0 {
+		switch n {
+		case workStop:
 			return
+		case workLead:
+			w.s.leadReading(w)
+			w.s.release(w)
+			continue
 		}
 		w.serve(n)
 		w.s.release(w)
@@ -248,7 +355,7 @@ func (s *udpServer) tick() {
 	defer s.mu.Unlock()
 	n := 0
 	for n < len(s.idle) && now-s.idle[n].idle > uint64(udpWorkerIdle/udpIdleTick) {
-		s.idle[n].work <- -1
+		s.idle[n].work <- workStop
 		n++
 	}
 	s.idle = append(s.idle[:0], s.idle[n:]...)
@@ -270,7 +377,12 @@ func (s *udpServer) shutdown(ctx context.Context) error {
 	}
 	s.stopping = true
 	s.mu.Unlock()
-	_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	if s.lead != nil {
+		s.lead.stop.Store(true)
+		s.io.stopRead()
+	} else {
+		_ = s.conn.SetReadDeadline(time.Unix(1, 0))
+	}
 	<-s.done
 	answered := make(chan struct{})
 	go func() {
@@ -283,10 +395,14 @@ func (s *udpServer) shutdown(ctx context.Context) error {
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	_ = s.conn.Close()
+	if s.lead != nil {
+		s.io.closeFD()
+	} else {
+		_ = s.conn.Close()
+	}
 	s.mu.Lock()
 	for _, w := range s.idle {
-		w.work <- -1
+		w.work <- workStop
 	}
 	s.idle = nil
 	s.mu.Unlock()
@@ -344,7 +460,10 @@ func (s *udpServer) queue(w *udpWorker, buf []byte) {
 		spare = make([]byte, 0, 512)
 	}
 	w.wbuf = spare
-	if lead {
+	switch {
+	case lead && w.leading:
+		s.lead.flushDue = true // once the batch is answered
+	case lead:
 		s.out.Flush(s.sendAll, outMsgBuf, udpReadSize) // a rare huge reply's buffer is not kept
 	}
 }

@@ -26,7 +26,7 @@ func TestUDPWorkersRetire(t *testing.T) {
 			<-release
 		}
 		_ = w.WriteMsg(new(dns.Msg).SetReply(r))
-	}), nil)
+	}), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

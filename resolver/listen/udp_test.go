@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -42,8 +43,10 @@ func rawExchange(t *testing.T, addr string, b []byte, wait time.Duration) *dns.M
 // TestUDPServerMalformed: what the UDP server does with packets the chain never sees, as
 // miekg's server did: FORMERR for a query whose body does not unpack, nothing for responses,
 // short or oversized packets; each unparseable one is reported to OnInvalid.
-func TestUDPServerMalformed(t *testing.T) {
-	ts := resolvertest.Serve(t, resolvertest.Answers(1), listen.Options{})
+func TestUDPServerMalformed(t *testing.T) { readModes(t, listen.Options{}, testUDPServerMalformed) }
+
+func testUDPServerMalformed(t *testing.T, opts listen.Options) {
+	ts := resolvertest.Serve(t, resolvertest.Answers(1), opts)
 	q, err := resolvertest.Query("ok.example", dns.TypeA, false).Pack()
 	if err != nil {
 		t.Fatal(err)
@@ -84,14 +87,16 @@ func TestUDPServerMalformed(t *testing.T) {
 
 // TestUDPServerWildcard: on a wildcard address each reply comes from the address its query was
 // sent to (a connected client socket drops anything else).
-func TestUDPServerWildcard(t *testing.T) {
+func TestUDPServerWildcard(t *testing.T) { readModes(t, listen.Options{}, testUDPServerWildcard) }
+
+func testUDPServerWildcard(t *testing.T, opts listen.Options) {
 	for _, tc := range []struct{ listen, query string }{
 		{"0.0.0.0:0", "127.0.0.2"}, // not the address the kernel would pick for a reply to 127.0.0.1
 		{"[::]:0", "::1"},
 	} {
 		t.Run(tc.listen, func(t *testing.T) {
 			h := &resolver.Handler{Resolver: resolvertest.Answers(1)}
-			s, err := listen.Plain(tc.listen, h, listen.Options{})
+			s, err := listen.Plain(tc.listen, h, opts)
 			if err != nil {
 				t.Skipf("cannot listen on %s: %v", tc.listen, err)
 			}
@@ -112,16 +117,19 @@ func TestUDPServerWildcard(t *testing.T) {
 
 // TestUDPServerConcurrent: queries held by the chain at the same time are each answered, with
 // their own ID and question, by separate workers (for -race).
-func TestUDPServerConcurrent(t *testing.T) {
+func TestUDPServerConcurrent(t *testing.T) { readModes(t, listen.Options{}, testUDPServerConcurrent) }
+
+func testUDPServerConcurrent(t *testing.T, opts listen.Options) {
 	const n = 50
 	var arrived sync.WaitGroup
 	arrived.Add(n)
 	release := make(chan struct{})
 	ts := resolvertest.Serve(t, resolver.ResolverFunc(func(ctx context.Context, req *resolver.Request) (*resolver.Response, error) {
+		resolver.WillWait(ctx)
 		arrived.Done()
 		<-release
 		return resolvertest.Answers(1).Resolve(ctx, req)
-	}), listen.Options{})
+	}), opts)
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
@@ -140,9 +148,13 @@ func TestUDPServerConcurrent(t *testing.T) {
 // TestUDPServerShutdownDrains: a query being answered when Shutdown is called still gets its
 // reply; Shutdown returns after it, and the socket is closed.
 func TestUDPServerShutdownDrains(t *testing.T) {
+	readModes(t, listen.Options{}, testUDPServerShutdownDrains)
+}
+
+func testUDPServerShutdownDrains(t *testing.T, opts listen.Options) {
 	entered, release := make(chan struct{}, 1), make(chan struct{})
 	h := &resolver.Handler{Resolver: resolvertest.Blocking(entered, release), Timeout: 5 * time.Second}
-	s, err := listen.Plain("127.0.0.1:0", h, listen.Options{})
+	s, err := listen.Plain("127.0.0.1:0", h, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,8 +189,10 @@ func TestUDPServerShutdownDrains(t *testing.T) {
 
 // TestUDPServerBurst: queries sent back to back from one socket, without waiting, are read and
 // answered in batches; each gets exactly one reply with its own ID and question.
-func TestUDPServerBurst(t *testing.T) {
-	ts := resolvertest.Serve(t, resolvertest.Answers(1), listen.Options{})
+func TestUDPServerBurst(t *testing.T) { readModes(t, listen.Options{}, testUDPServerBurst) }
+
+func testUDPServerBurst(t *testing.T, opts listen.Options) {
+	ts := resolvertest.Serve(t, resolvertest.Answers(1), opts)
 	c, err := net.Dial("udp", ts.Addr)
 	if err != nil {
 		t.Fatal(err)
@@ -218,8 +232,12 @@ func TestUDPServerBurst(t *testing.T) {
 // TestUDPServerSockets: with several sockets on one address, clients (spread by the kernel
 // over the sockets by their source port) are all answered, and Shutdown stops every socket.
 func TestUDPServerSockets(t *testing.T) {
+	readModes(t, listen.Options{UDPSockets: 4}, testUDPServerSockets)
+}
+
+func testUDPServerSockets(t *testing.T, opts listen.Options) {
 	h := &resolver.Handler{Resolver: resolvertest.Answers(1)}
-	s, err := listen.Plain("127.0.0.1:0", h, listen.Options{UDPSockets: 4})
+	s, err := listen.Plain("127.0.0.1:0", h, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,4 +261,24 @@ func TestUDPServerSockets(t *testing.T) {
 		t.Fatalf("after Shutdown: %v", err)
 	}
 	pc.Close()
+}
+
+// readModes runs f with opts as given (reads through the runtime's poller) and, where supported,
+// with blocking reads, for which it raises GOMAXPROCS by the sockets' number until f's cleanups
+// have run (as dnsfence does; see Options.BlockingReads).
+func readModes(t *testing.T, opts listen.Options, f func(*testing.T, listen.Options)) {
+	t.Run("poll", func(t *testing.T) { f(t, opts) })
+	t.Run("blocking", func(t *testing.T) {
+		if !listen.BlockingReadsSupported {
+			t.Skip("blocking reads need Linux")
+		}
+		opts := opts
+		opts.BlockingReads = true
+		if opts.UDPSockets == 0 {
+			opts.UDPSockets = runtime.GOMAXPROCS(0)
+		}
+		prev := runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + opts.UDPSockets)
+		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
+		f(t, opts)
+	})
 }

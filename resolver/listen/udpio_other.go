@@ -2,7 +2,11 @@
 
 package listen
 
-import "net"
+import (
+	"errors"
+	"net"
+	"time"
+)
 
 // udpIO reads and writes one datagram per system call where recvmmsg and sendmmsg are missing.
 type udpIO struct{ conn *net.UDPConn }
@@ -36,3 +40,13 @@ func (u *udpIO) write(ms []outMsg) (int, error) {
 	}
 	return len(ms), nil
 }
+
+// blockingSupported: reads through the runtime's poller only.
+const blockingSupported = false
+
+func (u *udpIO) detach(*net.UDPConn, time.Duration) error {
+	return errors.New("blocking reads need Linux")
+}
+func (u *udpIO) read([]inMsg) (int, error) { return 0, errors.New("blocking reads need Linux") }
+func (u *udpIO) stopRead()                 {}
+func (u *udpIO) closeFD()                  {}
