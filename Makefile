@@ -28,7 +28,7 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s), e.g. make fuzz F
 release: ## static binaries for Linux amd64, arm64, armv7, armv6, mips, mipsle and SHA256SUMS in dist/
 	VERSION=$(VERSION) scripts/release.sh
 
-bench: ## dnsfence vs dnsdist on loopback: qps, latency, RSS (dnsperf, knot, dnsdist; ~8 min); ROUNDS= DURATION= RATES= LIST= pass through
+bench: ## dnsfence vs dnsdist on loopback: qps, latency, RSS (dnsperf, knot, dnsdist; ~8 min); ROUNDS= DURATION= RATES= LIST= FENCE_YAML= pass through
 	scripts/bench.sh
 
 scaleout: ## dnsdist in front of three dnsfence instances sharing a URL list: kill one, update the list

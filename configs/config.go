@@ -319,6 +319,9 @@ type LimitsConfig struct {
 	// HeapFloorMB is the Go heap size below which no collection runs (see internal/heapfloor); 0 leaves
 	// the Go default (a collection whenever the heap doubles, from 4 MB).
 	HeapFloorMB int `yaml:"heap_floor_mb"`
+	// UDPBlockingReads reads the UDP sockets with blocking reads answered by the reading
+	// goroutine (Linux; listen.Options.BlockingReads); false reads them through Go's poller.
+	UDPBlockingReads bool `yaml:"udp_blocking_reads"`
 }
 
 // AccessConfig says which clients are served.
@@ -416,7 +419,7 @@ func defaults() Config {
 		Apps:            AppIDs(),
 		Access:          AccessConfig{Allow: prefixStrings(resolver.DefaultAllowedNets()), Action: "refuse"},
 		RateLimit:       RateConfig{ClientQPS: 200, ClientBurst: 400, Slip: 2},
-		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000, HeapFloorMB: 10},
+		Limits:          LimitsConfig{MaxInflight: 2000, MaxTCPConnections: 500, MaxTCPQueries: 1000, UpstreamMaxInflight: 1000, HeapFloorMB: 10, UDPBlockingReads: true},
 		HTTP:            HTTPConfig{Listen: "127.0.0.1:9253", API: true},
 		Downloads:       DownloadConfig{Timeout: 30 * time.Second, MaxSizeMB: 64, Retries: 2},
 		History:         historyDefaults(),

@@ -82,6 +82,7 @@ func RestartNeeded(old, cfg *Config) []string {
 		{"limits.max_tcp_connections", old.Limits.MaxTCPConnections, cfg.Limits.MaxTCPConnections},
 		{"limits.max_tcp_queries", old.Limits.MaxTCPQueries, cfg.Limits.MaxTCPQueries},
 		{"limits.heap_floor_mb", old.Limits.HeapFloorMB, cfg.Limits.HeapFloorMB},
+		{"limits.udp_blocking_reads", old.Limits.UDPBlockingReads, cfg.Limits.UDPBlockingReads},
 		{"log", LogSettings(old.Log), LogSettings(cfg.Log)},
 		{"downloads", old.Downloads, cfg.Downloads},
 		{"history", old.History, cfg.History},

@@ -28,7 +28,8 @@
 # LIST=path, one domain per line). Starts no system service: every daemon gets its own config,
 # port and runtime directory in a temporary work dir.
 # Usage: scripts/bench.sh   (ROUNDS=3 DURATION=10 FIXED_DURATION=5 (DURATION/2) RATES="5000 20000"
-#                           SAMPLE=10000 UNIQUE=2000000; RATE=n is short for RATES=n)
+#                           SAMPLE=10000 UNIQUE=2000000; RATE=n is short for RATES=n;
+#                           FENCE_YAML='limits: {udp_blocking_reads: false}' adds lines to dnsfence's config)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/benchlib.sh
@@ -120,6 +121,7 @@ rate_limit: {client_qps: 0}
 http: {listen: "$HTTP"}
 log: {level: warn}
 blocklists: [{name: big, path: "$(realpath "$LIST")"}]
+${FENCE_YAML:-}
 YAML
 "${srv_pin[@]}" "$work/dnsfence" -config "$work/fence/dnsfence.yaml" 2> "$work/dnsfence.log" & fence=$!; pids+=("$fence")
 

@@ -735,7 +735,9 @@ func serve(ctx context.Context, cfg *configs.Config, o *options, logs logging.Lo
 		MaxTCPConns:    cfg.Limits.MaxTCPConnections,
 		OnInvalid:      m.InvalidPacket,
 	}
-	defer reserveReaders(&sopts, cfg.Listen)() // on return, after shutdownDNS below
+	if cfg.Limits.UDPBlockingReads {
+		defer reserveReaders(&sopts, cfg.Listen)() // on return, after shutdownDNS below
+	}
 	for _, l := range cfg.Listen {
 		ls, _ := configs.ParseListen(l) // validated
 		var s *listen.Server

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 	"time"
 
 	"github.com/miekg/dns"
 
+	"github.com/dnsfence/dnsfence/resolver/listen"
 	"github.com/dnsfence/dnsfence/resolver/resolvertest"
 )
 
@@ -59,5 +62,45 @@ func TestEndToEndReaderHandsOnMisses(t *testing.T) {
 	release <- struct{}{} // not closed: the deferred close does that
 	if r := <-slow; r == nil || r.Rcode != dns.RcodeSuccess || len(r.Answer) != 1 {
 		t.Fatalf("slow.example: %v", r)
+	}
+}
+
+// TestUDPReadModes: with limits.udp_blocking_reads (the default) GOMAXPROCS grows by one per UDP
+// socket while dnsfence runs (the readers hold a P each) and is back afterwards; with it false,
+// the sockets are read through Go's poller and GOMAXPROCS is left alone. Both answer.
+func TestUDPReadModes(t *testing.T) {
+	if !listen.BlockingReadsSupported {
+		t.Skip("blocking reads need Linux")
+	}
+	up := resolvertest.Start(t, resolvertest.A("192.0.2.53"))
+	for _, tc := range []struct {
+		setting string
+		extra   int
+	}{
+		{"", min(runtime.NumCPU(), runtime.GOMAXPROCS(0))}, // one socket per CPU in use, one address
+		{"limits: {udp_blocking_reads: false}\n", 0},
+	} {
+		t.Run(fmt.Sprintf("extra Ps %d", tc.extra), func(t *testing.T) {
+			before := runtime.GOMAXPROCS(0)
+			cfg := writeFile(t, t.TempDir(), "dnsfence.yaml", "listen: [127.0.0.1:0]\nupstreams: ["+up.Addr+"]\n"+tc.setting)
+			d := start(t, "-config", cfg)
+			if got := runtime.GOMAXPROCS(0); got != before+tc.extra {
+				t.Errorf("GOMAXPROCS %d while serving, want %d+%d", got, before, tc.extra)
+			}
+			for _, q := range []struct {
+				name  string
+				rcode int
+			}{{"mobilegw.alipay.com", dns.RcodeNameError}, {"www.example", dns.RcodeSuccess}} {
+				if r := resolvertest.Exchange(t, "udp", d.dnsAddrs[0], resolvertest.Query(q.name, dns.TypeA, false)); r.Rcode != q.rcode {
+					t.Errorf("%s: %v", q.name, r)
+				}
+			}
+			if err := d.stop(); err != nil {
+				t.Fatal(err)
+			}
+			if got := runtime.GOMAXPROCS(0); got != before {
+				t.Errorf("GOMAXPROCS %d after stopping, want %d", got, before)
+			}
+		})
 	}
 }
