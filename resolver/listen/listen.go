@@ -1,5 +1,6 @@
 // Package listen accepts queries from clients and hands them to a dns.Handler (resolver.Handler):
-// plain DNS on UDP (batched recvmmsg/sendmmsg, SO_REUSEPORT sockets, long-lived workers) and TCP,
+// plain DNS on UDP (batched recvmmsg/sendmmsg, SO_REUSEPORT sockets, long-lived workers; on
+// Linux, blocking reads answered by the reading goroutine: Options.BlockingReads) and TCP,
 // DNS over TLS and DNS over HTTPS, with certificate files reloaded as they change.
 //
 // It owns sockets and wire formats only: it must not look at what a query asks or decide how it is
