@@ -59,26 +59,25 @@ var ErrTimeout = errors.New("receive timeout")
 // for everything else. Wait returns 0 and no error when interrupted, by a signal (after yielding,
 // so that a stop-the-world or a preemption the signal asked for can happen) or by
 // shutdown(SHUT_RD), and ErrTimeout when the receive timeout expired.
-func (c *Call) Wait(fd, n int) (int, error) {
-	r, _, e := unix.RawSyscall6(c.trap, uintptr(fd), uintptr(unsafe.Pointer(c.hdr)), uintptr(n), unix.MSG_WAITFORONE, 0, 0)
-	switch e {
-	case 0:
-		return int(r), nil
-	case unix.EINTR:
-		runtime.Gosched()
-		return 0, nil
-	case unix.EAGAIN:
-		runtime.Gosched()
-		return 0, ErrTimeout
-	}
-	return 0, os.NewSyscallError(c.name, e)
-}
+func (c *Call) Wait(fd, n int) (int, error) { return c.wait(fd, n, true) }
 
 // Sleep is Wait through an ordinary system call, which gives the P up while it waits: for a
 // socket that has been idle a while, so that an idle program holds no P and the runtime's
 // monitor can sleep too (a goroutine that holds a P in Wait is preempted every 10 ms).
-func (c *Call) Sleep(fd, n int) (int, error) {
-	r, _, e := unix.Syscall6(c.trap, uintptr(fd), uintptr(unsafe.Pointer(c.hdr)), uintptr(n), unix.MSG_WAITFORONE, 0, 0)
+func (c *Call) Sleep(fd, n int) (int, error) { return c.wait(fd, n, false) }
+
+func (c *Call) wait(fd, n int, raw bool) (int, error) {
+	// Direct calls: the pointer conversion must be in the call's arguments (unsafe.Pointer rule 4).
+	var r uintptr
+	var e unix.Errno
+	if raw {
+		r, _, e = unix.RawSyscall6(c.trap, uintptr(fd), uintptr(unsafe.Pointer(c.hdr)), uintptr(n), unix.MSG_WAITFORONE, 0, 0)
+	} else {
+		r, _, e = unix.Syscall6(c.trap, uintptr(fd), uintptr(unsafe.Pointer(c.hdr)), uintptr(n), unix.MSG_WAITFORONE, 0, 0)
+	}
+	if raw && (e == unix.EINTR || e == unix.EAGAIN) {
+		runtime.Gosched() // where the preemption a signal asked for happens
+	}
 	switch e {
 	case 0:
 		return int(r), nil
