@@ -200,8 +200,8 @@ func (s *udpServer) inMsgs() []inMsg {
 	return ms
 }
 
-// leadReading makes w the leader (blocking mode, see leadState) until it hands the reading on or the
-// server stops.
+// leadReading makes w the leader (blocking mode, see leadState) until it hands the reading on
+// or the server stops.
 func (s *udpServer) leadReading(w *udpWorker) {
 	l := s.lead
 	for w.leading = true; w.leading; {
@@ -211,13 +211,9 @@ func (s *udpServer) leadReading(w *udpWorker) {
 				s.out.Send(s.sendAll, outMsgBuf, udpReadSize)
 			}
 			n, err := s.io.read(l.ms)
-			if l.stop.Load() {
-				w.leading = false
-				close(l.stopped)
-				return
-			}
-			if err != nil && !errors.Is(err, syscall.ECONNREFUSED) { // a stale ICMP error is harmless
-				// The socket is unusable; as in polling mode, UDP stops here and TCP goes on.
+			// A stale ICMP error is harmless; any other leaves the socket unusable, and as in
+			// polling mode UDP stops there while TCP goes on.
+			if l.stop.Load() || err != nil && !errors.Is(err, syscall.ECONNREFUSED) {
 				w.leading = false
 				close(l.stopped)
 				return
