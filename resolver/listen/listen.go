@@ -71,6 +71,12 @@ func Plain(addr string, h dns.Handler, opts Options) (*Server, error) {
 	if !reusePortSupported {
 		n = 1
 	}
+	blocking := opts.BlockingReads && blockingSupported
+	if procs := runtime.GOMAXPROCS(0); blocking && procs <= n {
+		// Every P would be held by a waiting reader: the rest would run only when the runtime
+		// preempts one, every 10 ms.
+		return nil, fmt.Errorf("serve %s: blocking reads on %d UDP sockets need GOMAXPROCS above %d (it is %d)", addr, n, n, procs)
+	}
 	pcs, ln, err := listenBoth(addr, n)
 	if err != nil {
 		return nil, err
@@ -84,7 +90,7 @@ func Plain(addr string, h dns.Handler, opts Options) (*Server, error) {
 	var udps []*udpServer
 	for _, pc := range pcs {
 		var readTimeout time.Duration
-		if opts.BlockingReads && blockingSupported {
+		if blocking {
 			readTimeout = blockingReadTimeout
 		}
 		udp, err := newUDPServer(pc.(*net.UDPConn), h, opts.OnInvalid, readTimeout)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -281,4 +282,22 @@ func readModes(t *testing.T, opts listen.Options, f func(*testing.T, listen.Opti
 		t.Cleanup(func() { runtime.GOMAXPROCS(prev) })
 		f(t, opts)
 	})
+}
+
+// TestBlockingReadsNeedSpareProcs: Plain refuses blocking reads when its readers would hold every
+// P (GOMAXPROCS not raised first, see Options.BlockingReads).
+func TestBlockingReadsNeedSpareProcs(t *testing.T) {
+	if !listen.BlockingReadsSupported {
+		t.Skip("blocking reads need Linux")
+	}
+	h := &resolver.Handler{Resolver: resolvertest.Answers(1)}
+	n := runtime.GOMAXPROCS(0)
+	s, err := listen.Plain("127.0.0.1:0", h, listen.Options{BlockingReads: true, UDPSockets: n})
+	if err == nil {
+		_ = s.Shutdown(context.Background())
+		t.Fatalf("Plain started %d blocking readers with GOMAXPROCS %d", n, n)
+	}
+	if !strings.Contains(err.Error(), "GOMAXPROCS") {
+		t.Errorf("error %q does not say what to raise", err)
+	}
 }
