@@ -69,8 +69,9 @@ func (c *queryContext) Err() error {
 	return nil
 }
 
-// Value implements context.Context. It has no values of its own; the inner context answers the
-// context package's own lookups, once Done has been asked (which that package does first).
+// Value implements context.Context. Its one value of its own is the Waiter (WillWait); the
+// inner context answers the context package's own lookups, once Done has been asked (which that
+// package does first).
 func (c *queryContext) Value(key any) any {
 	if _, ok := key.(waiterKey); ok {
 		return c.waiter
@@ -109,8 +110,9 @@ func (c *queryContext) cancel() {
 	}
 }
 
-// A Waiter is told, at most once per query, that the query is about to wait for another server
-// or another query's exchange. The UDP listener's reading goroutine answers blocked and cached
+// A Waiter is told that the query is about to wait for another server or another query's
+// exchange; it may be told more than once per query (the cache, then the router), and only the
+// first call matters. The UDP listener's reading goroutine answers blocked and cached
 // names itself, and on that call it hands the reading to another goroutine first, so that the
 // socket is not left unread while this query waits.
 type Waiter interface {
