@@ -71,40 +71,7 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "versions: $(dnsperf -h 2>&1 | awk '/^Version/ { print "dnsperf " $2 }'), $(dnsdist --version | head -1 | cut -d' ' -f1-2), $(knotd --version | awk '{ print "knot " $NF }'), $(go version | cut -d' ' -f3)"
 
 # --- knot: the authoritative upstream, zone bench. only.
-mkdir -p "$work/knot"
-cat > "$work/knot/bench.zone" <<'ZONE'
-$ORIGIN bench.
-$TTL 3600
-@    SOA  ns.bench. hostmaster.bench. 1 3600 600 86400 60
-@    NS   ns.bench.
-ns   A    192.0.2.53
-*    A    192.0.2.1
-*    AAAA 2001:db8::1
-ZONE
-cat > "$work/knot.conf" <<KNOT
-server:
-    rundir: "$work/knot"
-    listen: 127.0.0.1@$KNOT_PORT
-    udp-workers: 1
-    tcp-workers: 1
-    background-workers: 1
-control:
-    listen: "$work/knot/knot.sock"
-database:
-    storage: "$work/knot"
-log:
-  - target: stderr
-    any: warning
-template:
-  - id: default
-    storage: "$work/knot"
-    zonefile-sync: -1
-    zonefile-load: whole
-    journal-content: none
-zone:
-  - domain: bench.
-    file: "bench.zone"
-KNOT
+knot_files "$work" "$KNOT_PORT"
 "${cli_pin[@]}" knotd -c "$work/knot.conf" 2> "$work/knot.log" & knot=$!; pids+=("$knot")
 
 # --- dnsfence: the big list, upstream knot, no rate limit.
@@ -136,26 +103,9 @@ LUA
 "${srv_pin[@]}" dnsdist --supervised --disable-syslog -C "$work/dnsdist.conf" > "$work/dnsdist.log" 2>&1 & dist=$!; pids+=("$dist")
 
 # Wait for each to answer (dnsfence serves only once the list is loaded).
-query() { dig +tries=1 +time=1 -p "$1" @127.0.0.1 "$2" A 2>/dev/null | awk '/status:/ { sub(/,/, "", $6); print $6 }'; }
-wait_for() { # port name want pid log
-  for _ in $(seq 600); do
-    [ "$(query "$1" "$2")" = "$3" ] && return 0
-    kill -0 "$4" 2>/dev/null || { echo "bench: server on port $1 died:" >&2; cat "$5" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "bench: no $3 for $2 on port $1 after 60s" >&2; cat "$5" >&2; exit 1
-}
 first=$(grep -m1 -E '^[a-z0-9._-]+$' "$LIST")
 wait_for "$KNOT_PORT" probe.bench NOERROR "$knot" "$work/knot.log"
-# knot pins its UDP worker threads to CPUs itself (the first to CPU 0), whatever taskset said:
-# put every thread back beside dnsperf, or it shares CPU 0 with the server under test and
-# preempts it on every query forwarded (one knot thread ran 33,000 times a second there).
-if [ ${#cli_pin[@]} -gt 0 ]; then
-  taskset -a -p -c 1 "$knot" > /dev/null
-  for t in /proc/"$knot"/task/*; do
-    grep -q '^Cpus_allowed_list:[[:space:]]*1$' "$t/status" || { echo "bench: knot thread ${t##*/} not on CPU 1" >&2; exit 1; }
-  done
-fi
+[ ${#cli_pin[@]} -gt 0 ] && pin_knot "$knot" 1
 wait_for "$FENCE_PORT" "$first" NXDOMAIN "$fence" "$work/dnsfence.log"
 wait_for "$FENCE_PORT" probe.bench NOERROR "$fence" "$work/dnsfence.log"
 wait_for "$DIST_PORT" probe.bench NOERROR "$dist" "$work/dnsdist.log"
