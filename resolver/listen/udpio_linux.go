@@ -3,11 +3,8 @@ package listen
 import (
 	"errors"
 	"net"
-	"net/netip"
-	"strconv"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -69,7 +66,7 @@ func (u *udpIO) readLoop(ms []inMsg, handle func(n int) bool) error {
 			m, h := &ms[i], &u.rhdr[i]
 			m.n, m.oobn = int(h.Len), int(h.Hdr.Controllen)
 			m.trunc = h.Hdr.Flags&unix.MSG_TRUNC != 0
-			m.from = sockaddrAddrPort(&u.rname[i])
+			m.from = mmsg.AddrPort(&u.rname[i])
 		}
 		more := handle(n)
 		arm(ms[:n])
@@ -128,7 +125,7 @@ func (u *udpIO) read(ms []inMsg) (int, error) {
 		m, h := &ms[i], &u.rhdr[i]
 		m.n, m.oobn = int(h.Len), int(h.Hdr.Controllen)
 		m.trunc = h.Hdr.Flags&unix.MSG_TRUNC != 0
-		m.from = sockaddrAddrPort(&u.rname[i])
+		m.from = mmsg.AddrPort(&u.rname[i])
 	}
 	return n, err
 }
@@ -144,7 +141,7 @@ func (u *udpIO) closeFD() { _ = unix.Close(u.fd) }
 // unsent datagram's.
 func (u *udpIO) write(ms []outMsg) (int, error) {
 	for i, m := range ms {
-		namelen, err := putSockaddr(&u.sname[i], m.to)
+		namelen, err := mmsg.PutSockaddr(&u.sname[i], m.to)
 		if err != nil {
 			if i == 0 {
 				return 0, err
@@ -158,48 +155,4 @@ func (u *udpIO) write(ms []outMsg) (int, error) {
 		return u.send.SendTo(u.fd, len(ms))
 	}
 	return u.send.Do(len(ms))
-}
-
-// sockaddrAddrPort reads the sender's address. A link-local IPv6 sender keeps its interface as a
-// numeric zone, which putSockaddr reads back.
-func sockaddrAddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port)) // network byte order
-	port := uint16(p[0])<<8 | uint16(p[1])
-	switch sa.Family {
-	case unix.AF_INET:
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), port)
-	case unix.AF_INET6:
-		a := netip.AddrFrom16(sa.Addr)
-		if sa.Scope_id != 0 {
-			a = a.WithZone(strconv.FormatUint(uint64(sa.Scope_id), 10))
-		}
-		return netip.AddrPortFrom(a, port)
-	}
-	return netip.AddrPort{}
-}
-
-// putSockaddr writes ap into sa as a sockaddr_in (IPv4) or sockaddr_in6 and returns its length.
-func putSockaddr(sa *unix.RawSockaddrInet6, ap netip.AddrPort) (uint32, error) {
-	a := ap.Addr()
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	p[0], p[1] = byte(ap.Port()>>8), byte(ap.Port())
-	if a.Is4() {
-		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		sa4.Family, sa4.Addr, sa4.Zero = unix.AF_INET, a.As4(), [8]uint8{}
-		return unix.SizeofSockaddrInet4, nil
-	}
-	sa.Family, sa.Flowinfo, sa.Addr, sa.Scope_id = unix.AF_INET6, 0, a.As16(), 0
-	if z := a.Zone(); z != "" {
-		id, err := strconv.ParseUint(z, 10, 32)
-		if err != nil {
-			ifi, err := net.InterfaceByName(z)
-			if err != nil {
-				return 0, err
-			}
-			id = uint64(ifi.Index)
-		}
-		sa.Scope_id = uint32(id)
-	}
-	return unix.SizeofSockaddrInet6, nil
 }

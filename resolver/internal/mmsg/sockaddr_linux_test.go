@@ -1,4 +1,4 @@
-package listen
+package mmsg
 
 import (
 	"net/netip"
@@ -11,7 +11,7 @@ func TestSockaddrRoundTrip(t *testing.T) {
 	for _, s := range []string{"192.0.2.1:53", "[2001:db8::1]:5353", "[fe80::1%7]:65535", "[::ffff:192.0.2.1]:1"} {
 		ap := netip.MustParseAddrPort(s)
 		var sa unix.RawSockaddrInet6
-		n, err := putSockaddr(&sa, ap)
+		n, err := PutSockaddr(&sa, ap)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -22,7 +22,7 @@ func TestSockaddrRoundTrip(t *testing.T) {
 		if n != want {
 			t.Errorf("%s: length %d, want %d", s, n, want)
 		}
-		if got := sockaddrAddrPort(&sa); got != ap {
+		if got := AddrPort(&sa); got != ap {
 			t.Errorf("%s: read back as %s", s, got)
 		}
 	}
