@@ -94,6 +94,8 @@ type muxIO interface {
 	// write sends some of bufs, at least one, and returns how many; an error is the first
 	// unsent datagram's.
 	write(bufs [][]byte) (int, error)
+	// close releases what the muxIO holds besides the socket, once nothing is sent any more.
+	close()
 }
 
 // outQuery is a query waiting in a socket's outbox.
@@ -130,7 +132,7 @@ const muxBatch = 16
 const maxPending = 16384
 
 func newUDPMux(addr string) *udpMux {
-	m := &udpMux{addr: addr, lifetime: udpSocketLifetime, newIO: newMuxIO}
+	m := &udpMux{addr: addr, lifetime: udpSocketLifetime, dialer: muxDialer(), newIO: newMuxIO}
 	m.waiters.New = func() any {
 		w := &muxWaiter{rbuf: make([]byte, udpReadBufSize+1), wbuf: make([]byte, 0, 512), done: make(chan struct{}, 1)}
 		w.timer = time.NewTimer(time.Hour)
@@ -273,6 +275,7 @@ func (s *muxSock) release() {
 }
 
 func (s *muxSock) shut() {
+	s.io.close()
 	_ = s.conn.Close() // the reader stops
 	s.mux.open.Add(-1)
 }

@@ -1,7 +1,12 @@
 package upstream
 
 import (
+	"errors"
+	"fmt"
 	"net"
+	"strconv"
+	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -11,10 +16,21 @@ import (
 // mmsgIO reads replies with recvmmsg and sends queries with sendmmsg, a batch per system call.
 // The reading side belongs to the socket's reader goroutine, the sending side to the exchange
 // flushing the send queue.
+//
+// Queries leave through a twin socket when the kernel allows it (see twinSocket): the connected
+// socket is in the runtime's poller, which always asks for EPOLLOUT, and every datagram sent on it
+// wakes the poller's waiting thread once the kernel frees it (on loopback, at once) for nothing:
+// a thread wake-up per forwarded query, which dnsdist, sending on sockets no poller watches,
+// does not pay.
 type mmsgIO struct {
 	rhdr, shdr [muxBatch]unix.Mmsghdr
 	riov, siov [muxBatch]unix.Iovec
 	recv, send *mmsg.Call
+	// twin is the socket queries are sent on, or -1 to send on the connected one; to is the
+	// upstream's address, which the unconnected twin needs on every datagram.
+	twin  int
+	to    unix.RawSockaddrInet6
+	tolen uint32
 }
 
 func newMuxIO(c *net.UDPConn) (muxIO, error) {
@@ -22,8 +38,13 @@ func newMuxIO(c *net.UDPConn) (muxIO, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &mmsgIO{}
+	u := &mmsgIO{twin: -1}
 	u.recv, u.send = mmsg.NewRecv(rc, u.rhdr[:]), mmsg.NewSend(rc, u.shdr[:])
+	if to, ok := c.RemoteAddr().(*net.UDPAddr); ok && twinsWork() {
+		if u.tolen, err = mmsg.PutSockaddr(&u.to, to.AddrPort()); err == nil {
+			u.twin, _ = twinSocket(rc) // without one, queries go out on c
+		}
+	}
 	return u, nil
 }
 
@@ -46,8 +67,125 @@ func (u *mmsgIO) readLoop(b *readBatch, deliver func(n int)) error {
 
 func (u *mmsgIO) write(bufs [][]byte) (int, error) {
 	n := min(len(bufs), muxBatch)
-	for i := range n {
-		mmsg.SetMsghdr(&u.shdr[i].Hdr, &u.siov[i], nil, 0, bufs[i], nil)
+	if u.twin < 0 {
+		for i := range n {
+			mmsg.SetMsghdr(&u.shdr[i].Hdr, &u.siov[i], nil, 0, bufs[i], nil)
+		}
+		return u.send.Do(n)
 	}
-	return u.send.Do(n)
+	for i := range n {
+		mmsg.SetMsghdr(&u.shdr[i].Hdr, &u.siov[i], &u.to, u.tolen, bufs[i], nil)
+	}
+	return u.send.SendTo(u.twin, n)
+}
+
+// close closes the twin; the caller closes the connected socket. No exchange is sending then
+// (the mux closes a socket only once no exchange holds it).
+func (u *mmsgIO) close() {
+	if u.twin >= 0 {
+		_ = unix.Close(u.twin)
+		u.twin = -1
+	}
+}
+
+// muxDialer makes the connected sockets: with SO_REUSEPORT, so that a twin can share the address
+// and port the kernel picks at connect.
+func muxDialer() net.Dialer {
+	return net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		}); err != nil {
+			return err
+		}
+		if serr != nil {
+			return fmt.Errorf("SO_REUSEPORT: %w", serr)
+		}
+		return nil
+	}}
+}
+
+// twinsWork reports whether the kernel delivers a datagram to the connected socket of a
+// reuseport group whose 4-tuple it matches, never to an unconnected member: Linux 5.3 on
+// ("udp: correct reuseport selection with connected sockets", backported to some earlier
+// stable kernels, which keep sending on the connected socket here).
+func twinsWork() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	major, minor, ok := kernelVersion(unix.ByteSliceToString(u.Release[:]))
+	return ok && (major > 5 || major == 5 && minor >= 3)
+}
+
+// kernelVersion reads the major and minor numbers of a kernel release ("6.1.0-18-amd64").
+func kernelVersion(release string) (major, minor int, ok bool) {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	end := strings.IndexFunc(parts[1], func(r rune) bool { return r < '0' || r > '9' })
+	if end >= 0 {
+		parts[1] = parts[1][:end]
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minor, err2 := strconv.Atoi(parts[1])
+	return major, minor, err1 == nil && err2 == nil
+}
+
+// twinSocket opens the socket the queries of the connected socket rc are sent on: bound to the
+// same address and port (SO_REUSEPORT on both) but unconnected, outside the poller and blocking
+// (mmsg.Call.SendTo). It takes no datagram: a socket filter drops all that the kernel would
+// deliver to it, which is only what the connected socket does not accept (other sources), so
+// the upstream's replies still reach only the connected socket and its reader.
+func twinSocket(rc syscall.RawConn) (int, error) {
+	var (
+		local  unix.Sockaddr
+		reuse  int
+		v6only int
+		err    error
+	)
+	if cerr := rc.Control(func(fd uintptr) {
+		if reuse, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT); err != nil {
+			return
+		}
+		if local, err = unix.Getsockname(int(fd)); err != nil {
+			return
+		}
+		if _, ok := local.(*unix.SockaddrInet6); ok {
+			v6only, err = unix.GetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_V6ONLY)
+		}
+	}); cerr != nil {
+		return -1, cerr
+	}
+	if err != nil {
+		return -1, err
+	}
+	if reuse == 0 {
+		return -1, errors.New("connected socket has no SO_REUSEPORT")
+	}
+	family := unix.AF_INET
+	if _, ok := local.(*unix.SockaddrInet6); ok {
+		family = unix.AF_INET6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
+	if err != nil {
+		return -1, err
+	}
+	drop := []unix.SockFilter{{Code: unix.BPF_RET | unix.BPF_K, K: 0}}
+	err = unix.SetsockoptSockFprog(fd, unix.SOL_SOCKET, unix.SO_ATTACH_FILTER, &unix.SockFprog{Len: 1, Filter: &drop[0]})
+	if err == nil {
+		err = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}
+	if err == nil && family == unix.AF_INET6 {
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, v6only)
+	}
+	if err == nil {
+		err = unix.Bind(fd, local)
+	}
+	if err != nil {
+		_ = unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
