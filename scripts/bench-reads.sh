@@ -35,8 +35,6 @@ mkdir "$work/list" "$work/out" # the config and list in directories of their own
 awk 'BEGIN { for (i = 0; i < 10000; i++) printf "b%d.blocked.example\n", i }' > "$work/list/list.txt"
 hz=$(getconf CLK_TCK)
 
-switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n }'; }
-
 start() { # mode: blocking or poller
   mkdir -p "$work/$1"
   cat > "$work/$1/dnsfence.yaml" <<YAML

@@ -92,14 +92,8 @@ ${FENCE_YAML:-}
 YAML
 "${srv_pin[@]}" "$work/dnsfence" -config "$work/fence/dnsfence.yaml" 2> "$work/dnsfence.log" & fence=$!; pids+=("$fence")
 
-# --- dnsdist: forwarder to knot with a packet cache; no console, no webserver, no security poll.
-# temporaryFailureTTL keeps knot's REFUSED for the list names cached for the whole run (default 60s).
-cat > "$work/dnsdist.conf" <<LUA
-setLocal("127.0.0.1:$DIST_PORT")
-setSecurityPollSuffix("")
-newServer({address="127.0.0.1:$KNOT_PORT", checkName="health.bench.", checkInterval=1})
-getPool(""):setCache(newPacketCache(100000, {temporaryFailureTTL=3600}))
-LUA
+# --- dnsdist: forwarder to knot with a packet cache (benchlib.sh's dnsdist_conf).
+dnsdist_conf "$work/dnsdist.conf" "$DIST_PORT" "$KNOT_PORT"
 "${srv_pin[@]}" dnsdist --supervised --disable-syslog -C "$work/dnsdist.conf" > "$work/dnsdist.log" 2>&1 & dist=$!; pids+=("$dist")
 
 # Wait for each to answer (dnsfence serves only once the list is loaded).
@@ -215,7 +209,7 @@ while read -r w mode rate; do
     rss=$(awk -v k="$w.$mode" -v s="$srv" '$1 == k { print (s == "dnsfence" ? $2 : $3) }' "$work/rss")
     printf '| %s | %s | %s | %s | %s | %s | %s/%s | %s | %s | %s |\n' "$(desc "$w")" "$load" "$srv" \
       "$(col "$w" "$mode" "$srv" 5 | median | fmt 0)" "$(col "$w" "$mode" "$srv" 6 | median | fmt 2)" \
-      "$(col "$w" "$mode" "$srv" 7 | median | fmt 2)" "$(col "$w" "$mode" "$srv" 8 | sum)" "$(col "$w" "$mode" "$srv" 9 | sum)" \
+      "$(col "$w" "$mode" "$srv" 7 | median | fmt 3)" "$(col "$w" "$mode" "$srv" 8 | sum)" "$(col "$w" "$mode" "$srv" 9 | sum)" \
       "$(col "$w" "$mode" "$srv" 10 | median | fmt 0)" "$(col "$w" "$mode" "$srv" 11 | median | fmt 0)" "$rss"
   done
   q=$(ratio "$w" "$mode" 5 | fmt 2) a=$(ratio "$w" "$mode" 6 | fmt 2) p=$(ratio "$w" "$mode" 7 | fmt 2)

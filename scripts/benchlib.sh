@@ -3,12 +3,37 @@
 # ticks PID: CPU time (utime + stime, all threads) of a process, in clock ticks (getconf CLK_TCK).
 ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
+# switches PID: voluntary and involuntary context switches of all the threads of a process.
+switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(non)?voluntary_ctxt_switches/ { n += $2 } END { print n }'; }
+
 # percentile P FILE: the P-th percentile (nearest rank) of the answered queries' latencies, in
-# ms with two decimals, from the output of `dnsperf -v`; "-" if none was answered.
+# ms with three decimals (dnsperf -v gives microseconds), from the output of `dnsperf -v`; "-"
+# if none was answered.
 percentile() {
   awk '/^> / && $2 != "T" { print $NF * 1000 }' "$2" | sort -g | awk -v p="$1" '
     { a[NR] = $1 }
-    END { if (!NR) { print "-"; exit } r = NR * p / 100; i = int(r); if (i < r) i++; printf "%.2f", a[i] }'
+    END { if (!NR) { print "-"; exit } r = NR * p / 100; i = int(r); if (i < r) i++; printf "%.3f", a[i] }'
+}
+
+# percentiles FILE: p50, p90, p99 and p99.9 (nearest rank) and the maximum of the answered
+# queries' latencies in microseconds, from the output of `dnsperf -v`, as "p50 p90 p99 p999 max".
+percentiles() {
+  awk '/^> / && $2 != "T" { printf "%.0f\n", $NF * 1e6 }' "$1" | sort -g | awk '
+    function at(p,  r, i) { r = NR * p / 100; i = int(r); if (i < r) i++; return a[i] }
+    { a[NR] = $1 }
+    END { if (!NR) { print "- - - - -"; exit } print at(50), at(90), at(99), at(99.9), a[NR] }'
+}
+
+# dnsdist_conf FILE PORT UPSTREAM_PORT: a dnsdist config on 127.0.0.1@PORT forwarding to
+# 127.0.0.1@UPSTREAM_PORT with a packet cache; no console, no webserver, no security poll.
+# temporaryFailureTTL keeps knot's REFUSED for names outside bench. cached for the whole run.
+dnsdist_conf() {
+  cat > "$1" <<LUA
+setLocal("127.0.0.1:$2")
+setSecurityPollSuffix("")
+newServer({address="127.0.0.1:$3", checkName="health.bench.", checkInterval=1})
+getPool(""):setCache(newPacketCache(100000, {temporaryFailureTTL=3600}))
+LUA
 }
 
 # knot_files DIR PORT: the config (DIR/knot.conf) and zone of a knot serving bench. (a wildcard A

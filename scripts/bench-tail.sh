@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Latency percentiles of dnsfence variants against dnsdist at one fixed rate, loopback only, for
+# finding where a tail comes from: each variant is dnsfence with extra config lines, environment
+# or another binary, and every round runs dnsdist and each variant in turn. The servers run on
+# CPU 0, dnsperf and knot on CPU 1, as in bench.sh. Prints per round and server: p50, p90, p99,
+# p99.9 and max latency (µs, from dnsperf -v), the server's CPU µs per query (all of it, and the
+# user part), context switches per query (all threads, /proc) and knot's CPU µs per query; then
+# per server the medians over the rounds, with p99 and CPU as ratios to dnsdist's.
+#
+# WORKLOAD: blocked (names of a 10,000-name list; dnsdist answers them from its packet cache
+#   after one warm-up pass, as in bench.sh's W1) or missed (never-repeated names under bench.,
+#   forwarded to knot by both, as W3).
+# VARIANTS ("default poller"): names; for each, YAML_<name> adds config lines, ENV_<name> sets
+#   environment variables (e.g. ENV_nogc="GOGC=off") and BIN_<name> runs another dnsfence binary.
+#   The default YAML_poller is 'limits: {udp_blocking_reads: false}'.
+# RATE (5000), DURATION (5 s), ROUNDS (3).
+# Needs dnsperf, knot, dnsdist and dig (Debian: apt-get install dnsperf knot dnsdist dnsutils).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/benchlib.sh
+PATH=$PATH:/usr/sbin:/sbin
+for tool in dnsperf knotd dnsdist dig taskset; do
+  command -v "$tool" >/dev/null || { echo "bench-tail: $tool not found (apt-get install dnsperf knot dnsdist dnsutils)" >&2; exit 1; }
+done
+WORKLOAD=${WORKLOAD:-blocked} RATE=${RATE:-5000} DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-3}
+VARIANTS=${VARIANTS:-"default poller"} YAML_poller=${YAML_poller:-'limits: {udp_blocking_reads: false}'}
+case $WORKLOAD in blocked|missed) ;; *) echo "bench-tail: WORKLOAD is blocked or missed" >&2; exit 1 ;; esac
+KNOT_PORT=15785 DIST_PORT=15784 FIRST_PORT=15791
+if [ "$(nproc)" -ge 2 ]; then srv=(taskset -c 0) cli=(taskset -c 1); else
+  echo "bench-tail: one CPU: servers and dnsperf share it" >&2; srv=() cli=(); fi
+
+work=$(mktemp -d); pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+go build -trimpath -o "$work/dnsfence" ./cmd/dnsfence
+knot_files "$work" "$KNOT_PORT"
+"${cli[@]}" knotd -c "$work/knot.conf" 2> "$work/knot.log" & knot=$!; pids+=("$knot")
+wait_for "$KNOT_PORT" probe.bench NOERROR "$knot" "$work/knot.log"
+[ ${#cli[@]} -gt 0 ] && pin_knot "$knot" 1
+dnsdist_conf "$work/dnsdist.conf" "$DIST_PORT" "$KNOT_PORT"
+"${srv[@]}" dnsdist --supervised --disable-syslog -C "$work/dnsdist.conf" > "$work/dnsdist.log" 2>&1 & dist=$!; pids+=("$dist")
+wait_for "$DIST_PORT" probe.bench NOERROR "$dist" "$work/dnsdist.log"
+mkdir "$work/list"
+awk 'BEGIN { for (i = 0; i < 10000; i++) printf "b%d.blocked.example\n", i }' > "$work/list/list.txt"
+
+declare -A port pid
+port[dnsdist]=$DIST_PORT pid[dnsdist]=$dist
+p=$FIRST_PORT
+for v in $VARIANTS; do
+  yaml="YAML_$v" env_="ENV_$v" bin="BIN_$v"
+  mkdir "$work/$v" # each config in a directory of its own (dnsfence watches it)
+  cat > "$work/$v/dnsfence.yaml" <<YAML
+listen: ["127.0.0.1:$p"]
+upstreams: ["127.0.0.1:$KNOT_PORT"]
+rate_limit: {client_qps: 0}
+http: {listen: "127.0.0.1:$((p + 100))"}
+log: {level: warn}
+blocklists: [{name: l, path: "$work/list/list.txt"}]
+${!yaml:-}
+YAML
+  # shellcheck disable=SC2086 # ENV_<name> is a list of NAME=value words
+  env ${!env_:-} "${srv[@]}" "${!bin:-$work/dnsfence}" -config "$work/$v/dnsfence.yaml" 2> "$work/$v/log" & pid[$v]=$!; pids+=("${pid[$v]}")
+  wait_for "$p" b0.blocked.example NXDOMAIN "${pid[$v]}" "$work/$v/log"
+  port[$v]=$p p=$((p + 1))
+done
+# dnsdist caches knot's REFUSED for the list names (as in bench.sh's W1).
+awk 'BEGIN { for (i = 0; i < 10000; i++) printf "b%d.blocked.example A\n", i }' > "$work/warm"
+"${cli[@]}" dnsperf -s 127.0.0.1 -p "$DIST_PORT" -d "$work/warm" -n 1 -c 8 -q 100 > /dev/null 2>&1
+
+utime() { awk '{ print $14 }' "/proc/$1/stat"; }
+n=$((RATE * DURATION))
+echo "== $WORKLOAD at $RATE qps, ${DURATION}s per server, $ROUNDS rounds; latency in µs; CPU and knot in µs per query"
+for r in $(seq "$ROUNDS"); do
+  for s in dnsdist $VARIANTS; do
+    case $WORKLOAD in
+      blocked) awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "b%d.blocked.example A\n", i % 10000 }' ;;
+      missed) awk -v n="$n" -v t="r$r-$s" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.%s.bench A\n", i, t }' ;;
+    esac > "$work/queries"
+    sp=${pid[$s]}
+    t0=$(ticks "$sp") u0=$(utime "$sp") s0=$(switches "$sp") k0=$(ticks "$knot")
+    "${cli[@]}" dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries" -c 8 -T 1 -t 2 -l "$DURATION" -Q "$RATE" -v > "$work/out" 2>&1 || true
+    t1=$(ticks "$sp") u1=$(utime "$sp") s1=$(switches "$sp") k1=$(ticks "$knot")
+    read -r p50 p90 p99 p999 max < <(percentiles "$work/out")
+    answered=$(awk '/^> / && $2 != "T"' "$work/out" | wc -l)
+    awk -v s="$s" -v r="$r" -v n="$answered" -v hz="$(getconf CLK_TCK)" -v t=$((t1 - t0)) -v u=$((u1 - u0)) \
+      -v sw=$((s1 - s0)) -v k=$((k1 - k0)) -v l="$p50 $p90 $p99 $p999 $max" 'BEGIN {
+      split(l, x, " "); c = n ? 1e6 / hz / n : 0
+      printf "%-10s round %d  p50 %5s  p90 %5s  p99 %5s  p99.9 %5s  max %5s  answered %d  CPU %5.1f (user %4.1f)  switches %.2f  knot %4.1f\n",
+        s, r, x[1], x[2], x[3], x[4], x[5], n, t * c, u * c, n ? sw / n : 0, k * c
+      print s, x[1], x[3], x[4], t * c > "/dev/stderr" }' 2>> "$work/rows"
+    sleep 1
+  done
+done
+echo "== medians over the rounds (ratios: the server's median over dnsdist's)"
+med() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+col() { awk -v s="$1" -v c="$2" '$1 == s { print $c }' "$work/rows" | med; }
+for s in dnsdist $VARIANTS; do
+  printf '%-10s p50 %s  p99 %s (%.2f)  p99.9 %s  CPU %.1f (%.2f)\n' "$s" "$(col "$s" 2)" "$(col "$s" 3)" \
+    "$(awk -v a="$(col "$s" 3)" -v b="$(col dnsdist 3)" 'BEGIN { print b ? a / b : 0 }')" "$(col "$s" 4)" \
+    "$(col "$s" 5)" "$(awk -v a="$(col "$s" 5)" -v b="$(col dnsdist 5)" 'BEGIN { print b ? a / b : 0 }')"
+done
