@@ -67,16 +67,28 @@ func muxExchange(t *testing.T, m *udpMux, name string) {
 	}
 }
 
-// currentIO returns the mux's socket and its mmsgIO.
-func currentIO(t *testing.T, m *udpMux) (*muxSock, *mmsgIO) {
+// twinMux starts an upstream and a mux to it, makes one exchange and returns the mux, its
+// socket and that socket's mmsgIO, which has a twin. It skips the test where twins are not used.
+func twinMux(t *testing.T) (*echoUpstream, *udpMux, *muxSock, *mmsgIO) {
 	t.Helper()
+	if !twinsWork() {
+		t.Skip("kernel older than 5.3: queries are sent on the connected socket, no twin")
+	}
+	up := startEchoUpstream(t)
+	m := newUDPMux(up.addr)
+	t.Cleanup(m.close)
+	muxExchange(t, m, "first.example.")
 	m.mu.Lock()
 	s := m.cur
 	m.mu.Unlock()
 	if s == nil {
 		t.Fatal("mux has no socket")
 	}
-	return s, s.io.(*mmsgIO)
+	io := s.io.(*mmsgIO)
+	if io.twin < 0 {
+		t.Fatal("no twin socket")
+	}
+	return up, m, s, io
 }
 
 // writeEvents returns how many EPOLLOUT edges the connected socket of s raised since the last
@@ -96,17 +108,7 @@ func writeEvents(t *testing.T, ep int) int {
 // and port, so the connected socket (the one in the runtime's poller) raises no EPOLLOUT edge
 // per query; the replies still reach the connected socket's reader.
 func TestMuxSendsOnTwin(t *testing.T) {
-	if !twinsWork() {
-		t.Skip("kernel older than 5.3: queries are sent on the connected socket")
-	}
-	up := startEchoUpstream(t)
-	m := newUDPMux(up.addr)
-	t.Cleanup(m.close)
-	muxExchange(t, m, "first.example.")
-	s, io := currentIO(t, m)
-	if io.twin < 0 {
-		t.Fatal("no twin socket")
-	}
+	up, m, s, io := twinMux(t)
 	ep, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		t.Fatal(err)
@@ -150,14 +152,7 @@ func TestMuxSendsOnTwin(t *testing.T) {
 // TestMuxTwinTakesNoDatagrams: datagrams from other sources, which the connected socket does not
 // accept, are dropped rather than queued on the twin, which nobody reads.
 func TestMuxTwinTakesNoDatagrams(t *testing.T) {
-	if !twinsWork() {
-		t.Skip("kernel older than 5.3: no twin")
-	}
-	up := startEchoUpstream(t)
-	m := newUDPMux(up.addr)
-	t.Cleanup(m.close)
-	muxExchange(t, m, "first.example.")
-	s, io := currentIO(t, m)
+	_, m, s, io := twinMux(t)
 	other, err := net.DialUDP("udp", nil, s.conn.LocalAddr().(*net.UDPAddr))
 	if err != nil {
 		t.Fatal(err)
@@ -180,13 +175,7 @@ func TestMuxTwinTakesNoDatagrams(t *testing.T) {
 
 // TestMuxClosesTwin: retiring a socket closes its twin too.
 func TestMuxClosesTwin(t *testing.T) {
-	if !twinsWork() {
-		t.Skip("kernel older than 5.3: no twin")
-	}
-	up := startEchoUpstream(t)
-	m := newUDPMux(up.addr)
-	muxExchange(t, m, "first.example.")
-	_, io := currentIO(t, m)
+	_, m, _, io := twinMux(t)
 	fd := io.twin
 	link := fdLink(fd)
 	if link == "" {
