@@ -1,9 +1,9 @@
 package upstream
 
 import (
-	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"syscall"
@@ -27,7 +27,7 @@ type mmsgIO struct {
 	riov, siov [muxBatch]unix.Iovec
 	recv, send *mmsg.Call
 	// twin is the socket queries are sent on, or -1 to send on the connected one; to is the
-	// upstream's address, which the unconnected twin needs on every datagram.
+	// upstream's address (tolen bytes of it), given with every datagram the twin sends.
 	twin  int
 	to    unix.RawSockaddrInet6
 	tolen uint32
@@ -41,9 +41,7 @@ func newMuxIO(c *net.UDPConn) (muxIO, error) {
 	u := &mmsgIO{twin: -1}
 	u.recv, u.send = mmsg.NewRecv(rc, u.rhdr[:]), mmsg.NewSend(rc, u.shdr[:])
 	if to, ok := c.RemoteAddr().(*net.UDPAddr); ok && twinsWork() {
-		if u.tolen, err = mmsg.PutSockaddr(&u.to, to.AddrPort()); err == nil {
-			u.twin, _ = twinSocket(rc) // without one, queries go out on c
-		}
+		u.twin, _ = u.twinSocket(rc, to.AddrPort()) // without one, queries go out on c
 	}
 	return u, nil
 }
@@ -88,23 +86,6 @@ func (u *mmsgIO) close() {
 	}
 }
 
-// muxDialer makes the connected sockets: with SO_REUSEPORT, so that a twin can share the address
-// and port the kernel picks at connect.
-func muxDialer() net.Dialer {
-	return net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-		}); err != nil {
-			return err
-		}
-		if serr != nil {
-			return fmt.Errorf("SO_REUSEPORT: %w", serr)
-		}
-		return nil
-	}}
-}
-
 // twinsWork reports whether the kernel delivers a datagram to the connected socket of a
 // reuseport group whose 4-tuple it matches, never to an unconnected member: Linux 5.3 on
 // ("udp: correct reuseport selection with connected sockets", backported to some earlier
@@ -133,20 +114,28 @@ func kernelVersion(release string) (major, minor int, ok bool) {
 	return major, minor, err1 == nil && err2 == nil
 }
 
-// twinSocket opens the socket the queries of the connected socket rc are sent on: bound to the
-// same address and port (SO_REUSEPORT on both) but unconnected, outside the poller and blocking
-// (mmsg.Call.SendTo). It takes no datagram: a socket filter drops all that the kernel would
-// deliver to it, which is only what the connected socket does not accept (other sources), so
-// the upstream's replies still reach only the connected socket and its reader.
-func twinSocket(rc syscall.RawConn) (int, error) {
+// twinSocket opens the socket the queries of the connected socket rc (connected to an upstream
+// at address up) are sent on: bound to the same address and port, outside the poller and
+// blocking (mmsg.Call.SendTo), and taking no datagram (a socket filter drops all).
+//
+// Both get SO_REUSEPORT only now, after the connected socket's port was picked at connect: an
+// ephemeral port is then one no other socket holds. (The kernel's choice of an ephemeral port
+// for a socket with SO_REUSEPORT skips no port that another such socket of the same user holds,
+// so the pair could have joined, say, a listener's group.) The twin is connected too, to the
+// upstream's address and port 0, from which no datagram comes: a connected socket takes only
+// datagrams from its peer and never those the group spreads over its members, so even a socket
+// that later binds the port with SO_REUSEPORT loses none of its datagrams to the twin. The
+// upstream's replies and ICMP errors match the connected socket's address and port exactly, and
+// reach only it. sendmmsg gives the upstream's address with every datagram (a connected UDP
+// socket may send elsewhere).
+func (u *mmsgIO) twinSocket(rc syscall.RawConn, up netip.AddrPort) (int, error) {
 	var (
 		local  unix.Sockaddr
-		reuse  int
 		v6only int
 		err    error
 	)
 	if cerr := rc.Control(func(fd uintptr) {
-		if reuse, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT); err != nil {
+		if err = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
 			return
 		}
 		if local, err = unix.Getsockname(int(fd)); err != nil {
@@ -161,12 +150,19 @@ func twinSocket(rc syscall.RawConn) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if reuse == 0 {
-		return -1, errors.New("connected socket has no SO_REUSEPORT")
-	}
-	family := unix.AF_INET
+	// The upstream's address in the socket's family (an IPv4 one is mapped on an IPv6 socket).
+	family, ip := unix.AF_INET, up.Addr().Unmap()
 	if _, ok := local.(*unix.SockaddrInet6); ok {
-		family = unix.AF_INET6
+		family, ip = unix.AF_INET6, netip.AddrFrom16(ip.As16()).WithZone(ip.Zone())
+	} else if !ip.Is4() {
+		return -1, fmt.Errorf("upstream %s on an IPv4 socket", up)
+	}
+	if u.tolen, err = mmsg.PutSockaddr(&u.to, netip.AddrPortFrom(ip, up.Port())); err != nil {
+		return -1, err
+	}
+	var peer unix.Sockaddr = &unix.SockaddrInet6{Addr: ip.As16(), ZoneId: u.to.Scope_id}
+	if family == unix.AF_INET {
+		peer = &unix.SockaddrInet4{Addr: ip.As4()}
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, unix.IPPROTO_UDP)
 	if err != nil {
@@ -182,6 +178,9 @@ func twinSocket(rc syscall.RawConn) (int, error) {
 	}
 	if err == nil {
 		err = unix.Bind(fd, local)
+	}
+	if err == nil {
+		err = unix.Connect(fd, peer)
 	}
 	if err != nil {
 		_ = unix.Close(fd)

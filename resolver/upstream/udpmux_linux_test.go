@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,9 +23,11 @@ type echoUpstream struct {
 	from []netip.AddrPort
 }
 
-func startEchoUpstream(t *testing.T) *echoUpstream {
+func startEchoUpstream(t *testing.T) *echoUpstream { return startEchoUpstreamOn(t, "127.0.0.1:0") }
+
+func startEchoUpstreamOn(t *testing.T, addr string) *echoUpstream {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, err := net.ListenPacket("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,10 +74,15 @@ func muxExchange(t *testing.T, m *udpMux, name string) {
 // socket and that socket's mmsgIO, which has a twin. It skips the test where twins are not used.
 func twinMux(t *testing.T) (*echoUpstream, *udpMux, *muxSock, *mmsgIO) {
 	t.Helper()
+	return twinMuxTo(t, startEchoUpstream)
+}
+
+func twinMuxTo(t *testing.T, start func(*testing.T) *echoUpstream) (*echoUpstream, *udpMux, *muxSock, *mmsgIO) {
+	t.Helper()
 	if !twinsWork() {
 		t.Skip("kernel older than 5.3: queries are sent on the connected socket, no twin")
 	}
-	up := startEchoUpstream(t)
+	up := start(t)
 	m := newUDPMux(up.addr)
 	t.Cleanup(m.close)
 	muxExchange(t, m, "first.example.")
@@ -169,6 +177,67 @@ func TestMuxTwinTakesNoDatagrams(t *testing.T) {
 	}
 	if queued != 0 {
 		t.Errorf("twin has %d bytes queued, want 0 (dropped)", queued)
+	}
+	muxExchange(t, m, "after.example.")
+}
+
+// TestMuxTwinOverIPv6: an upstream on ::1 gets its queries through the twin as well.
+func TestMuxTwinOverIPv6(t *testing.T) {
+	if l, err := net.ListenPacket("udp6", "[::1]:0"); err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	} else {
+		l.Close()
+	}
+	up, m, s, _ := twinMuxTo(t, func(t *testing.T) *echoUpstream { return startEchoUpstreamOn(t, "[::1]:0") })
+	muxExchange(t, m, "second.example.")
+	local := s.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	for _, from := range up.sources() {
+		if from != local {
+			t.Fatalf("upstream saw a query from %s, want %s", from, local)
+		}
+	}
+}
+
+// TestMuxTwinSharesNoDatagrams: a socket that binds the same address and port with
+// SO_REUSEPORT later (the kernel may give an ephemeral port bind exactly that) gets every
+// datagram sent to it: the twin, connected, takes no share of the group's.
+func TestMuxTwinSharesNoDatagrams(t *testing.T) {
+	_, m, s, _ := twinMux(t)
+	local := s.conn.LocalAddr().(*net.UDPAddr)
+	lc := net.ListenConfig{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) }); err != nil {
+			return err
+		}
+		return serr
+	}}
+	pc, err := lc.ListenPacket(context.Background(), "udp", local.String())
+	if err != nil {
+		t.Fatalf("bind %s with SO_REUSEPORT: %v", local, err)
+	}
+	defer pc.Close()
+	const n = 64
+	for i := range n {
+		sender, err := net.DialUDP("udp", nil, local) // a fresh source port each: the group spreads by it
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := sender.Write([]byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+		sender.Close()
+	}
+	_ = pc.SetReadDeadline(time.Now().Add(time.Second))
+	buf := make([]byte, 16)
+	got := 0
+	for got < n {
+		if _, _, err := pc.ReadFrom(buf); err != nil {
+			break
+		}
+		got++
+	}
+	if got != n {
+		t.Errorf("the socket sharing the port got %d of %d datagrams", got, n)
 	}
 	muxExchange(t, m, "after.example.")
 }

@@ -23,9 +23,6 @@ func (u connIO) readLoop(b *readBatch, deliver func(n int)) error {
 
 func (connIO) close() {}
 
-// muxDialer makes the connected sockets.
-func muxDialer() net.Dialer { return net.Dialer{} }
-
 func (u connIO) write(bufs [][]byte) (int, error) {
 	if _, err := u.c.Write(bufs[0]); err != nil {
 		return 0, err
