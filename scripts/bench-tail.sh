@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Latency percentiles of dnsfence variants against dnsdist at one fixed rate, loopback only, for
-# finding where a tail comes from: each variant is dnsfence with extra config lines, environment
+# Latency percentiles of dnsfence variants against dnsdist at one fixed rate (or throughput at
+# maximum load), loopback only, for finding where a tail comes from: each variant is dnsfence with extra config lines, environment
 # or another binary, and every round runs dnsdist and each variant in turn. The servers run on
 # CPU 0, dnsperf and knot on CPU 1, as in bench.sh. Prints per round and server: p50, p90, p99,
 # p99.9 and max latency (µs, from dnsperf -v), the server's CPU µs per query (all of it, and the
@@ -13,7 +13,8 @@
 # VARIANTS ("default poller"): names; for each, YAML_<name> adds config lines, ENV_<name> sets
 #   environment variables (e.g. ENV_nogc="GOGC=off") and BIN_<name> runs another dnsfence binary.
 #   The default YAML_poller is 'limits: {udp_blocking_reads: false}'.
-# RATE (5000), DURATION (5 s), ROUNDS (3).
+# RATE (5000; "max": dnsperf -q 100 with no rate and no latencies, and the medians give qps),
+# DURATION (5 s), ROUNDS (3).
 # Needs dnsperf, knot, dnsdist and dig (Debian: apt-get install dnsperf knot dnsdist dnsutils).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -68,7 +69,11 @@ awk 'BEGIN { for (i = 0; i < 10000; i++) printf "b%d.blocked.example A\n", i }' 
 "${cli[@]}" dnsperf -s 127.0.0.1 -p "$DIST_PORT" -d "$work/warm" -n 1 -c 8 -q 100 > /dev/null 2>&1
 
 utime() { awk '{ print $14 }' "/proc/$1/stat"; }
-n=$((RATE * DURATION))
+if [ "$RATE" = max ]; then
+  n=$((200000 * DURATION)) load=(-q 100) # more names than a server answers in DURATION
+else
+  n=$((RATE * DURATION)) load=(-Q "$RATE" -v)
+fi
 echo "== $WORKLOAD at $RATE qps, ${DURATION}s per server, $ROUNDS rounds; latency in µs; CPU and knot in µs per query"
 for r in $(seq "$ROUNDS"); do
   for s in dnsdist $VARIANTS; do
@@ -78,24 +83,29 @@ for r in $(seq "$ROUNDS"); do
     esac > "$work/queries"
     sp=${pid[$s]}
     t0=$(ticks "$sp") u0=$(utime "$sp") s0=$(switches "$sp") k0=$(ticks "$knot")
-    "${cli[@]}" dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries" -c 8 -T 1 -t 2 -l "$DURATION" -Q "$RATE" -v > "$work/out" 2>&1 || true
+    "${cli[@]}" dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries" -c 8 -T 1 -t 2 -l "$DURATION" "${load[@]}" > "$work/out" 2>&1 || true
     t1=$(ticks "$sp") u1=$(utime "$sp") s1=$(switches "$sp") k1=$(ticks "$knot")
     read -r p50 p90 p99 p999 max < <(percentiles "$work/out")
-    answered=$(awk '/^> / && $2 != "T"' "$work/out" | wc -l)
+    answered=$(awk '/Queries completed:/ { print $3 }' "$work/out")
+    qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$work/out")
     awk -v s="$s" -v r="$r" -v n="$answered" -v hz="$(getconf CLK_TCK)" -v t=$((t1 - t0)) -v u=$((u1 - u0)) \
-      -v sw=$((s1 - s0)) -v k=$((k1 - k0)) -v l="$p50 $p90 $p99 $p999 $max" 'BEGIN {
+      -v sw=$((s1 - s0)) -v k=$((k1 - k0)) -v l="$p50 $p90 $p99 $p999 $max" -v qps="$qps" 'BEGIN {
       split(l, x, " "); c = n ? 1e6 / hz / n : 0
-      printf "%-10s round %d  p50 %5s  p90 %5s  p99 %5s  p99.9 %5s  max %5s  answered %d  CPU %5.1f (user %4.1f)  switches %.2f  knot %4.1f\n",
-        s, r, x[1], x[2], x[3], x[4], x[5], n, t * c, u * c, n ? sw / n : 0, k * c
-      print s, x[1], x[3], x[4], t * c > "/dev/stderr" }' 2>> "$work/rows"
+      printf "%-10s round %d  p50 %5s  p90 %5s  p99 %5s  p99.9 %5s  max %5s  answered %d  qps %s  CPU %5.1f (user %4.1f)  switches %.2f  knot %4.1f\n",
+        s, r, x[1], x[2], x[3], x[4], x[5], n, qps, t * c, u * c, n ? sw / n : 0, k * c
+      print s, x[1], x[3], x[4], t * c, qps > "/dev/stderr" }' 2>> "$work/rows"
     sleep 1
   done
 done
 echo "== medians over the rounds (ratios: the server's median over dnsdist's)"
 med() { sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 col() { awk -v s="$1" -v c="$2" '$1 == s { print $c }' "$work/rows" | med; }
+ratio() { awk -v a="$(col "$1" "$2")" -v b="$(col dnsdist "$2")" 'BEGIN { print b ? a / b : 0 }'; }
 for s in dnsdist $VARIANTS; do
-  printf '%-10s p50 %s  p99 %s (%.2f)  p99.9 %s  CPU %.1f (%.2f)\n' "$s" "$(col "$s" 2)" "$(col "$s" 3)" \
-    "$(awk -v a="$(col "$s" 3)" -v b="$(col dnsdist 3)" 'BEGIN { print b ? a / b : 0 }')" "$(col "$s" 4)" \
-    "$(col "$s" 5)" "$(awk -v a="$(col "$s" 5)" -v b="$(col dnsdist 5)" 'BEGIN { print b ? a / b : 0 }')"
+  if [ "$RATE" = max ]; then
+    printf '%-10s qps %s (%.2f)  CPU %.1f (%.2f)\n' "$s" "$(col "$s" 6)" "$(ratio "$s" 6)" "$(col "$s" 5)" "$(ratio "$s" 5)"
+  else
+    printf '%-10s p50 %s  p99 %s (%.2f)  p99.9 %s  CPU %.1f (%.2f)\n' "$s" "$(col "$s" 2)" "$(col "$s" 3)" \
+      "$(ratio "$s" 3)" "$(col "$s" 4)" "$(col "$s" 5)" "$(ratio "$s" 5)"
+  fi
 done
