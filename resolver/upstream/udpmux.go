@@ -132,7 +132,9 @@ const muxBatch = 16
 const maxPending = 16384
 
 func newUDPMux(addr string) *udpMux {
-	m := &udpMux{addr: addr, lifetime: udpSocketLifetime, newIO: newMuxIO}
+	twins := twinsWork()
+	m := &udpMux{addr: addr, lifetime: udpSocketLifetime,
+		newIO: func(c *net.UDPConn) (muxIO, error) { return newMuxIO(c, twins) }}
 	m.waiters.New = func() any {
 		w := &muxWaiter{rbuf: make([]byte, udpReadBufSize+1), wbuf: make([]byte, 0, 512), done: make(chan struct{}, 1)}
 		w.timer = time.NewTimer(time.Hour)

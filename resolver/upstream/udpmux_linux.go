@@ -33,14 +33,16 @@ type mmsgIO struct {
 	tolen uint32
 }
 
-func newMuxIO(c *net.UDPConn) (muxIO, error) {
+// newMuxIO returns c's mmsgIO, sending through a twin socket if twins (twinsWork, asked once per
+// mux: the kernel does not change).
+func newMuxIO(c *net.UDPConn, twins bool) (muxIO, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
 	u := &mmsgIO{twin: -1}
 	u.recv, u.send = mmsg.NewRecv(rc, u.rhdr[:]), mmsg.NewSend(rc, u.shdr[:])
-	if to, ok := c.RemoteAddr().(*net.UDPAddr); ok && twinsWork() {
+	if to, ok := c.RemoteAddr().(*net.UDPAddr); ok && twins {
 		u.twin, _ = u.twinSocket(rc, to.AddrPort()) // without one, queries go out on c
 	}
 	return u, nil
@@ -65,14 +67,15 @@ func (u *mmsgIO) readLoop(b *readBatch, deliver func(n int)) error {
 
 func (u *mmsgIO) write(bufs [][]byte) (int, error) {
 	n := min(len(bufs), muxBatch)
-	if u.twin < 0 {
-		for i := range n {
-			mmsg.SetMsghdr(&u.shdr[i].Hdr, &u.siov[i], nil, 0, bufs[i], nil)
-		}
-		return u.send.Do(n)
+	var to *unix.RawSockaddrInet6 // the connected socket needs no address
+	if u.twin >= 0 {
+		to = &u.to
 	}
 	for i := range n {
-		mmsg.SetMsghdr(&u.shdr[i].Hdr, &u.siov[i], &u.to, u.tolen, bufs[i], nil)
+		mmsg.SetMsghdr(&u.shdr[i].Hdr, &u.siov[i], to, u.tolen, bufs[i], nil)
+	}
+	if u.twin < 0 {
+		return u.send.Do(n)
 	}
 	return u.send.SendTo(u.twin, n)
 }

@@ -8,7 +8,10 @@ import "net"
 // available.
 type connIO struct{ c *net.UDPConn }
 
-func newMuxIO(c *net.UDPConn) (muxIO, error) { return connIO{c}, nil }
+func newMuxIO(c *net.UDPConn, _ bool) (muxIO, error) { return connIO{c}, nil }
+
+// twinsWork is false: sending through a twin socket is for Linux's epoll.
+func twinsWork() bool { return false }
 
 func (u connIO) readLoop(b *readBatch, deliver func(n int)) error {
 	for {
