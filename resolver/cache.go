@@ -352,7 +352,7 @@ func (sh *cacheShard) find(k *qkey) (int32, *cacheEntry) {
 	}
 	e := &sh.ents[i]
 	if e.qtype != k.qtype || e.qclass != k.qclass || e.flags != k.flags ||
-		!equalFoldASCII(string(sh.mem.bytes(e.rec)[:e.nameLen]), k.name) {
+		!equalFoldASCII(sh.mem.bytes(e.rec)[:e.nameLen], k.name) {
 		return -1, nil
 	}
 	return i, e

@@ -176,3 +176,29 @@ func TestPackStoredCompressesOnlyLargeAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestCacheLookupDoesNotAllocate: finding an entry compares its stored name in place, whatever
+// the name's length (converting it to a string would allocate past 32 bytes).
+func TestCacheLookupDoesNotAllocate(t *testing.T) {
+	c := NewCache(CacheOptions{}, CacheObserver{})
+	defer c.Close()
+	now := time.Now()
+	for _, name := range []string{"short.example.", "a-name-longer-than-thirty-two-bytes.cdn.example."} {
+		q := new(dns.Msg).SetQuestion(name, dns.TypeA)
+		k, ok := makeKey(c.seed, q)
+		if !ok {
+			t.Fatal("no key")
+		}
+		e := cacheEntry{hash: k.hash, qtype: k.qtype, qclass: k.qclass, flags: k.flags,
+			stored: now.UnixNano(), expires: now.Add(time.Hour).UnixNano(), until: now.Add(time.Hour).UnixNano()}
+		c.insert(&e, name, []byte("stored answer"), now)
+		buf := make([]byte, 0, 64)
+		var st entryState
+		if n := testing.AllocsPerRun(100, func() { _, st, _ = c.lookup(&k, now, &buf) }); n != 0 {
+			t.Errorf("%s: lookup allocates %v times", name, n)
+		}
+		if st != entryFresh || string(buf) != "stored answer" {
+			t.Errorf("%s: lookup found state %d, %q", name, st, buf)
+		}
+	}
+}

@@ -353,8 +353,10 @@ func (k *qkey) equal(o *qkey) bool {
 }
 
 // equalFoldASCII compares names case-insensitively in ASCII, as DNS does (RFC 4343); other
-// octets appear escaped in presentation format.
-func equalFoldASCII(a, b string) bool {
+// octets appear escaped in presentation format. a may be bytes (the cache's stored name), so
+// that comparing does not convert them to a string: a conversion copies the name, and allocates
+// for one longer than 32 bytes.
+func equalFoldASCII[T ~string | ~[]byte](a T, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
