@@ -479,6 +479,11 @@ func qtypeLabel(t uint16) string {
 // rcodeKey maps an rcode to the bounded set rcodeLabel names: the named ones stay, the rest
 // become -1.
 func rcodeKey(rc int) int {
+	// NOERROR to REFUSED, nearly every reply, without the lookup in miekg's map, which is cold
+	// memory at every query when queries come a few thousand a second.
+	if rc >= dns.RcodeSuccess && rc <= dns.RcodeRefused {
+		return rc
+	}
 	if _, ok := dns.RcodeToString[rc]; ok {
 		return rc
 	}

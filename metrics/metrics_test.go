@@ -139,6 +139,20 @@ func TestLabelsAreBounded(t *testing.T) {
 	}
 }
 
+// TestRcodeKey: the fast path for the common rcodes gives what miekg's table says, named rcodes
+// keep their value and the rest become -1.
+func TestRcodeKey(t *testing.T) {
+	for rc := -2; rc < 5000; rc++ {
+		want := -1
+		if _, ok := dns.RcodeToString[rc]; ok {
+			want = rc
+		}
+		if got := rcodeKey(rc); got != want {
+			t.Errorf("rcodeKey(%d) = %d, want %d", rc, got, want)
+		}
+	}
+}
+
 func TestNewRejectsDoubleRegistration(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	if _, err := New(reg, "a"); err != nil {
