@@ -9,23 +9,30 @@
 #
 # WORKLOAD: blocked (names of a 10,000-name list; dnsdist answers them from its packet cache
 #   after one warm-up pass, as in bench.sh's W1) or missed (never-repeated names under bench.,
-#   forwarded to knot by both, as W3).
+#   forwarded to knot by both, as W3) or mixed (four queries in five for 1,000 names under bench.
+#   that every server has cached after a warm-up pass, the fifth a never-repeated name: a cache
+#   in front of real traffic, where most names repeat and some are new).
 # VARIANTS ("default poller"): names; for each, YAML_<name> adds config lines, ENV_<name> sets
 #   environment variables (e.g. ENV_nogc="GOGC=off") and BIN_<name> runs another dnsfence binary.
 #   The default YAML_poller is 'limits: {udp_blocking_reads: false}'.
 # RATE (5000; "max": dnsperf -q 100 with no rate and no latencies, and the medians give qps),
 # DURATION (5 s), ROUNDS (3).
+# PERF=1 samples each server with perf (cpu-clock, 4999 Hz) while dnsperf runs and adds its user
+# and kernel CPU µs per query from the samples: /proc's user/system split is tick-sampled and
+# read 0.0 for whole rounds on this kind of VM, perf's is not.
 # Needs dnsperf, knot, dnsdist and dig (Debian: apt-get install dnsperf knot dnsdist dnsutils).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/benchlib.sh
 PATH=$PATH:/usr/sbin:/sbin
-for tool in dnsperf knotd dnsdist dig taskset; do
+PERF=${PERF:-0}
+tools="dnsperf knotd dnsdist dig taskset"; [ "$PERF" = 1 ] && tools="$tools perf"
+for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "bench-tail: $tool not found (apt-get install dnsperf knot dnsdist dnsutils)" >&2; exit 1; }
 done
 WORKLOAD=${WORKLOAD:-blocked} RATE=${RATE:-5000} DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-3}
 VARIANTS=${VARIANTS:-"default poller"} YAML_poller=${YAML_poller:-'limits: {udp_blocking_reads: false}'}
-case $WORKLOAD in blocked|missed) ;; *) echo "bench-tail: WORKLOAD is blocked or missed" >&2; exit 1 ;; esac
+case $WORKLOAD in blocked|missed|mixed) ;; *) echo "bench-tail: WORKLOAD is blocked, missed or mixed" >&2; exit 1 ;; esac
 KNOT_PORT=15785 DIST_PORT=15784 FIRST_PORT=15791
 if [ "$(nproc)" -ge 2 ]; then srv=(taskset -c 0) cli=(taskset -c 1); else
   echo "bench-tail: one CPU: servers and dnsperf share it" >&2; srv=() cli=(); fi
@@ -67,6 +74,12 @@ done
 # dnsdist caches knot's REFUSED for the list names (as in bench.sh's W1).
 awk 'BEGIN { for (i = 0; i < 10000; i++) printf "b%d.blocked.example A\n", i }' > "$work/warm"
 "${cli[@]}" dnsperf -s 127.0.0.1 -p "$DIST_PORT" -d "$work/warm" -n 1 -c 8 -q 100 > /dev/null 2>&1
+if [ "$WORKLOAD" = mixed ]; then
+  awk 'BEGIN { for (i = 0; i < 1000; i++) printf "c%d.bench A\n", i }' > "$work/warm"
+  for s in dnsdist $VARIANTS; do
+    "${cli[@]}" dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/warm" -n 1 -c 8 -q 100 > /dev/null 2>&1
+  done
+fi
 
 utime() { awk '{ print $14 }' "/proc/$1/stat"; }
 if [ "$RATE" = max ]; then
@@ -80,20 +93,31 @@ for r in $(seq "$ROUNDS"); do
     case $WORKLOAD in
       blocked) awk -v n="$n" 'BEGIN { for (i = 0; i < n; i++) printf "b%d.blocked.example A\n", i % 10000 }' ;;
       missed) awk -v n="$n" -v t="r$r-$s" 'BEGIN { for (i = 0; i < n; i++) printf "u%d.%s.bench A\n", i, t }' ;;
+      mixed) awk -v n="$n" -v t="r$r-$s" 'BEGIN { for (i = 0; i < n; i++)
+        if (i % 5 == 4) printf "u%d.%s.bench A\n", i, t; else printf "c%d.bench A\n", (i * 7) % 1000 }' ;;
     esac > "$work/queries"
     sp=${pid[$s]}
     t0=$(ticks "$sp") u0=$(utime "$sp") s0=$(switches "$sp") k0=$(ticks "$knot")
+    [ "$PERF" = 1 ] && { perf record -q -F 4999 -p "$sp" -o "$work/perf.data" 2> /dev/null & perfpid=$!; }
     "${cli[@]}" dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries" -c 8 -T 1 -t 2 -l "$DURATION" "${load[@]}" > "$work/out" 2>&1 || true
     t1=$(ticks "$sp") u1=$(utime "$sp") s1=$(switches "$sp") k1=$(ticks "$knot")
+    perfcpu=""
+    if [ "$PERF" = 1 ]; then
+      kill -INT "$perfpid"; wait "$perfpid" 2> /dev/null || true
+      perfcpu=$(perf report -i "$work/perf.data" --sort dso --stdio -n 2> /dev/null | awk '/%/ { if ($3 ~ /kernel/) k += $2; else u += $2 } END { print u + 0, k + 0 }')
+    fi
     read -r p50 p90 p99 p999 max < <(percentiles "$work/out")
     answered=$(awk '/Queries completed:/ { print $3 }' "$work/out")
     qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$work/out")
     awk -v s="$s" -v r="$r" -v n="$answered" -v hz="$(getconf CLK_TCK)" -v t=$((t1 - t0)) -v u=$((u1 - u0)) \
-      -v sw=$((s1 - s0)) -v k=$((k1 - k0)) -v l="$p50 $p90 $p99 $p999 $max" -v qps="$qps" 'BEGIN {
+      -v sw=$((s1 - s0)) -v k=$((k1 - k0)) -v l="$p50 $p90 $p99 $p999 $max" -v qps="$qps" -v pf="$perfcpu" 'BEGIN {
       split(l, x, " "); c = n ? 1e6 / hz / n : 0
-      printf "%-10s round %d  p50 %5s  p90 %5s  p99 %5s  p99.9 %5s  max %5s  answered %d  qps %s  CPU %5.1f (user %4.1f)  switches %.2f  knot %4.1f\n",
+      printf "%-10s round %d  p50 %5s  p90 %5s  p99 %5s  p99.9 %5s  max %5s  answered %d  qps %s  CPU %5.1f (user %4.1f)  switches %.2f  knot %4.1f",
         s, r, x[1], x[2], x[3], x[4], x[5], n, qps, t * c, u * c, n ? sw / n : 0, k * c
-      print s, x[1], x[3], x[4], t * c, qps > "/dev/stderr" }' 2>> "$work/rows"
+      pu = pk = 0
+      if (pf != "") { split(pf, y, " "); pu = n ? y[1] * 1e6 / 4999 / n : 0; pk = n ? y[2] * 1e6 / 4999 / n : 0; printf "  perf user %4.1f kernel %4.1f", pu, pk }
+      printf "\n"
+      print s, x[1], x[3], x[4], t * c, qps, pu, pk > "/dev/stderr" }' 2>> "$work/rows"
     sleep 1
   done
 done
@@ -105,7 +129,9 @@ for s in dnsdist $VARIANTS; do
   if [ "$RATE" = max ]; then
     printf '%-10s qps %s (%.2f)  CPU %.1f (%.2f)\n' "$s" "$(col "$s" 6)" "$(ratio "$s" 6)" "$(col "$s" 5)" "$(ratio "$s" 5)"
   else
-    printf '%-10s p50 %s  p99 %s (%.2f)  p99.9 %s  CPU %.1f (%.2f)\n' "$s" "$(col "$s" 2)" "$(col "$s" 3)" \
+    printf '%-10s p50 %s  p99 %s (%.2f)  p99.9 %s  CPU %.1f (%.2f)' "$s" "$(col "$s" 2)" "$(col "$s" 3)" \
       "$(ratio "$s" 3)" "$(col "$s" 4)" "$(col "$s" 5)" "$(ratio "$s" 5)"
+    [ "$PERF" = 1 ] && printf '  perf user %.1f (%.2f) kernel %.1f (%.2f)' "$(col "$s" 7)" "$(ratio "$s" 7)" "$(col "$s" 8)" "$(ratio "$s" 8)"
+    printf '\n'
   fi
 done
