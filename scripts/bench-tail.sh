@@ -25,7 +25,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/benchlib.sh
 PATH=$PATH:/usr/sbin:/sbin
-PERF=${PERF:-0}
+PERF=${PERF:-0} PERF_HZ=4999 # perf's sampling rate: each sample stands for 1/PERF_HZ s of CPU
 tools="dnsperf knotd dnsdist dig taskset"; [ "$PERF" = 1 ] && tools="$tools perf"
 for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "bench-tail: $tool not found (apt-get install dnsperf knot dnsdist dnsutils)" >&2; exit 1; }
@@ -98,7 +98,7 @@ for r in $(seq "$ROUNDS"); do
     esac > "$work/queries"
     sp=${pid[$s]}
     t0=$(ticks "$sp") u0=$(utime "$sp") s0=$(switches "$sp") k0=$(ticks "$knot")
-    [ "$PERF" = 1 ] && { perf record -q -F 4999 -p "$sp" -o "$work/perf.data" 2> /dev/null & perfpid=$!; }
+    [ "$PERF" = 1 ] && { perf record -q -F "$PERF_HZ" -p "$sp" -o "$work/perf.data" 2> /dev/null & perfpid=$!; }
     "${cli[@]}" dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries" -c 8 -T 1 -t 2 -l "$DURATION" "${load[@]}" > "$work/out" 2>&1 || true
     t1=$(ticks "$sp") u1=$(utime "$sp") s1=$(switches "$sp") k1=$(ticks "$knot")
     perfcpu=""
@@ -110,12 +110,12 @@ for r in $(seq "$ROUNDS"); do
     answered=$(awk '/Queries completed:/ { print $3 }' "$work/out")
     qps=$(awk '/Queries per second:/ { printf "%.0f", $4 }' "$work/out")
     awk -v s="$s" -v r="$r" -v n="$answered" -v hz="$(getconf CLK_TCK)" -v t=$((t1 - t0)) -v u=$((u1 - u0)) \
-      -v sw=$((s1 - s0)) -v k=$((k1 - k0)) -v l="$p50 $p90 $p99 $p999 $max" -v qps="$qps" -v pf="$perfcpu" 'BEGIN {
+      -v sw=$((s1 - s0)) -v k=$((k1 - k0)) -v l="$p50 $p90 $p99 $p999 $max" -v qps="$qps" -v pf="$perfcpu" -v phz="$PERF_HZ" 'BEGIN {
       split(l, x, " "); c = n ? 1e6 / hz / n : 0
       printf "%-10s round %d  p50 %5s  p90 %5s  p99 %5s  p99.9 %5s  max %5s  answered %d  qps %s  CPU %5.1f (user %4.1f)  switches %.2f  knot %4.1f",
         s, r, x[1], x[2], x[3], x[4], x[5], n, qps, t * c, u * c, n ? sw / n : 0, k * c
       pu = pk = 0
-      if (pf != "") { split(pf, y, " "); pu = n ? y[1] * 1e6 / 4999 / n : 0; pk = n ? y[2] * 1e6 / 4999 / n : 0; printf "  perf user %4.1f kernel %4.1f", pu, pk }
+      if (pf != "") { split(pf, y, " "); pu = n ? y[1] * 1e6 / phz / n : 0; pk = n ? y[2] * 1e6 / phz / n : 0; printf "  perf user %4.1f kernel %4.1f", pu, pk }
       printf "\n"
       print s, x[1], x[3], x[4], t * c, qps, pu, pk > "/dev/stderr" }' 2>> "$work/rows"
     sleep 1
