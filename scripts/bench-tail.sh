@@ -14,18 +14,23 @@
 #   in front of real traffic, where most names repeat and some are new).
 # VARIANTS ("default poller"): names; for each, YAML_<name> adds config lines, ENV_<name> sets
 #   environment variables (e.g. ENV_nogc="GOGC=off") and BIN_<name> runs another dnsfence binary.
-#   The default YAML_poller is 'limits: {udp_blocking_reads: false}'.
+#   The default YAML_poller is 'limits: {udp_blocking_reads: false}'. FWD_<name>=poll|handoff|raw
+#   runs scripts/fwdcost in that mode instead (missed only): the least a Go forwarder does per
+#   query, structured three ways, as a floor for dnsfence's misses.
 # RATE (5000; "max": dnsperf -q 100 with no rate and no latencies, and the medians give qps),
 # DURATION (5 s), ROUNDS (3).
 # PERF=1 samples each server with perf (cpu-clock, 4999 Hz) while dnsperf runs and adds its user
 # and kernel CPU µs per query from the samples: /proc's user/system split is tick-sampled and
-# read 0.0 for whole rounds on this kind of VM, perf's is not.
+# read 0.0 for whole rounds on this kind of VM, perf's is not. PERF_KEEP=dir (with PERF=1) records
+# call graphs and keeps each round's data as dir/<server>-r<round>.data, with the dnsfence binary
+# as dir/dnsfence, for perf report afterwards.
 # Needs dnsperf, knot, dnsdist and dig (Debian: apt-get install dnsperf knot dnsdist dnsutils).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/benchlib.sh
 PATH=$PATH:/usr/sbin:/sbin
 PERF=${PERF:-0} PERF_HZ=4999 # perf's sampling rate: each sample stands for 1/PERF_HZ s of CPU
+PERF_KEEP=${PERF_KEEP:-} perfg=(); [ -n "$PERF_KEEP" ] && { mkdir -p "$PERF_KEEP"; perfg=(-g); }
 tools="dnsperf knotd dnsdist dig taskset"; [ "$PERF" = 1 ] && tools="$tools perf"
 for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "bench-tail: $tool not found (apt-get install dnsperf knot dnsdist dnsutils)" >&2; exit 1; }
@@ -33,6 +38,9 @@ done
 WORKLOAD=${WORKLOAD:-blocked} RATE=${RATE:-5000} DURATION=${DURATION:-5} ROUNDS=${ROUNDS:-3}
 VARIANTS=${VARIANTS:-"default poller"} YAML_poller=${YAML_poller:-'limits: {udp_blocking_reads: false}'}
 case $WORKLOAD in blocked|missed|mixed) ;; *) echo "bench-tail: WORKLOAD is blocked, missed or mixed" >&2; exit 1 ;; esac
+fwd=0
+for v in $VARIANTS; do f="FWD_$v"; [ -n "${!f:-}" ] && fwd=1; done
+[ "$fwd" = 1 ] && [ "$WORKLOAD" != missed ] && { echo "bench-tail: FWD_ variants forward everything: WORKLOAD=missed only" >&2; exit 1; }
 KNOT_PORT=15785 DIST_PORT=15784 FIRST_PORT=15791
 if [ "$(nproc)" -ge 2 ]; then srv=(taskset -c 0) cli=(taskset -c 1); else
   echo "bench-tail: one CPU: servers and dnsperf share it" >&2; srv=() cli=(); fi
@@ -41,6 +49,8 @@ work=$(mktemp -d); pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 go build -trimpath -o "$work/dnsfence" ./cmd/dnsfence
+[ "$fwd" = 1 ] && go build -trimpath -o "$work/fwdcost" ./scripts/fwdcost
+[ -n "$PERF_KEEP" ] && cp "$work/dnsfence" "$PERF_KEEP/dnsfence"
 knot_files "$work" "$KNOT_PORT"
 "${cli[@]}" knotd -c "$work/knot.conf" 2> "$work/knot.log" & knot=$!; pids+=("$knot")
 wait_for "$KNOT_PORT" probe.bench NOERROR "$knot" "$work/knot.log"
@@ -55,7 +65,14 @@ declare -A port pid
 port[dnsdist]=$DIST_PORT pid[dnsdist]=$dist
 p=$FIRST_PORT
 for v in $VARIANTS; do
-  yaml="YAML_$v" env_="ENV_$v" bin="BIN_$v"
+  yaml="YAML_$v" env_="ENV_$v" bin="BIN_$v" fwdmode="FWD_$v"
+  if [ -n "${!fwdmode:-}" ]; then
+    # shellcheck disable=SC2086 # ENV_<name> is a list of NAME=value words
+    env ${!env_:-} "${srv[@]}" "$work/fwdcost" -mode "${!fwdmode}" -listen "127.0.0.1:$p" -upstream "127.0.0.1:$KNOT_PORT" 2> "$work/$v.log" & pid[$v]=$!; pids+=("${pid[$v]}")
+    wait_for "$p" probe.bench NOERROR "${pid[$v]}" "$work/$v.log"
+    port[$v]=$p p=$((p + 1))
+    continue
+  fi
   mkdir "$work/$v" # each config in a directory of its own (dnsfence watches it)
   cat > "$work/$v/dnsfence.yaml" <<YAML
 listen: ["127.0.0.1:$p"]
@@ -98,13 +115,14 @@ for r in $(seq "$ROUNDS"); do
     esac > "$work/queries"
     sp=${pid[$s]}
     t0=$(ticks "$sp") u0=$(utime "$sp") s0=$(switches "$sp") k0=$(ticks "$knot")
-    [ "$PERF" = 1 ] && { perf record -q -F "$PERF_HZ" -p "$sp" -o "$work/perf.data" 2> /dev/null & perfpid=$!; }
+    [ "$PERF" = 1 ] && { perf record -q "${perfg[@]}" -F "$PERF_HZ" -p "$sp" -o "$work/perf.data" 2> /dev/null & perfpid=$!; }
     "${cli[@]}" dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries" -c 8 -T 1 -t 2 -l "$DURATION" "${load[@]}" > "$work/out" 2>&1 || true
     t1=$(ticks "$sp") u1=$(utime "$sp") s1=$(switches "$sp") k1=$(ticks "$knot")
     perfcpu=""
     if [ "$PERF" = 1 ]; then
       kill -INT "$perfpid"; wait "$perfpid" 2> /dev/null || true
-      perfcpu=$(perf report -i "$work/perf.data" --sort dso --stdio -n 2> /dev/null | awk '/%/ { if ($3 ~ /kernel/) k += $2; else u += $2 } END { print u + 0, k + 0 }')
+      perfcpu=$(perf report -i "$work/perf.data" --no-children -g none --sort dso --stdio -n 2> /dev/null | awk '/%/ { if ($3 ~ /kernel/) k += $2; else u += $2 } END { print u + 0, k + 0 }')
+      [ -n "$PERF_KEEP" ] && cp "$work/perf.data" "$PERF_KEEP/$s-r$r.data"
     fi
     read -r p50 p90 p99 p999 max < <(percentiles "$work/out")
     answered=$(awk '/Queries completed:/ { print $3 }' "$work/out")
