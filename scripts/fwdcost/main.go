@@ -14,7 +14,7 @@
 //   - raw: dnsdist's structure: two locked OS threads, each in a blocking RawSyscall6 read that
 //     keeps its P (GOMAXPROCS is raised to 3 for them), the first sending queries upstream and
 //     the second answering clients. A measurement, not a design: a stop-the-world waits for the
-//     next packet on each thread.
+//     next packet or the read's timeout (50 ms) on each thread.
 //
 // IDs are taken in turn from a table of 65,536 slots, so this is no defence against spoofing;
 // it is a measurement, on loopback only.
@@ -30,6 +30,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -198,9 +199,22 @@ func rawSockets(ap, up netip.AddrPort) (c, u int, err error) {
 	if u, err = syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM, 0); err != nil {
 		return
 	}
-	err = syscall.Connect(u, &syscall.SockaddrInet4{Port: int(up.Port()), Addr: up.Addr().As4()})
+	if err = syscall.Connect(u, &syscall.SockaddrInet4{Port: int(up.Port()), Addr: up.Addr().As4()}); err != nil {
+		return
+	}
+	// A thread in a raw read keeps its P, so a stop-the-world (a collection's) waits for the read
+	// to return: bound that wait, as dnsfence's listener does.
+	tv := syscall.NsecToTimeval(readTimeout.Nanoseconds())
+	for _, fd := range []int{c, u} {
+		if err = syscall.SetsockoptTimeval(fd, syscall.SOL_SOCKET, syscall.SO_RCVTIMEO, &tv); err != nil {
+			return
+		}
+	}
 	return
 }
+
+// readTimeout bounds each blocking read in the raw mode (dnsfence's listener uses the same).
+const readTimeout = 50 * time.Millisecond
 
 // serveRaw forwards from clients on socket c to the upstream socket u is connected to, until a
 // read fails or, once stop is set, a read returns nothing (shutdown(SHUT_RD) wakes a blocked
@@ -213,18 +227,9 @@ func serveRaw(c, u int, stop *atomic.Bool) error {
 		b := make([]byte, 4096)
 		var from [syscall.SizeofSockaddrInet4]byte
 		for {
-			fl := uint32(len(from))
-			n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(c), uintptr(unsafe.Pointer(&b[0])),
-				uintptr(len(b)), 0, uintptr(unsafe.Pointer(&from[0])), uintptr(unsafe.Pointer(&fl)))
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != 0 {
-				errs <- e
-				return
-			}
-			if n == 0 && stop.Load() {
-				errs <- nil
+			n, ok, err := recvRaw(c, b, from[:], stop)
+			if !ok {
+				errs <- err
 				return
 			}
 			if n < 12 {
@@ -233,7 +238,7 @@ func serveRaw(c, u int, stop *atomic.Bool) error {
 			port := uint16(from[2])<<8 | uint16(from[3])
 			addr := netip.AddrFrom4([4]byte(from[4:8]))
 			setID(b, t.add(pending{client: netip.AddrPortFrom(addr, port), id: getID(b)}))
-			_, _, _ = syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(u), uintptr(unsafe.Pointer(&b[0])), n, 0, 0, 0)
+			_, _, _ = syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(u), uintptr(unsafe.Pointer(&b[0])), uintptr(n), 0, 0, 0)
 		}
 	}()
 	go func() { // the upstream's replies
@@ -242,17 +247,9 @@ func serveRaw(c, u int, stop *atomic.Bool) error {
 		var to [syscall.SizeofSockaddrInet4]byte
 		to[0] = syscall.AF_INET // sockaddr_in's family, little-endian on the hosts this runs on
 		for {
-			n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(u), uintptr(unsafe.Pointer(&b[0])),
-				uintptr(len(b)), 0, 0, 0)
-			if e == syscall.EINTR {
-				continue
-			}
-			if e != 0 {
-				errs <- e
-				return
-			}
-			if n == 0 && stop.Load() {
-				errs <- nil
+			n, ok, err := recvRaw(u, b, nil, stop)
+			if !ok {
+				errs <- err
 				return
 			}
 			if n < 12 {
@@ -266,9 +263,36 @@ func serveRaw(c, u int, stop *atomic.Bool) error {
 			to[2], to[3] = byte(p.client.Port()>>8), byte(p.client.Port())
 			a := p.client.Addr().As4()
 			copy(to[4:8], a[:])
-			_, _, _ = syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(c), uintptr(unsafe.Pointer(&b[0])), n, 0,
+			_, _, _ = syscall.RawSyscall6(syscall.SYS_SENDTO, uintptr(c), uintptr(unsafe.Pointer(&b[0])), uintptr(n), 0,
 				uintptr(unsafe.Pointer(&to[0])), uintptr(len(to)))
 		}
 	}()
 	return <-errs
+}
+
+// recvRaw reads a datagram from fd into b with a blocking raw system call, and its sender into
+// from if not nil. ok is false when the reading should end: on an error, or (err nil) when stop
+// is set and a read returns nothing, as it does once shutdown(SHUT_RD) woke it.
+func recvRaw(fd int, b, from []byte, stop *atomic.Bool) (n int, ok bool, err error) {
+	for {
+		var fp, lp uintptr
+		fl := uint32(len(from))
+		if from != nil {
+			fp, lp = uintptr(unsafe.Pointer(&from[0])), uintptr(unsafe.Pointer(&fl))
+		}
+		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])),
+			uintptr(len(b)), 0, fp, lp)
+		switch {
+		case e == syscall.EINTR, e == syscall.EAGAIN: // the runtime's preemption signal; readTimeout
+			// The raw calls are not preemption points: yield, so that a stop-the-world or a
+			// preempting signal that ended the read gets its P.
+			runtime.Gosched()
+		case e != 0:
+			return 0, false, e
+		case r == 0 && stop.Load():
+			return 0, false, nil
+		default:
+			return int(r), true, nil
+		}
+	}
 }
