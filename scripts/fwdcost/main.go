@@ -1,7 +1,7 @@
 //go:build linux
 
-// Command fwdcost is the least a Go UDP forwarder can do per query, for scripts/bench-fwd.sh to
-// measure against dnsdist and dnsfence on misses: it rewrites each query's ID, sends it to one
+// Command fwdcost is the least a Go UDP forwarder can do per query, for scripts/bench-tail.sh
+// (FWD_<name> variants) to measure against dnsdist and dnsfence on misses: it rewrites each query's ID, sends it to one
 // upstream and sends the reply back to its client with the client's ID, and nothing else (no
 // parsing, cache, validation or metrics). Three ways of structuring that:
 //
@@ -12,7 +12,7 @@
 //     worker goroutine, which sends it upstream and waits for its reply on a channel; the
 //     upstream's reader goroutine delivers the reply there, and the worker answers the client.
 //   - raw: dnsdist's structure: two locked OS threads, each in a blocking RawSyscall6 read that
-//     keeps its P (GOMAXPROCS is raised to 3 for them), the first sending queries upstream and
+//     keeps its P (GOMAXPROCS is raised by 2 for them), the first sending queries upstream and
 //     the second answering clients. A measurement, not a design: a stop-the-world waits for the
 //     next packet or the read's timeout (50 ms) on each thread.
 //
