@@ -24,6 +24,10 @@
 # read 0.0 for whole rounds on this kind of VM, perf's is not. PERF_KEEP=dir (with PERF=1) records
 # call graphs and keeps each round's data as dir/<server>-r<round>.data, with the dnsfence binary
 # as dir/dnsfence, for perf report afterwards.
+# CLUSTERS=<µs> (missed, at a fixed rate) adds a line per round on when the answers slower than
+# that were sent (dnsperf sends the names in order at RATE, so a name's number is its send time):
+# how many, how many in the first 20 ms of load, how many 10 ms windows held 10 or more, and for
+# dnsfence the collections during the round (go_gc_duration_seconds_count from /metrics).
 # Needs dnsperf, knot, dnsdist and dig (Debian: apt-get install dnsperf knot dnsdist dnsutils).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +36,7 @@ PATH=$PATH:/usr/sbin:/sbin
 PERF=${PERF:-0} PERF_HZ=4999 # perf's sampling rate: each sample stands for 1/PERF_HZ s of CPU
 PERF_KEEP=${PERF_KEEP:-} perfg=(); [ -n "$PERF_KEEP" ] && { mkdir -p "$PERF_KEEP"; perfg=(-g); }
 tools="dnsperf knotd dnsdist dig taskset"; [ "$PERF" = 1 ] && tools="$tools perf"
+CLUSTERS=${CLUSTERS:-}; [ -n "$CLUSTERS" ] && tools="$tools curl"
 for tool in $tools; do
   command -v "$tool" >/dev/null || { echo "bench-tail: $tool not found (apt-get install dnsperf knot dnsdist dnsutils)" >&2; exit 1; }
 done
@@ -41,6 +46,7 @@ case $WORKLOAD in blocked|missed|mixed) ;; *) echo "bench-tail: WORKLOAD is bloc
 fwd=0
 for v in $VARIANTS; do f="FWD_$v"; [ -n "${!f:-}" ] && fwd=1; done
 [ "$fwd" = 1 ] && [ "$WORKLOAD" != missed ] && { echo "bench-tail: FWD_ variants forward everything: WORKLOAD=missed only" >&2; exit 1; }
+[ -n "$CLUSTERS" ] && { [ "$WORKLOAD" != missed ] || [ "$RATE" = max ]; } && { echo "bench-tail: CLUSTERS needs WORKLOAD=missed and a fixed RATE" >&2; exit 1; }
 KNOT_PORT=15785 DIST_PORT=15784 FIRST_PORT=15791
 if [ "$(nproc)" -ge 2 ]; then srv=(taskset -c 0) cli=(taskset -c 1); else
   echo "bench-tail: one CPU: servers and dnsperf share it" >&2; srv=() cli=(); fi
@@ -99,6 +105,11 @@ if [ "$WORKLOAD" = mixed ]; then
 fi
 
 utime() { awk '{ print $14 }' "/proc/$1/stat"; }
+# collections SERVER: dnsfence's collections so far (empty for dnsdist and fwdcost).
+collections() {
+  [ -n "$CLUSTERS" ] && [ -d "$work/$1" ] || return 0
+  curl -sf "http://127.0.0.1:$((port[$1] + 100))/metrics" | awk '/^go_gc_duration_seconds_count/ { print $2 }' || true
+}
 if [ "$RATE" = max ]; then
   n=$((200000 * DURATION)) load=(-q 100) # more names than a server answers in DURATION
 else
@@ -114,6 +125,7 @@ for r in $(seq "$ROUNDS"); do
         if (i % 5 == 4) printf "u%d.%s.bench A\n", i, t; else printf "c%d.bench A\n", (i * 7) % 1000 }' ;;
     esac > "$work/queries"
     sp=${pid[$s]}
+    gcs0=$(collections "$s")
     t0=$(ticks "$sp") u0=$(utime "$sp") s0=$(switches "$sp") k0=$(ticks "$knot")
     [ "$PERF" = 1 ] && { perf record -q "${perfg[@]}" -F "$PERF_HZ" -p "$sp" -o "$work/perf.data" 2> /dev/null & perfpid=$!; }
     "${cli[@]}" dnsperf -s 127.0.0.1 -p "${port[$s]}" -d "$work/queries" -c 8 -T 1 -t 2 -l "$DURATION" "${load[@]}" > "$work/out" 2>&1 || true
@@ -136,6 +148,16 @@ for r in $(seq "$ROUNDS"); do
       if (pf != "") { split(pf, y, " "); pu = n ? y[1] * 1e6 / phz / n : 0; pk = n ? y[2] * 1e6 / phz / n : 0; printf "  perf user %4.1f kernel %4.1f", pu, pk }
       printf "\n"
       print s, x[1], x[3], x[4], t * c, qps, pu, pk > "/dev/stderr" }' 2>> "$work/rows"
+    if [ -n "$CLUSTERS" ]; then
+      gcs1=$(collections "$s")
+      awk -v lim="$CLUSTERS" -v rate="$RATE" -v gc="$([ -n "$gcs0" ] && echo $((gcs1 - gcs0)) || echo -)" '
+        /^> / && $2 != "T" && $NF * 1e6 > lim {
+          split($3, a, "."); ms = (substr(a[1], 2) + 0) * 1000 / rate
+          n++; if (ms < 20) first++; w[int(ms / 10)]++ }
+        END { for (k in w) if (w[k] >= 10) big++
+          printf "           slower than %d µs: %d, in the first 20 ms %d; 10 ms windows with 10 or more: %d; collections: %s\n",
+            lim, n, first, big, gc }' "$work/out"
+    fi
     sleep 1
   done
 done
